@@ -1,0 +1,256 @@
+"""Typed, frozen configuration objects: one per concern.
+
+``ModelConfig`` describes the network, ``NormalizationConfig`` how raw intensities
+are scaled before they reach it, ``InferenceConfig`` how tiled prediction runs and
+``TrainConfig`` how training runs. Each validates itself in ``__post_init__`` and
+round-trips through plain dicts (``to_dict``/``from_dict``) so that checkpoints and
+widgets can store them as JSON-like data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+NormKind = Literal["group", "instance", "batch", "none"]
+BlendKind = Literal["gaussian", "constant"]
+CompileMode = Literal["auto", "always", "never"]
+LabelMode = Literal["classes", "foreground"]
+
+_C = TypeVar("_C", bound="_ConfigBase")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
+    if value not in choices:
+        raise ValueError(
+            f"{name}={value!r} is not valid; choose one of {', '.join(map(repr, choices))}."
+        )
+
+
+def _as_int_tuple(name: str, value: Any, *, allow_none: bool = False) -> Any:
+    if value is None and allow_none:
+        return None
+    try:
+        out = tuple(int(v) for v in value)
+    except TypeError as err:
+        raise ValueError(f"{name} must be a sequence of integers, got {value!r}.") from err
+    if any(v < 1 for v in out):
+        raise ValueError(f"{name} must hold positive integers, got {out}.")
+    return out
+
+
+@dataclass(frozen=True)
+class _ConfigBase:
+    """Shared dict round-trip for the config dataclasses."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a plain dict (tuples become lists) suitable for JSON/checkpoints."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls: type[_C], data: dict[str, Any]) -> _C:
+        """Build from a dict made by ``to_dict``; unknown keys raise ``ValueError``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(
+                f"Unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}."
+            )
+        return cls(**data)
+
+    def replace(self: _C, **changes: Any) -> _C:
+        """Return a copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ModelConfig(_ConfigBase):
+    """Architecture of a :class:`~napari_resunet.core.models.resunet.ResUNet`.
+
+    Attributes:
+        spatial_dims: 2 for (Y, X) images, 3 for (Z, Y, X) volumes.
+        in_channels: image channels the network reads.
+        out_channels: classes it predicts (softmax over channels; 2 = background /
+            foreground).
+        features: channels per level, finest first; ``len(features) - 1`` poolings.
+        norm: normalisation layer. Group norm is the default because fine-tuning
+            uses batches of 1-4 patches, where batch statistics are unreliable.
+        dropout: dropout probability inside the residual blocks (0 disables it).
+    """
+
+    spatial_dims: int = 3
+    in_channels: int = 1
+    out_channels: int = 2
+    features: tuple[int, ...] = (16, 32, 64, 128)
+    norm: NormKind = "group"
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_choice("spatial_dims", self.spatial_dims, (2, 3))
+        if int(self.in_channels) < 1:
+            raise ValueError(f"in_channels must be >= 1, got {self.in_channels}.")
+        if int(self.out_channels) < 2:
+            raise ValueError(
+                f"out_channels must be >= 2 (background plus at least one class), "
+                f"got {self.out_channels}."
+            )
+        object.__setattr__(self, "features", _as_int_tuple("features", self.features))
+        if len(self.features) < 2:
+            raise ValueError(
+                f"features needs at least two levels, e.g. (16, 32, 64, 128); got "
+                f"{self.features}."
+            )
+        _check_choice("norm", self.norm, ("group", "instance", "batch", "none"))
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
+
+    @property
+    def size_multiple(self) -> int:
+        """Each spatial input size must be a multiple of this (``2**poolings``)."""
+        return 2 ** (len(self.features) - 1)
+
+
+@dataclass(frozen=True)
+class NormalizationConfig(_ConfigBase):
+    """How raw intensities are scaled before the network sees them.
+
+    Robust percentile scaling maps the ``low`` percentile to 0 and the ``high``
+    percentile to 1, computed per image (and per channel when ``per_channel``).
+    ``equalize`` first applies global histogram equalisation. The scheme is stored
+    in every checkpoint so that prediction uses what training used.
+    """
+
+    low: float = 1.0
+    high: float = 99.8
+    per_channel: bool = True
+    equalize: bool = False
+    clip: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.low < self.high <= 100.0:
+            raise ValueError(
+                f"Percentiles must satisfy 0 <= low < high <= 100, got low={self.low}, "
+                f"high={self.high}."
+            )
+
+
+@dataclass(frozen=True)
+class InferenceConfig(_ConfigBase):
+    """Tiled prediction settings.
+
+    Attributes:
+        tile_shape: tile size in array axis order ((Y, X) or (Z, Y, X)); ``None``
+            picks a size from the model and image. A 2D model on a 3D stack runs slice
+            by slice; give (Y, X) or (1, Y, X) then.
+        overlap: fraction of the tile shared with its neighbour, in [0, 1).
+        batch_size: tiles per forward pass.
+        blend: ``"gaussian"`` weights tile centres over edges; ``"constant"`` averages.
+        device: ``"auto"`` (cuda, then mps, then cpu) or a torch device string.
+        use_compile: ``torch.compile`` the network. ``"auto"`` compiles only when the
+            job is long enough to repay the warm-up (see ``compile_min_seconds``).
+        compile_min_seconds: estimated eager run time above which "auto" compiles.
+        channels_last: use the channels-last memory format (faster convs on CPU).
+    """
+
+    tile_shape: tuple[int, ...] | None = None
+    overlap: float = 0.25
+    batch_size: int = 1
+    blend: BlendKind = "gaussian"
+    device: str = "auto"
+    use_compile: CompileMode = "auto"
+    compile_min_seconds: float = 60.0
+    channels_last: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "tile_shape", _as_int_tuple("tile_shape", self.tile_shape, allow_none=True)
+        )
+        if self.tile_shape is not None and len(self.tile_shape) not in (2, 3):
+            raise ValueError(f"tile_shape needs 2 or 3 sizes, got {self.tile_shape}.")
+        if not 0.0 <= float(self.overlap) < 1.0:
+            raise ValueError(f"overlap must be in [0, 1), got {self.overlap}.")
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}.")
+        _check_choice("blend", self.blend, ("gaussian", "constant"))
+        _check_choice("use_compile", self.use_compile, ("auto", "always", "never"))
+
+
+@dataclass(frozen=True)
+class TrainConfig(_ConfigBase):
+    """Training settings.
+
+    Attributes:
+        patch_shape: patch size in array axis order; ``None`` picks 256² in 2D and
+            64³ in 3D (clipped to the image).
+        batch_size: patches per step.
+        steps: optimiser steps.
+        lr: AdamW peak learning rate (cosine decay to ``lr * min_lr_ratio``).
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warm-up steps before the cosine decay.
+        ce_weight / dice_weight: weights of cross-entropy and soft Dice in the loss.
+        label_mode: ``"classes"`` reads labels as class ids 0..C-1; ``"foreground"``
+            turns any non-zero label (e.g. instance ids) into class 1.
+        val_every: run validation every this many steps (when validation data are
+            given; 0 = only at the end).
+        log_every: yield a progress record every this many steps.
+        augment_flip / augment_rot90 / augment_intensity / augment_elastic: joint
+            image+label augmentations; ``elastic_alpha``/``elastic_sigma`` set the
+            displacement size and smoothness in voxels.
+        foreground_fraction: fraction of patches centred on a non-background
+            (annotated) voxel, the rest uniformly placed.
+        seed: seeds all randomness of the run (same seed -> same weights on CPU).
+        device: ``"auto"`` or a torch device string.
+        channels_last: channels-last memory format during training.
+    """
+
+    patch_shape: tuple[int, ...] | None = None
+    batch_size: int = 2
+    steps: int = 200
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 10
+    min_lr_ratio: float = 0.05
+    ce_weight: float = 1.0
+    dice_weight: float = 1.0
+    label_mode: LabelMode = "classes"
+    val_every: int = 50
+    log_every: int = 1
+    augment_flip: bool = True
+    augment_rot90: bool = True
+    augment_intensity: bool = True
+    augment_elastic: bool = False
+    elastic_alpha: float = 8.0
+    elastic_sigma: float = 6.0
+    foreground_fraction: float = 0.5
+    seed: int = 0
+    device: str = "auto"
+    channels_last: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "patch_shape",
+            _as_int_tuple("patch_shape", self.patch_shape, allow_none=True),
+        )
+        if self.patch_shape is not None and len(self.patch_shape) not in (2, 3):
+            raise ValueError(f"patch_shape needs 2 or 3 sizes, got {self.patch_shape}.")
+        for name in ("batch_size", "steps"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        for name in ("warmup_steps", "val_every", "log_every"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}.")
+        if self.ce_weight < 0 or self.dice_weight < 0 or self.ce_weight + self.dice_weight == 0:
+            raise ValueError("ce_weight and dice_weight must be >= 0 and not both 0.")
+        if not 0.0 <= self.foreground_fraction <= 1.0:
+            raise ValueError(
+                f"foreground_fraction must be in [0, 1], got {self.foreground_fraction}."
+            )
+        _check_choice("label_mode", self.label_mode, ("classes", "foreground"))

@@ -1,0 +1,1 @@
+"""Tiled inference: tile planning, the predict generator, post-processing."""

@@ -1,0 +1,1 @@
+"""Training: patch sampling, augmentation, losses and the training generator."""

@@ -1,0 +1,237 @@
+"""Training as a generator (``iter_train``) plus the eager ``train``.
+
+The network passed in is never modified: training runs on a copy, which is
+returned only when training completes. A job closed early (cancel) or failing
+leaves the caller's model exactly as it was.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from napari_resunet.core.config import InferenceConfig, TrainConfig
+from napari_resunet.core.device import release_memory, resolve_device
+from napari_resunet.core.inference.postprocess import probabilities_to_labels
+from napari_resunet.core.inference.predict import iter_predict
+from napari_resunet.core.metrics import dice_per_class
+from napari_resunet.core.models.resunet import ResUNet
+from napari_resunet.core.progress import Progress, run_generator
+from napari_resunet.core.training.dataset import (
+    PatchSampler,
+    labels_to_target,
+    prepare_sample,
+)
+from napari_resunet.core.training.losses import IGNORE_INDEX, masked_ce_dice_loss
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainData:
+    """One training (or validation) image with its labels.
+
+    Attributes:
+        image: ``(Y, X)`` or ``(Z, Y, X)`` array, optionally with a channel axis.
+        labels: integer labels of the image's spatial shape (0 = background).
+        mask: optional boolean array, True where the labels are annotated; other
+            voxels are ignored by the loss.
+        channel_axis: the image's channel axis, if any.
+    """
+
+    image: NDArray
+    labels: NDArray
+    mask: NDArray | None = None
+    channel_axis: int | None = None
+
+
+@dataclass
+class TrainResult:
+    """What a finished training run returns.
+
+    Attributes:
+        model: the trained network (a copy; eval mode).
+        history: per-step ``step``/``loss``/``lr``/``seconds`` lists and per-validation
+            ``val_step``/``val_dice`` lists.
+        config: the :class:`TrainConfig` used.
+    """
+
+    model: ResUNet
+    history: dict[str, list[float]] = field(default_factory=dict)
+    config: TrainConfig = field(default_factory=TrainConfig)
+
+    def metadata(self) -> dict[str, Any]:
+        """Training metadata for :func:`save_checkpoint`."""
+        return {"train_config": self.config.to_dict(), "history": self.history}
+
+
+def _lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio``."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    span = max(1, cfg.steps - cfg.warmup_steps)
+    t = min(1.0, (step - cfg.warmup_steps) / span)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def _as_list(data: TrainData | Sequence[TrainData] | None) -> list[TrainData]:
+    if data is None:
+        return []
+    return [data] if isinstance(data, TrainData) else list(data)
+
+
+def evaluate_dice(
+    model: ResUNet,
+    data: Sequence[TrainData],
+    label_mode: str,
+    device: str = "auto",
+) -> float:
+    """Mean foreground-class Dice of ``model`` on ``data`` (annotated voxels only)."""
+    scores = []
+    n_classes = model.config.out_channels
+    icfg = InferenceConfig(device=device, use_compile="never")
+    for d in data:
+        probs = run_generator(
+            iter_predict(model, d.image, icfg, d.channel_axis), False, "validate"
+        )
+        pred = probabilities_to_labels(probs)
+        target = labels_to_target(d.labels, n_classes, label_mode, d.mask)
+        mask = target != IGNORE_INDEX
+        scores.append(dice_per_class(pred, target, n_classes, mask)[1:].mean())
+    return float(np.mean(scores))
+
+
+def iter_train(
+    model: ResUNet,
+    data: TrainData | Sequence[TrainData],
+    cfg: TrainConfig | None = None,
+    val_data: TrainData | Sequence[TrainData] | None = None,
+) -> Generator[Progress, None, TrainResult]:
+    """Train a copy of ``model`` on patches of ``data``.
+
+    Args:
+        model: starting network (unchanged by this call).
+        data: one or more :class:`TrainData`.
+        cfg: training settings (defaults: ``TrainConfig()``).
+        val_data: optional validation images; scored every ``cfg.val_every`` steps
+            and at the end (mean foreground Dice).
+
+    Yields:
+        :class:`Progress` every ``cfg.log_every`` steps with ``metrics`` holding
+        ``loss`` and ``lr``; after each validation one with ``phase="validate"``
+        and ``val_dice``.
+
+    Returns:
+        :class:`TrainResult` with the trained copy and the loss history.
+
+    Raises:
+        ValueError: data that do not fit the model (shapes, channels, labels).
+    """
+    cfg = cfg or TrainConfig()
+    rng = np.random.default_rng(cfg.seed)
+    train_list, val_list = _as_list(data), _as_list(val_data)
+    samples = [
+        prepare_sample(
+            d.image, d.labels, d.mask, model.config, model.normalization,
+            cfg.label_mode, d.channel_axis, rng,
+        )
+        for d in train_list
+    ]
+    for d in val_list:  # fail early, before any training time is spent
+        prepare_sample(
+            d.image, d.labels, d.mask, model.config, model.normalization,
+            cfg.label_mode, d.channel_axis, rng,
+        )
+    sampler = PatchSampler(samples, model.config, cfg, rng)
+    device = resolve_device(cfg.device)
+    net = copy.deepcopy(model).to(device)
+    fmt = torch.channels_last if net.spatial_dims == 2 else torch.channels_last_3d
+    if cfg.channels_last:
+        net = net.to(memory_format=fmt)
+    optimizer = torch.optim.AdamW(
+        net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
+    history: dict[str, list[float]] = {
+        "step": [], "loss": [], "lr": [], "seconds": [], "val_step": [], "val_dice": []
+    }
+    log_every = cfg.log_every or cfg.steps
+    t_start = time.perf_counter()
+    logger.info(
+        "Training %d steps, patches %s x %d on %s",
+        cfg.steps, sampler.patch_shape, cfg.batch_size, device,
+    )
+
+    def validate(step: int) -> Progress:
+        net.eval()
+        dice = evaluate_dice(net, val_list, cfg.label_mode, str(device))
+        net.train()
+        history["val_step"].append(step)
+        history["val_dice"].append(dice)
+        return Progress(
+            step, cfg.steps, f"validation Dice {dice:.3f}", "validate", {"val_dice": dice}
+        )
+
+    try:
+        net.train()
+        for step in range(cfg.steps):
+            lr = cfg.lr * _lr_factor(step, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x_np, y_np = sampler.sample_batch(cfg.batch_size)
+            x = torch.from_numpy(x_np).to(device)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=fmt)
+            y = torch.from_numpy(y_np).to(device)
+            # Dropout draws from torch's global generator: seed it from our RNG for
+            # this step only, so runs are reproducible and no global state leaks.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(rng.integers(2**63 - 1)))
+                logits = net(x)
+                loss = masked_ce_dice_loss(logits, y, cfg.ce_weight, cfg.dice_weight)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+            optimizer.step()
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise FloatingPointError(
+                    f"The loss became {value} at step {step + 1}; lower the learning "
+                    f"rate (now {cfg.lr})."
+                )
+            history["step"].append(step + 1)
+            history["loss"].append(value)
+            history["lr"].append(lr)
+            history["seconds"].append(time.perf_counter() - t_start)
+            if (step + 1) % log_every == 0 or step + 1 == cfg.steps:
+                yield Progress(
+                    step + 1, cfg.steps, f"step {step + 1}/{cfg.steps} loss {value:.4f}",
+                    "train", {"loss": value, "lr": lr},
+                )
+            if val_list and cfg.val_every and (step + 1) % cfg.val_every == 0:
+                yield validate(step + 1)
+        if val_list and (not cfg.val_every or cfg.steps % cfg.val_every):
+            yield validate(cfg.steps)
+    finally:
+        net.eval()
+        release_memory(device)
+    net = net.to(memory_format=torch.contiguous_format)
+    return TrainResult(model=net, history=history, config=cfg)
+
+
+def train(
+    model: ResUNet,
+    data: TrainData | Sequence[TrainData],
+    cfg: TrainConfig | None = None,
+    val_data: TrainData | Sequence[TrainData] | None = None,
+    show_progress: bool = False,
+) -> TrainResult:
+    """Eager form of :func:`iter_train` (optionally with a tqdm bar)."""
+    return run_generator(iter_train(model, data, cfg, val_data), show_progress, "train")
