@@ -25,6 +25,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
+from napari_resunet.core.checks import check_image, check_not_constant
 from napari_resunet.core.config import InferenceConfig
 from napari_resunet.core.device import release_memory, resolve_device
 from napari_resunet.core.inference.postprocess import logits_to_probabilities
@@ -93,60 +94,6 @@ def _compiled(prepared: nn.Module) -> nn.Module:
     return cached[1]
 
 
-def _check_input(
-    model: ResUNet, image: NDArray, channel_axis: int | None
-) -> tuple[int, int]:
-    """Validate ``image`` against ``model``; return (channels, spatial ndim)."""
-    cfg = model.config
-    arr = image
-    if arr.dtype.kind not in "uif" and arr.dtype != np.bool_:
-        raise ValueError(f"Unsupported image dtype {arr.dtype}; use integers or floats.")
-    if channel_axis is not None:
-        if not -arr.ndim <= channel_axis < arr.ndim:
-            raise ValueError(
-                f"channel_axis={channel_axis} is out of range for a {arr.ndim}D image."
-            )
-        channels = arr.shape[channel_axis]
-        spatial = arr.ndim - 1
-    else:
-        channels, spatial = 1, arr.ndim
-    allowed = (2, 3) if cfg.spatial_dims == 2 else (3,)
-    if spatial not in allowed:
-        kind = "2D" if cfg.spatial_dims == 2 else "3D"
-        want = "(Y, X) or (Z, Y, X)" if cfg.spatial_dims == 2 else "(Z, Y, X)"
-        raise ValueError(
-            f"A {kind} model needs a {want} image"
-            f"{' plus its channel axis' if channel_axis is not None else ''}; got "
-            f"shape {arr.shape}."
-        )
-    if channels != cfg.in_channels:
-        if channel_axis is None and arr.shape[-1] in (3, 4) and cfg.in_channels == 1:
-            raise ValueError(
-                f"The image of shape {arr.shape} looks like RGB(A) but the model reads "
-                f"1 channel. Convert it to one channel (e.g. take the nuclear channel) "
-                f"or use a model trained with {arr.shape[-1]} input channels."
-            )
-        raise ValueError(
-            f"The model reads {cfg.in_channels} channel(s) but the image has "
-            f"{channels}. "
-            + (
-                "Set channel_axis to the image's channel axis."
-                if channel_axis is None
-                else "Pick an image with the right number of channels."
-            )
-        )
-    return channels, spatial
-
-
-def _check_not_constant(x: NDArray) -> None:
-    flat = x.reshape(-1)
-    if flat.size and (flat == flat[0]).all():
-        raise ValueError(
-            f"The image is constant (every voxel is {flat[0]}); there is nothing to "
-            f"segment."
-        )
-
-
 def make_tile_plan(
     model: ResUNet,
     spatial_shape: tuple[int, ...],
@@ -201,8 +148,8 @@ def iter_predict(
     """
     cfg = cfg or InferenceConfig()
     image = np.asarray(image)
-    _check_input(model, image, channel_axis)
-    _check_not_constant(image)
+    check_image(image, model.config, channel_axis)
+    check_not_constant(image)
     x = normalize_image(image, model.normalization, channel_axis)
     x = x[None] if channel_axis is None else np.moveaxis(x, channel_axis, 0)
     spatial_shape = x.shape[1:]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from napari_resunet.core.checks import check_image, check_not_constant
 from napari_resunet.core.config import ModelConfig, NormalizationConfig, TrainConfig
 from napari_resunet.core.inference.tiling import pad_to
 from napari_resunet.core.normalize import normalize_image
@@ -108,34 +109,13 @@ def prepare_sample(
 ) -> TrainSample:
     """Validate and normalise one training image with its labels and mask."""
     image = np.asarray(image)
-    if channel_axis is None:
-        if model_cfg.in_channels != 1:
-            raise ValueError(
-                f"The model reads {model_cfg.in_channels} channels; pass the image's "
-                f"channel_axis."
-            )
-        spatial_shape = image.shape
-    else:
-        spatial_shape = tuple(np.delete(image.shape, channel_axis))
-        if image.shape[channel_axis] != model_cfg.in_channels:
-            raise ValueError(
-                f"The model reads {model_cfg.in_channels} channel(s) but the image has "
-                f"{image.shape[channel_axis]}."
-            )
-    allowed = (2, 3) if model_cfg.spatial_dims == 2 else (3,)
-    if len(spatial_shape) not in allowed:
-        raise ValueError(
-            f"A {model_cfg.spatial_dims}D model cannot train on an image with spatial "
-            f"shape {spatial_shape}."
-        )
+    spatial_shape = check_image(image, model_cfg, channel_axis)
     if np.asarray(labels).shape != spatial_shape:
         raise ValueError(
             f"The labels' shape {np.asarray(labels).shape} differs from the image's "
             f"spatial shape {spatial_shape}."
         )
-    flat = image.reshape(-1)
-    if flat.size and (flat == flat[0]).all():
-        raise ValueError("The image is constant; there is nothing to learn from it.")
+    check_not_constant(image)
     target = labels_to_target(labels, model_cfg.out_channels, label_mode, mask)
     x = normalize_image(image, normalization, channel_axis)
     x = x[None] if channel_axis is None else np.moveaxis(x, channel_axis, 0)

@@ -1,0 +1,1 @@
+"""Shipped sample images (see README.md here for sources and licences)."""

@@ -1,0 +1,1 @@
+"""napari-facing code (widgets, sample data). Nothing is imported eagerly."""

@@ -1,0 +1,159 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_resunet.core import InferenceConfig, iter_predict, predict
+from napari_resunet.core.inference.predict import make_tile_plan, prepare_for_inference
+from napari_resunet.core.normalize import normalize_image
+from tests.conftest import tiny_model
+
+
+def _whole(model, image, channel_axis=None):
+    """Reference: one forward pass over the whole (reflect-padded) image."""
+    from napari_resunet.core.inference.tiling import pad_to
+
+    x = normalize_image(image, model.normalization, channel_axis)
+    x = x[None] if channel_axis is None else np.moveaxis(x, channel_axis, 0)
+    m = model.size_multiple
+    padded = tuple(int(np.ceil(s / m) * m) for s in x.shape[1:])
+    xp = pad_to(x, padded)
+    with torch.no_grad():
+        p = torch.softmax(model.eval()(torch.from_numpy(xp)[None]), 1)[0].numpy()
+    return p[(slice(None), *(slice(0, s) for s in x.shape[1:]))]
+
+
+def _sharpen(model):
+    """Scale the head so an untrained net makes confident, varied predictions."""
+    with torch.no_grad():
+        model.head.weight.mul_(20)
+    return model
+
+
+@pytest.mark.parametrize("norm", ["batch", "none"])
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_tiled_matches_whole_image(norm, spatial_dims, blobs2d, blobs3d):
+    """With data-independent norms a conv net is translation-equivariant, so tiles
+    differ from the whole image only through zero padding at tile borders, which
+    overlap and Gaussian blending keep small."""
+    image = blobs2d[0] if spatial_dims == 2 else blobs3d[0]
+    model = _sharpen(tiny_model(spatial_dims, norm=norm))
+    ref = _whole(model, image)
+    tile = (32, 48) if spatial_dims == 2 else (16, 24, 24)
+    out = predict(model, image, InferenceConfig(tile_shape=tile, overlap=0.5, use_compile="never"))
+    assert out.shape == ref.shape and out.dtype == np.float32
+    diff = np.abs(out - ref)
+    assert diff.mean() < 0.01, diff.mean()
+    assert np.quantile(diff, 0.99) < 0.1
+    assert (out.argmax(0) == ref.argmax(0)).mean() > 0.99
+    # the test is not trivial: classes vary across the image
+    assert 0.05 < ref.argmax(0).mean() < 0.95
+
+
+def test_tiled_matches_whole_image_groupnorm(blobs2d):
+    """Group norm normalises with per-tile statistics, so tiles can only approximate
+    the whole image; with large tiles and overlap the labels still agree."""
+    image = blobs2d[0]
+    model = _sharpen(tiny_model(2, norm="group"))
+    ref = _whole(model, image)
+    out = predict(model, image, InferenceConfig(tile_shape=(64, 64), overlap=0.5, use_compile="never"))
+    assert np.abs(out - ref).mean() < 0.05
+    assert (out.argmax(0) == ref.argmax(0)).mean() > 0.95
+
+
+def test_single_tile_equals_whole_image_exactly(blobs2d):
+    model = tiny_model(2)
+    out = predict(model, blobs2d[0], InferenceConfig(tile_shape=(512, 512), use_compile="never"))
+    np.testing.assert_allclose(out, _whole(model, blobs2d[0]), atol=2e-5)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_generator_contract(blobs3d, batch_size):
+    model = tiny_model(3)
+    cfg = InferenceConfig(tile_shape=(16, 16, 16), overlap=0.25, batch_size=batch_size, use_compile="never")
+    image = blobs3d[0]
+    plan = make_tile_plan(model, image.shape, cfg)
+    gen = iter_predict(model, image, cfg)
+    records = []
+    while True:
+        try:
+            records.append(next(gen))
+        except StopIteration as stop:
+            result = stop.value
+            break
+    assert len(records) == plan.n_batches(batch_size) > 1
+    assert [r.step for r in records] == list(range(1, len(records) + 1))
+    assert all(r.total == len(records) for r in records)
+    assert result.shape == (2, *image.shape) and result.dtype == np.float32
+    np.testing.assert_allclose(result.sum(0), 1.0, atol=1e-5)
+
+
+def test_closing_early_leaves_model_untouched(blobs3d):
+    model = tiny_model(3, norm="batch", dropout=0.1)
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    gen = iter_predict(model, blobs3d[0], InferenceConfig(tile_shape=(16, 16, 16), use_compile="never"))
+    next(gen)
+    gen.close()
+    assert model.training  # the caller's mode is not changed
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_batching_and_memory_format_do_not_change_results(blobs2d):
+    model = tiny_model(2)
+    base = InferenceConfig(tile_shape=(32, 32), overlap=0.25, use_compile="never")
+    a = predict(model, blobs2d[0], base)
+    b = predict(model, blobs2d[0], base.replace(batch_size=4, channels_last=False))
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_inference_copy_follows_weight_updates(blobs2d):
+    model = tiny_model(2)
+    dev = torch.device("cpu")
+    first = prepare_for_inference(model, dev)
+    assert prepare_for_inference(model, dev) is first  # cached
+    with torch.no_grad():
+        model.head.bias.add_(1.0)
+    assert prepare_for_inference(model, dev) is not first
+
+
+def test_2d_model_on_stack_runs_slice_by_slice(blobs3d):
+    model = tiny_model(2)
+    stack = blobs3d[0]
+    out = predict(model, stack, InferenceConfig(tile_shape=(64, 64), use_compile="never"))
+    assert out.shape == (2, *stack.shape)
+    # each slice equals a 2D prediction of that slice normalised with the stack's statistics
+    norm = normalize_image(stack, model.normalization)
+    z = 7
+    with torch.no_grad():
+        sl = torch.from_numpy(norm[z])[None, None]
+        ref = torch.softmax(model.eval()(sl), 1)[0].numpy()
+    np.testing.assert_allclose(out[:, z], ref, atol=1e-5)
+
+
+def test_multichannel_input(blobs2d):
+    model = tiny_model(2, in_channels=2)
+    img = np.stack([blobs2d[0], blobs2d[0][::-1]], axis=-1)  # (Y, X, C)
+    out = predict(model, img, InferenceConfig(use_compile="never"), channel_axis=-1)
+    assert out.shape == (2, *blobs2d[0].shape)
+
+
+@pytest.mark.parametrize(
+    ("image", "kwargs", "match"),
+    [
+        (np.zeros((32, 32, 3), np.uint8) + np.arange(3), {}, "looks like RGB"),
+        (np.ones((2, 4, 32, 32)), {}, "needs a"),
+        (np.full((32, 32), 7.0), {}, "constant"),
+        (np.where(np.eye(32) > 0, np.nan, 1.0), {}, "NaN"),
+        (np.ones((32, 32, 2)), {"channel_axis": -1}, "reads 1 channel"),
+        (np.ones((32, 32), complex), {}, "dtype"),
+    ],
+)
+def test_bad_input_messages(image, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        predict(tiny_model(2), image, **kwargs)
+
+
+def test_3d_model_rejects_2d_image(blobs2d):
+    with pytest.raises(ValueError, match=r"3D model needs a \(Z, Y, X\)"):
+        predict(tiny_model(3), blobs2d[0])
