@@ -51,7 +51,8 @@ def test_sample_data(key, shape, scale):
     assert kinds == ["image", "labels"]
     for data, meta, _ in layers:
         assert data.shape == shape
-        assert meta.get("scale") == scale
+        got = meta.get("scale")
+        assert (list(got) if got is not None else None) == scale
     labels = layers[1][0]
     assert labels.dtype.kind == "u" and labels.max() > 0
     assert np.unique(labels).size - 1 == labels.max()  # instance ids 1..N

@@ -43,6 +43,8 @@ def read_image(path: str | os.PathLike) -> ImageFile:
             axes = meta.get("axes") or (tif.series[0].axes if tif.series else None)
     except (tifffile.TiffFileError, OSError, ValueError, IndexError) as err:
         raise ImageReadError(f"Cannot read {path} as a TIFF image: {err}") from err
+    if data.size == 0:
+        raise ImageReadError(f"Cannot read {path}: the file holds no image data.")
     vs = meta.get("voxel_size_zyx_um")
     voxel_size = tuple(float(v) for v in vs) if vs else None
     return ImageFile(np.asarray(data), axes, voxel_size)

@@ -27,7 +27,6 @@ import logging
 import os
 import pickle
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,6 +175,13 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"Checkpoint not found: {path}")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    # torch.save writes a zip archive; very old torch versions a bare pickle.
+    if magic != b"PK\x03\x04" and not magic.startswith(b"\x80"):
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint: it is not a PyTorch file."
+        )
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -184,7 +190,8 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
             f"contains objects that could run code when loaded). Details: "
             f"{str(err).splitlines()[0]}"
         ) from err
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - torch.load raises many types on junk
+
         raise CheckpointError(
             f"{path} is not a readable checkpoint (corrupt or truncated file?): {err}"
         ) from err
