@@ -3,9 +3,14 @@ import pickle
 
 import pytest
 import torch
-
-from napari_resunet.core import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from tests.conftest import tiny_model
+
+from napari_resunet.core import (
+    CheckpointError,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 
 
 class _Evil:

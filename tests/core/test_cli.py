@@ -6,10 +6,10 @@ import sys
 import numpy as np
 import pytest
 import tifffile
+from tests.conftest import tiny_model
 
 from napari_resunet.cli import main
 from napari_resunet.core import read_checkpoint, save_checkpoint
-from tests.conftest import tiny_model
 
 
 def _cli(*args):

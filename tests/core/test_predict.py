@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from tests.conftest import tiny_model
 
 from napari_resunet.core import (
     InferenceConfig,
@@ -12,7 +13,6 @@ from napari_resunet.core import (
 )
 from napari_resunet.core.inference.predict import make_tile_plan, prepare_for_inference
 from napari_resunet.core.normalize import normalize_image
-from tests.conftest import tiny_model
 
 
 def _whole(model, image, channel_axis=None):
@@ -170,3 +170,38 @@ def test_bad_input_messages(image, kwargs, match):
 def test_3d_model_rejects_2d_image(blobs2d):
     with pytest.raises(ValueError, match=r"3D model needs a \(Z, Y, X\)"):
         predict(tiny_model(3), blobs2d[0])
+
+
+def test_compile_failure_falls_back_to_eager(blobs2d, monkeypatch):
+    model = tiny_model(2)
+    cfg = InferenceConfig(tile_shape=(48, 48), use_compile="never")
+    expected = predict(model, blobs2d[0], cfg)
+
+    def broken_compile(*args, **kwargs):
+        def fail(*a, **k):
+            raise RuntimeError("no compiler here")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    out = predict(model, blobs2d[0], cfg.replace(use_compile="always"))
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
+def test_auto_compile_skips_short_jobs(blobs2d, monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda *a, **k: calls.append(1) or a[0])
+    predict(tiny_model(2), blobs2d[0], InferenceConfig(tile_shape=(48, 48), use_compile="auto"))
+    assert calls == []
+    cfg = InferenceConfig(tile_shape=(48, 48), use_compile="auto", compile_min_seconds=0.0)
+    predict(tiny_model(2), blobs2d[0], cfg)
+    assert calls == [1]
+
+
+@pytest.mark.slow
+def test_real_torch_compile_matches_eager(blobs2d):
+    model = tiny_model(2)
+    cfg = InferenceConfig(tile_shape=(64, 64), use_compile="never")
+    eager = predict(model, blobs2d[0], cfg)
+    compiled = predict(model, blobs2d[0], cfg.replace(use_compile="always"))
+    np.testing.assert_allclose(compiled, eager, atol=1e-4)

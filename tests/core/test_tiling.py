@@ -75,15 +75,45 @@ def test_pad_to_reflects_and_handles_singletons():
     assert single.shape == (1, 3, 4)
 
 
-def test_auto_tile_shape():
+def _work(shape, tile, mult=8):
+    plan = plan_tiles(shape, tile, 0.25, mult)
+    return plan.n_tiles * np.prod(plan.tile_shape)
+
+
+def test_auto_tile_shape_small_images_take_one_tile():
     assert auto_tile_shape((520, 696), 2) == (520, 696)
-    assert auto_tile_shape((4000, 3000), 2) == (1024, 1024)
-    assert auto_tile_shape((30, 512, 512), 2) == (1, 512, 512)
-    iso = auto_tile_shape((400, 400, 400), 3)
-    assert iso == (128, 128, 128)
-    # anisotropic voxels (z 5x coarser): thin, wide tiles of similar physical extent
+    assert auto_tile_shape((30, 512, 512), 2) == (1, 512, 512)  # 2D net on a stack
+    assert auto_tile_shape((7, 5), 2) == (8, 8)
+
+
+@pytest.mark.parametrize(
+    ("shape", "dims", "voxel_size"),
+    [
+        ((2048, 2048), 2, None),
+        ((5000, 3000), 2, None),
+        ((128, 256, 256), 3, None),
+        ((512, 512, 512), 3, None),
+        ((20, 1000, 1000), 3, None),
+    ],
+)
+def test_auto_tile_shape_is_bounded_compact_and_not_wasteful(shape, dims, voxel_size):
+    tile = auto_tile_shape(shape, dims, voxel_size)
+    budget = 1024**2 if dims == 2 else 128**3
+    assert np.prod(tile) <= budget
+    assert all(t % 8 == 0 for t in tile)
+    split = [t for t, s in zip(tile, shape) if t < s]
+    assert max(tile) <= 3 * min(split)
+    # never more recomputed overlap than the classic fixed tiles (512² / 64³)
+    classic = (512, 512) if dims == 2 else (64, 64, 64)
+    assert _work(shape, tile) <= _work(shape, classic) * 1.05
+
+
+def test_auto_tile_shape_follows_anisotropy():
     z, y, x = auto_tile_shape((400, 1000, 1000), 3, voxel_size=(2.5, 0.5, 0.5))
-    assert y == x and 4 * z <= y <= 6 * z
-    # small axes give their budget to the others
-    z, y, x = auto_tile_shape((20, 1000, 1000), 3)
-    assert z == 20 and y > 128
+    assert y == x and 3 * z <= y <= 9 * z  # similar physical extent: 5x fewer z voxels
+    assert auto_tile_shape((400, 1000, 1000), 3, device_type="cuda") != (z, y, x)
+
+
+def test_auto_tile_shape_on_gpu_minimises_overlap():
+    tile = auto_tile_shape((256, 256, 256), 3, device_type="cuda")
+    assert _work((256, 256, 256), tile) <= _work((256, 256, 256), (128, 128, 128))

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from tests.conftest import tiny_model
 
 from napari_resunet.core import (
     InferenceConfig,
@@ -16,7 +17,6 @@ from napari_resunet.core.io import load_sample
 from napari_resunet.core.training.augment import augment_pair
 from napari_resunet.core.training.dataset import PatchSampler, prepare_sample
 from napari_resunet.core.training.losses import IGNORE_INDEX, masked_ce_dice_loss
-from tests.conftest import tiny_model
 
 FAST = TrainConfig(steps=30, batch_size=2, patch_shape=(48, 48), label_mode="foreground", lr=5e-3, device="cpu")
 

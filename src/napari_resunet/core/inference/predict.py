@@ -100,10 +100,16 @@ def make_tile_plan(
     cfg: InferenceConfig,
     voxel_size: tuple[float, ...] | None = None,
 ) -> TilePlan:
-    """The tiles ``iter_predict`` will run for an image of ``spatial_shape``."""
+    """The tiles ``iter_predict`` will run for an image of ``spatial_shape``.
+
+    Cheap (numpy only): a widget can call it to learn the number of steps.
+    """
     spatial_dims = model.spatial_dims
-    tile = cfg.tile_shape or auto_tile_shape(spatial_shape, spatial_dims, voxel_size)
     m = model.size_multiple
+    tile = cfg.tile_shape or auto_tile_shape(
+        spatial_shape, spatial_dims, voxel_size, cfg.overlap, m,
+        device_type=resolve_device(cfg.device).type,
+    )
     if spatial_dims == 2 and len(spatial_shape) == 3:
         # 2D network on a stack: slice by slice, one z plane per tile.
         tile = (1, *tile[-2:])
