@@ -56,3 +56,8 @@ def test_sample_data(key, shape, scale):
     labels = layers[1][0]
     assert labels.dtype.kind == "u" and labels.max() > 0
     assert np.unique(labels).size - 1 == labels.max()  # instance ids 1..N
+
+
+def test_widgets_are_contributed():
+    names = {w.display_name for w in _manifest().contributions.widgets}
+    assert names == {"Segment", "Fine-tune"}

@@ -17,6 +17,7 @@ from pathlib import Path
 
 EXAMPLES = """\
 examples:
+  napari-resunet demo                       # napari with a sample and the widgets
   napari-resunet sample nuclei2d -o demo
   napari-resunet train demo/nuclei2d_image.tif demo/nuclei2d_labels.tif \\
       --labels-are instances --steps 150 -o demo/nuclei2d.pt
@@ -139,6 +140,14 @@ def _build_parser() -> argparse.ArgumentParser:
     ss.add_argument("--output", "-o", default=".", help="folder to write into")
     ss.add_argument("--overwrite", action="store_true", help="replace existing files")
     ss.set_defaults(func=_cmd_sample)
+
+    sd = sub.add_parser(
+        "demo", help="open napari with a sample and the plugin's widgets",
+        description="Open napari with a shipped sample loaded and the Segment and "
+        "Fine-tune widgets docked (needs napari with a Qt binding).",
+    )
+    sd.add_argument("--sample", choices=sorted(SAMPLES), default="nuclei2d")
+    sd.set_defaults(func=_cmd_demo)
     return p
 
 
@@ -298,6 +307,18 @@ def _cmd_sample(args: argparse.Namespace) -> None:
         path = out / f"{args.name}_{kind}.tif"
         write_tiff(path, f.data, f.axes, f.voxel_size, args.overwrite)
         print(f"wrote {path} {f.data.shape} {f.data.dtype}")
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    try:
+        import napari
+    except ImportError as err:  # pragma: no cover - napari is a dependency
+        raise OSError(f"napari is not importable: {err}") from err
+    viewer = napari.Viewer(title="napari-resunet demo")
+    viewer.open_sample("napari-resunet", args.sample)
+    viewer.window.add_plugin_dock_widget("napari-resunet", "Segment")
+    viewer.window.add_plugin_dock_widget("napari-resunet", "Fine-tune")
+    napari.run()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -47,6 +47,12 @@ def check_image(
             f"shape {arr.shape}."
         )
     if channels != cfg.in_channels:
+        if channels in (3, 4) and cfg.in_channels == 1:
+            raise ValueError(
+                f"The image has {channels} channels (RGB(A)?) but the model reads 1 "
+                f"channel. Convert it to one channel (e.g. take the nuclear channel) "
+                f"or use a model trained with {channels} input channels."
+            )
         raise ValueError(
             f"The model reads {cfg.in_channels} channel(s) but the image has "
             f"{channels}. "

@@ -1,0 +1,107 @@
+"""Tracking what the user changed in a predicted label image (numpy only).
+
+A prediction is written into an editable labels array; the user then paints and
+erases. Before anything writes a new prediction, :func:`update_edited` folds the
+differences since the last prediction into a persistent *edited* mask, and
+:func:`merge_prediction` keeps every edited voxel as the user left it. The same
+mask tells fine-tuning which voxels are corrections (:func:`corrections_mask`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+Scope = Literal["edited", "edited_slices", "all"]
+
+
+def update_edited(
+    current: NDArray, last_prediction: NDArray | None, edited: NDArray | None
+) -> NDArray[np.bool_]:
+    """Return ``edited`` plus every voxel where ``current`` differs from the prediction.
+
+    With no earlier prediction (a labels layer the user made from scratch) every
+    non-zero voxel counts as edited.
+    """
+    if last_prediction is None or last_prediction.shape != current.shape:
+        changed = np.asarray(current) != 0
+    else:
+        changed = np.asarray(current) != last_prediction
+    if edited is None or edited.shape != changed.shape:
+        return changed
+    return edited | changed
+
+
+def merge_prediction(
+    current: NDArray, prediction: NDArray, edited: NDArray, replace: bool = False
+) -> NDArray:
+    """The labels to show after a new prediction.
+
+    Args:
+        current: labels as they are now (with the user's edits).
+        prediction: the new prediction, same shape.
+        edited: voxels the user changed (see :func:`update_edited`).
+        replace: take the prediction everywhere, edits included.
+
+    Returns:
+        A new array of ``current``'s dtype.
+    """
+    if current.shape != prediction.shape:
+        raise ValueError(
+            f"The prediction's shape {prediction.shape} differs from the labels' "
+            f"{current.shape}."
+        )
+    merged = prediction.astype(current.dtype, copy=True)
+    if not replace:
+        merged[edited] = current[edited]
+    return merged
+
+
+def corrections_mask(
+    edited: NDArray[np.bool_],
+    scope: Scope = "edited",
+    margin: int = 2,
+    spatial_dims: int = 2,
+    patch: int = 64,
+) -> NDArray[np.bool_]:
+    """Which voxels fine-tuning should learn from.
+
+    Args:
+        edited: voxels the user changed.
+        scope: ``"edited"``: the edited voxels grown by ``margin`` voxels, so the
+            network also learns where a correction ends; ``"edited_slices"``: for
+            stacks, every Z slice that holds an edit (2D images: every
+            ``patch``-sized block that holds one), densely; ``"all"``: everything.
+        margin: growth of the edited region in voxels (``"edited"`` scope).
+        spatial_dims: the network's dimensionality (2 on a stack = slice-wise
+            growth, so a margin never leaks into an unreviewed neighbour slice).
+        patch: block size for ``"edited_slices"`` on 2D images.
+
+    Returns:
+        A boolean mask of ``edited``'s shape.
+    """
+    edited = np.asarray(edited, bool)
+    if scope == "all":
+        return np.ones_like(edited)
+    if scope == "edited":
+        if margin <= 0 or not edited.any():
+            return edited.copy()
+        structure = ndimage.generate_binary_structure(edited.ndim, 1)
+        if spatial_dims == 2 and edited.ndim == 3:
+            structure[0] = structure[2] = False  # grow within slices only
+        return ndimage.binary_dilation(edited, structure, iterations=margin)
+    if scope == "edited_slices":
+        if edited.ndim == 3:
+            touched = edited.reshape(edited.shape[0], -1).any(axis=1)
+            return np.broadcast_to(touched[:, None, None], edited.shape).copy()
+        out = np.zeros_like(edited)
+        for y in range(0, edited.shape[0], patch):
+            for x in range(0, edited.shape[1], patch):
+                block = (slice(y, y + patch), slice(x, x + patch))
+                if edited[block].any():
+                    out[block] = True
+        return out
+    raise ValueError(f"Unknown scope {scope!r}; use edited, edited_slices or all.")

@@ -1,0 +1,114 @@
+"""Layer <-> array: snapshots of inputs and undo-able writes of results.
+
+Workers never touch layers: widgets take a :class:`ImageSnapshot` on the main
+thread, hand plain arrays to the core, and write results back here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_resunet.core.edits import merge_prediction
+
+if TYPE_CHECKING:
+    import napari
+
+    from napari_resunet.ui._model_store import ModelStore
+
+OUTPUT_SUFFIX = " [resunet]"
+
+
+@dataclass(frozen=True)
+class ImageSnapshot:
+    """A copy of an Image layer's pixels with its geometry.
+
+    Attributes:
+        data: contiguous numpy copy (level 0 of a multiscale image).
+        channel_axis: the channel axis (RGB layers: -1), or ``None``.
+        scale, translate: the layer's, for the spatial axes only.
+        name: the layer name.
+    """
+
+    data: np.ndarray
+    channel_axis: int | None
+    scale: tuple[float, ...]
+    translate: tuple[float, ...]
+    name: str
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        if self.channel_axis is None:
+            return self.data.shape
+        return tuple(np.delete(self.data.shape, self.channel_axis))
+
+
+def snapshot_image(layer: Any, channel_axis: int | None = None) -> ImageSnapshot:
+    """Copy ``layer``'s data; ``channel_axis`` names a channel axis of a grey layer."""
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    data = np.ascontiguousarray(np.asarray(data))
+    if getattr(layer, "rgb", False):
+        channel_axis = -1
+    ndim = data.ndim
+    spatial = [i for i in range(ndim) if channel_axis is None or i != channel_axis % ndim]
+    scale = tuple(float(layer.scale[i]) for i in spatial if i < len(layer.scale))
+    translate = tuple(float(layer.translate[i]) for i in spatial if i < len(layer.translate))
+    return ImageSnapshot(data, channel_axis, scale, translate, layer.name)
+
+
+def output_name(image_name: str) -> str:
+    return f"{image_name}{OUTPUT_SUFFIX}"
+
+
+def find_output_layer(viewer: napari.viewer.Viewer, name: str, shape: tuple[int, ...]) -> Any:
+    """The Labels layer called ``name`` with ``shape``, if the viewer has one."""
+    from napari.layers import Labels
+
+    for layer in viewer.layers:
+        if isinstance(layer, Labels) and layer.name == name and layer.data.shape == shape:
+            return layer
+    return None
+
+
+def write_prediction(
+    viewer: napari.viewer.Viewer,
+    store: ModelStore,
+    snap: ImageSnapshot,
+    labels: np.ndarray,
+    replace: bool = False,
+) -> tuple[Any, int]:
+    """Show ``labels`` in the image's output layer without losing the user's edits.
+
+    Creates ``<image> [resunet]`` on first use. Later predictions update it through
+    the layer's undo history: voxels the user painted or erased since the last
+    prediction are kept unless ``replace`` is set, and even then napari's undo
+    (Ctrl+Z) brings them back.
+
+    Returns:
+        ``(layer, kept)``: the Labels layer and how many edited voxels were kept.
+    """
+    name = output_name(snap.name)
+    layer = find_output_layer(viewer, name, labels.shape)
+    if layer is None:
+        layer = viewer.add_labels(
+            labels.copy(), name=name, scale=snap.scale, translate=snap.translate
+        )
+        track = store.track(layer)
+        track.last_prediction = labels.copy()
+        track.edited = np.zeros(labels.shape, bool)
+        return layer, 0
+    track = store.track(layer)
+    current = np.asarray(layer.data)
+    edited = track.refresh(current)
+    merged = merge_prediction(current, labels, edited, replace=replace)
+    changed = np.nonzero(merged != current)
+    if changed[0].size:
+        with layer.block_history():
+            layer.data_setitem(changed, merged[changed])
+    track.last_prediction = labels.copy()
+    kept = 0 if replace else int(edited.sum())
+    if replace:
+        track.edited = np.zeros(labels.shape, bool)
+    return layer, kept

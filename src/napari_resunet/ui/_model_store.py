@@ -1,0 +1,110 @@
+"""Per-viewer state: the session's current model, its undo stack, and label edits.
+
+Keyed weakly by viewer (no module-level model), so two viewers never share a
+model and a closed viewer's state is freed with it.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from psygnal import Signal
+
+from napari_resunet.core.edits import update_edited
+
+if TYPE_CHECKING:
+    import napari
+
+    from napari_resunet.core.models.resunet import ResUNet
+
+
+@dataclass
+class LabelsTrack:
+    """What was last predicted into a Labels layer, and what the user changed since."""
+
+    last_prediction: np.ndarray | None = None
+    edited: np.ndarray | None = None
+
+    def refresh(self, current: np.ndarray) -> np.ndarray:
+        """Fold changes since the last prediction into ``edited`` and return it."""
+        self.edited = update_edited(current, self.last_prediction, self.edited)
+        return self.edited
+
+
+@dataclass
+class ModelStore:
+    """The model a viewer's widgets share.
+
+    Attributes:
+        model: the current network (``None`` until one is chosen).
+        source: a short description ("new 2D network", a checkpoint path, ...).
+        rounds: fine-tuning rounds applied to the current model.
+    """
+
+    model: ResUNet | None = None
+    source: str = ""
+    rounds: int = 0
+    _undo: list[tuple[Any, str, int]] = field(default_factory=list)
+    _tracks: weakref.WeakKeyDictionary = field(default_factory=weakref.WeakKeyDictionary)
+
+    changed = Signal()
+
+    def set_model(self, model: ResUNet, source: str, undoable: bool = False) -> None:
+        """Make ``model`` current; ``undoable`` keeps the previous one for undo."""
+        if undoable and self.model is not None:
+            self._undo.append((self.model, self.source, self.rounds))
+            del self._undo[:-5]  # keep the last five versions
+        else:
+            self._undo.clear()
+        self.model, self.source = model, source
+        self.rounds = self.rounds + 1 if undoable else 0
+        self.changed.emit()
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    def undo(self) -> bool:
+        """Restore the model before the last undoable change; False if none."""
+        if not self._undo:
+            return False
+        self.model, self.source, self.rounds = self._undo.pop()
+        self.changed.emit()
+        return True
+
+    def track(self, layer: Any) -> LabelsTrack:
+        """Edit tracking for a Labels layer (created on first use)."""
+        layer = unwrap(layer)
+        tr = self._tracks.get(layer)
+        if tr is None:
+            tr = LabelsTrack()
+            self._tracks[layer] = tr
+        return tr
+
+
+_STORES: weakref.WeakKeyDictionary[Any, ModelStore] = weakref.WeakKeyDictionary()
+
+
+def unwrap(obj: Any) -> Any:
+    """The real object behind napari's ``PublicOnlyProxy``.
+
+    napari hands plugins proxies of the viewer and of every layer reached through
+    it, a new proxy on each access. Weak keys must be the real objects, or the
+    entry disappears with the first short-lived proxy.
+    """
+    while hasattr(obj, "__wrapped__"):
+        obj = obj.__wrapped__
+    return obj
+
+
+def get_store(viewer: napari.viewer.Viewer) -> ModelStore:
+    """The :class:`ModelStore` of ``viewer`` (created on first use)."""
+    viewer = unwrap(viewer)
+    store = _STORES.get(viewer)
+    if store is None:
+        store = ModelStore()
+        _STORES[viewer] = store
+    return store

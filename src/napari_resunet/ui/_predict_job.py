@@ -1,0 +1,75 @@
+"""One prediction job: image snapshot in, undo-able Labels update out.
+
+Shared by the Segment widget and by Fine-tune (which segments again after a
+successful round), so both write results the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_resunet.core import InferenceConfig, iter_predict, probabilities_to_labels
+from napari_resunet.core.inference.predict import make_tile_plan
+from napari_resunet.ui._layers import ImageSnapshot, write_prediction
+from napari_resunet.ui._workers import start_job
+
+if TYPE_CHECKING:
+    import napari
+
+    from napari_resunet.core.models.resunet import ResUNet
+    from napari_resunet.ui._model_store import ModelStore
+
+
+def voxel_size_of(snap: ImageSnapshot) -> tuple[float, ...] | None:
+    """The layer scale as a voxel size, when it has one per spatial axis."""
+    return snap.scale if len(snap.scale) == len(snap.spatial_shape) else None
+
+
+def start_prediction(
+    viewer: napari.viewer.Viewer,
+    store: ModelStore,
+    model: ResUNet,
+    snap: ImageSnapshot,
+    cfg: InferenceConfig,
+    *,
+    replace: bool = False,
+    show_probabilities: bool = False,
+    on_done: Callable[[Any, int], None] | None = None,
+    on_finished: Callable[[], None] | None = None,
+    on_aborted: Callable[[], None] | None = None,
+    on_errored: Callable[[BaseException], None] | None = None,
+) -> Any:
+    """Start tiled prediction of ``snap`` and write the labels when it returns.
+
+    ``on_done(layer, kept)`` receives the output Labels layer and the number of
+    user-edited voxels that were kept. Returns the worker.
+    """
+    vs = voxel_size_of(snap)
+    plan = make_tile_plan(model, snap.spatial_shape, cfg, vs)
+
+    def _returned(probs: np.ndarray) -> None:
+        labels = probabilities_to_labels(probs)
+        layer, kept = write_prediction(viewer, store, snap, labels, replace=replace)
+        if show_probabilities:
+            name = f"{snap.name} [resunet probabilities]"
+            fg = probs[1:].sum(axis=0) if probs.shape[0] > 1 else probs[0]
+            if name in viewer.layers:
+                viewer.layers[name].data = fg
+            else:
+                viewer.add_image(
+                    fg, name=name, scale=snap.scale, translate=snap.translate,
+                    colormap="magma", opacity=0.6, blending="additive",
+                    contrast_limits=(0.0, 1.0),
+                )
+        if on_done is not None:
+            on_done(layer, kept)
+
+    return start_job(
+        iter_predict, model, snap.data, cfg, snap.channel_axis, vs,
+        total=plan.n_batches(cfg.batch_size), desc="Segmenting",
+        on_returned=_returned, on_finished=on_finished, on_aborted=on_aborted,
+        on_errored=on_errored,
+    )

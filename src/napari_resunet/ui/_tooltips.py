@@ -1,0 +1,36 @@
+"""Every user-facing help string of the widgets, in one place."""
+
+TOOLTIPS: dict[str, str] = {
+    "image": "The image to segment. 2D, 3D, RGB or with a channel axis.",
+    "channel_axis": "Axis of the image that holds channels (multi-channel images). "
+    "'none' for a single-channel image; RGB layers are detected automatically.",
+    "model": "Which network segments: the session's current model (after loading or "
+    "fine-tuning), a new untrained 2D or 3D network to fine-tune from scratch, or a "
+    "checkpoint file (.pt).",
+    "checkpoint": "A napari-resunet checkpoint (.pt) written by 'Save model…' or the "
+    "napari-resunet command line.",
+    "advanced": "Show tiling and device settings. The defaults are chosen from the "
+    "image size and the layer's voxel size.",
+    "tile": "Tile shape in array axis order, e.g. 64,128,128, or 'auto' to pick the "
+    "fastest tiles for this image and device.",
+    "overlap": "Fraction of each tile shared with its neighbour; tiles are blended "
+    "with a Gaussian window.",
+    "batch": "Tiles per forward pass (higher helps on GPUs).",
+    "device": "Where the network runs: auto picks CUDA, then Apple MPS, then the CPU.",
+    "probabilities": "Also add a layer with the class probabilities.",
+    "replace": "Replace the whole result, including voxels you painted or erased since "
+    "the last prediction. Ctrl+Z on the labels layer brings your edits back.",
+    "run": "Segment the image in the background. The viewer stays usable.",
+    "cancel": "Stop the running job; nothing is written.",
+    "labels": "The corrected labels: paint class ids (1 = foreground for a "
+    "two-class model, 0 = background).",
+    "scope": "What to learn from. 'only what I edited': the voxels you changed since "
+    "the last prediction plus a small margin, the rest is ignored. 'edited "
+    "slices/patches': every slice (3D) or 64-pixel patch (2D) you touched, densely. "
+    "'the whole layer': every voxel, as it is now.",
+    "steps": "Optimiser steps for this round. More steps learn more but take longer.",
+    "finetune": "Fine-tune the session model on your corrections, then segment again.",
+    "undo": "Restore the model from before the last fine-tuning round.",
+    "save_path": "Where 'Save model' writes the checkpoint.",
+    "save": "Save the session model as a checkpoint file.",
+}

@@ -1,0 +1,223 @@
+"""The Fine-tune dock widget: learn from the user's corrections, then segment again."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    PushButton,
+    SpinBox,
+    create_widget,
+)
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from napari_resunet.core import InferenceConfig, TrainData, iter_train, save_checkpoint
+from napari_resunet.core.checks import check_image
+from napari_resunet.core.config import finetune_config
+from napari_resunet.core.edits import corrections_mask
+from napari_resunet.ui._layers import snapshot_image
+from napari_resunet.ui._loss_plot import LossPlot
+from napari_resunet.ui._model_store import get_store
+from napari_resunet.ui._predict_job import start_prediction
+from napari_resunet.ui._tooltips import TOOLTIPS
+from napari_resunet.ui._workers import JobSlot, start_job
+
+if TYPE_CHECKING:
+    import napari
+
+SCOPES = {
+    "only what I edited": "edited",
+    "edited slices/patches": "edited_slices",
+    "the whole layer": "all",
+}
+
+
+class FinetuneWidget(Container):
+    """Fine-tune the session model on a corrected Labels layer."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._store = get_store(viewer)
+        self._job = JobSlot(on_idle=lambda: self._set_running(False))
+        self._last_image: Any = None  # snapshot of the image of the last round
+        self._image_combo = create_widget(annotation="napari.layers.Image", label="image")
+        self._labels_combo = create_widget(annotation="napari.layers.Labels", label="corrected labels")
+        self._scope_combo = ComboBox(label="learn from", choices=list(SCOPES), value="only what I edited")
+        self._steps_spin = SpinBox(label="steps", value=finetune_config(2).steps, min=1, max=5000)
+        self._run_button = PushButton(text="Fine-tune")
+        self._cancel_button = PushButton(text="Cancel", enabled=False)
+        self._undo_button = PushButton(text="Undo last fine-tune", enabled=False)
+        self._save_path = FileEdit(label="save to", mode="w", filter="*.pt")
+        self._save_button = PushButton(text="Save model…")
+        self._status = Label(value="")
+        for w, key in (
+            (self._image_combo, "image"), (self._labels_combo, "labels"),
+            (self._scope_combo, "scope"), (self._steps_spin, "steps"),
+            (self._run_button, "finetune"), (self._cancel_button, "cancel"),
+            (self._undo_button, "undo"), (self._save_path, "save_path"),
+            (self._save_button, "save"),
+        ):
+            w.tooltip = TOOLTIPS[key]
+        self.extend([
+            self._image_combo, self._labels_combo, self._scope_combo, self._steps_spin,
+            self._run_button, self._cancel_button, self._undo_button,
+            self._save_path, self._save_button, self._status,
+        ])
+        self._plot = LossPlot()
+        self.native.layout().addWidget(self._plot)
+        self._run_button.changed.connect(self._on_run_clicked)
+        self._cancel_button.changed.connect(self._on_cancel_clicked)
+        self._undo_button.changed.connect(self._on_undo_clicked)
+        self._save_button.changed.connect(self._on_save_clicked)
+        self._store.changed.connect(self._on_store_changed)
+        self._on_store_changed()
+
+    def _on_store_changed(self) -> None:
+        self._undo_button.enabled = self._store.can_undo and not self._job.busy
+        m = self._store.model
+        self._status.value = (
+            "Segment an image first (or load a model there)." if m is None
+            else f"Session model: {m.spatial_dims}D, {self._store.source}"
+            + (f", {self._store.rounds} round(s)" if self._store.rounds else "")
+        )
+
+    def _set_running(self, running: bool) -> None:
+        self._run_button.enabled = not running
+        self._cancel_button.enabled = running
+        self._undo_button.enabled = not running and self._store.can_undo
+        self._save_button.enabled = not running
+
+    def _read_config(self, spatial_dims: int, image_ndim: int, label_mode: str):
+        return finetune_config(
+            spatial_dims, image_ndim, steps=int(self._steps_spin.value), label_mode=label_mode
+        )
+
+    def _on_run_clicked(self, *_: Any) -> None:
+        image_layer, labels_layer = self._image_combo.value, self._labels_combo.value
+        model = self._store.model
+        if image_layer is None or labels_layer is None:
+            show_warning("Choose an image and its corrected labels layer.")
+            return
+        if model is None:
+            show_warning("There is no model to fine-tune: segment the image first.")
+            return
+        snap = snapshot_image(image_layer)
+        labels = np.array(labels_layer.data, copy=True)
+        try:
+            check_image(snap.data, model.config, snap.channel_axis)
+            if labels.shape != snap.spatial_shape:
+                raise ValueError(
+                    f"the labels layer's shape {labels.shape} differs from the image's "
+                    f"{snap.spatial_shape}"
+                )
+        except ValueError as err:
+            show_error(f"Cannot fine-tune: {err}")
+            return
+        track = self._store.track(labels_layer)
+        edited = track.refresh(labels)
+        scope = SCOPES[self._scope_combo.value]
+        mask = None if scope == "all" else corrections_mask(
+            edited, scope, spatial_dims=model.spatial_dims
+        )
+        if mask is not None and not mask.any():
+            show_warning(
+                "No corrections yet: paint or erase on the labels layer first, or "
+                "learn from 'the whole layer'."
+            )
+            return
+        n_classes = model.config.out_channels
+        label_mode = "classes"
+        if labels.max() >= n_classes:
+            if n_classes != 2:
+                show_error(
+                    f"Cannot fine-tune: the labels hold ids up to {labels.max()} but the "
+                    f"model predicts {n_classes} classes."
+                )
+                return
+            label_mode = "foreground"  # instance ids: learn foreground vs background
+        cfg = self._read_config(model.spatial_dims, len(snap.spatial_shape), label_mode)
+        data = TrainData(snap.data, labels, mask, snap.channel_axis)
+        self._plot.reset(cfg.steps)
+        self._set_running(True)
+        n_corr = int(mask.sum()) if mask is not None else labels.size
+        self._status.value = f"Fine-tuning on {n_corr} voxels…"
+        self._last_image = snap
+        self._job.start(
+            lambda finished: start_job(
+                iter_train, model, data, cfg, total=cfg.steps, desc="Fine-tuning",
+                on_yielded=self._on_yielded, on_returned=self._on_returned,
+                on_aborted=self._on_train_aborted, on_errored=self._on_errored,
+                on_finished=finished,
+            )
+        )
+
+    def _on_yielded(self, record: Any) -> None:
+        if "loss" in record.metrics:
+            self._plot.add(record.step, record.metrics["loss"])
+
+    def _on_returned(self, result: Any) -> None:
+        losses = result.history["loss"]
+        self._store.set_model(result.model, "fine-tuned", undoable=True)
+        self._status.value = (
+            f"Fine-tuned: loss {losses[0]:.3f} → {losses[-1]:.3f}. Segmenting again…"
+        )
+        self._repredict(self._last_image)
+
+    def _repredict(self, snap: Any) -> None:
+        """Segment the image with the current model so the change shows at once."""
+        self._set_running(True)
+        self._job.start(
+            lambda finished: start_prediction(
+                self._viewer, self._store, self._store.model, snap,
+                InferenceConfig(use_compile="never"),
+                on_done=self._on_repredicted,
+                on_aborted=self._on_repredict_aborted,
+                on_errored=self._on_errored,
+                on_finished=finished,
+            )
+        )
+
+    def _on_repredicted(self, layer: Any, kept: int) -> None:
+        self._on_store_changed()
+        self._status.value += f" Updated '{layer.name}'."
+
+    def _on_train_aborted(self) -> None:
+        self._status.value = "Fine-tuning cancelled; the model is unchanged."
+
+    def _on_repredict_aborted(self) -> None:
+        self._status.value = "Segmentation cancelled; the fine-tuned model is kept."
+
+    def _on_errored(self, err: BaseException) -> None:
+        self._status.value = f"Failed: {err}"
+        show_error(f"Fine-tuning failed: {err}")
+
+    def _on_cancel_clicked(self, *_: Any) -> None:
+        self._job.cancel()
+
+    def _on_undo_clicked(self, *_: Any) -> None:
+        if self._store.undo():
+            show_info("Restored the model from before the last fine-tune.")
+            if self._last_image is not None:
+                self._repredict(self._last_image)
+
+    def _on_save_clicked(self, *_: Any) -> None:
+        path = self._save_path.value
+        if self._store.model is None:
+            show_warning("There is no model to save yet.")
+            return
+        if not path or str(path) in ("", "."):
+            show_warning("Choose where to save the model first.")
+            return
+        try:
+            save_checkpoint(path, self._store.model, {"source": self._store.source,
+                                                       "rounds": self._store.rounds})
+        except OSError as err:
+            show_error(f"Could not save the model: {err}")
+            return
+        show_info(f"Saved the model to {path}.")

@@ -1,0 +1,217 @@
+"""The Segment dock widget: pick an image and a model, run tiled inference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    PushButton,
+    SpinBox,
+    create_widget,
+)
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from napari_resunet.core import (
+    InferenceConfig,
+    ModelConfig,
+    build_model,
+    load_checkpoint,
+)
+from napari_resunet.core.checks import check_image, check_not_constant
+from napari_resunet.core.models.checkpoint import CheckpointError
+from napari_resunet.ui._layers import snapshot_image
+from napari_resunet.ui._model_store import get_store
+from napari_resunet.ui._predict_job import start_prediction
+from napari_resunet.ui._tooltips import TOOLTIPS
+from napari_resunet.ui._workers import JobSlot
+
+if TYPE_CHECKING:
+    import napari
+
+SESSION = "Session model"
+NEW_2D = "New 2D network (untrained)"
+NEW_3D = "New 3D network (untrained)"
+CHECKPOINT = "Checkpoint file…"
+NO_CHANNEL = "none"
+
+
+class PredictWidget(Container):
+    """Segment an Image layer into an editable ``<image> [resunet]`` Labels layer."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._store = get_store(viewer)
+        self._job = JobSlot(on_idle=lambda: self._set_running(False))
+        defaults = InferenceConfig()
+        self._image_combo = create_widget(annotation="napari.layers.Image", label="image")
+        self._channel_combo = ComboBox(label="channel axis", choices=self._channel_choices)
+        self._model_combo = ComboBox(
+            label="model", choices=[SESSION, NEW_2D, NEW_3D, CHECKPOINT], value=NEW_2D
+        )
+        self._checkpoint_file = FileEdit(label="checkpoint", mode="r", filter="*.pt")
+        self._advanced_check = CheckBox(text="Advanced settings", value=False)
+        self._tile_edit = LineEdit(label="tile shape", value="auto")
+        self._overlap_spin = FloatSpinBox(
+            label="overlap", value=defaults.overlap, min=0.0, max=0.9, step=0.05
+        )
+        self._batch_spin = SpinBox(label="tiles per batch", value=defaults.batch_size, min=1, max=64)
+        self._device_combo = ComboBox(
+            label="device", choices=["auto", "cpu", "cuda", "mps"], value=defaults.device
+        )
+        self._advanced = Container(
+            widgets=[self._tile_edit, self._overlap_spin, self._batch_spin, self._device_combo]
+        )
+        self._prob_check = CheckBox(text="Also show probabilities", value=False)
+        self._replace_check = CheckBox(text="Replace my edits too (Ctrl+Z restores them)")
+        self._run_button = PushButton(text="Segment")
+        self._cancel_button = PushButton(text="Cancel", enabled=False)
+        self._status = Label(value="")
+        for w, key in (
+            (self._image_combo, "image"), (self._channel_combo, "channel_axis"),
+            (self._model_combo, "model"), (self._checkpoint_file, "checkpoint"),
+            (self._advanced_check, "advanced"), (self._tile_edit, "tile"),
+            (self._overlap_spin, "overlap"), (self._batch_spin, "batch"),
+            (self._device_combo, "device"), (self._prob_check, "probabilities"),
+            (self._replace_check, "replace"), (self._run_button, "run"),
+            (self._cancel_button, "cancel"),
+        ):
+            w.tooltip = TOOLTIPS[key]
+        self.extend([
+            self._image_combo, self._channel_combo, self._model_combo,
+            self._checkpoint_file, self._advanced_check, self._advanced,
+            self._prob_check, self._replace_check, self._run_button,
+            self._cancel_button, self._status,
+        ])
+        self._image_combo.changed.connect(self._channel_combo.reset_choices)
+        self._model_combo.changed.connect(self._on_model_changed)
+        self._advanced_check.changed.connect(self._on_advanced_changed)
+        self._run_button.changed.connect(self._on_run_clicked)
+        self._cancel_button.changed.connect(self._on_cancel_clicked)
+        self._store.changed.connect(self._on_store_changed)
+        self._on_model_changed()
+        self._on_advanced_changed()
+        self._on_store_changed()
+
+    # ---- widget state -------------------------------------------------------
+    def _channel_choices(self, *_: Any) -> list[str]:
+        layer = self._image_combo.value if hasattr(self, "_image_combo") else None
+        if layer is None or getattr(layer, "rgb", False) or layer.ndim < 3:
+            return [NO_CHANNEL]
+        return [NO_CHANNEL, *(str(i) for i in range(layer.ndim))]
+
+    def _on_model_changed(self, *_: Any) -> None:
+        self._checkpoint_file.visible = self._model_combo.value == CHECKPOINT
+
+    def _on_advanced_changed(self, *_: Any) -> None:
+        self._advanced.visible = self._advanced_check.value
+
+    def _on_store_changed(self) -> None:
+        model = self._store.model
+        if model is None:
+            self._status.value = "No session model yet."
+        else:
+            self._status.value = (
+                f"Session model: {model.spatial_dims}D, {self._store.source}"
+            )
+
+    def _set_running(self, running: bool) -> None:
+        self._run_button.enabled = not running
+        self._cancel_button.enabled = running
+
+    def _read_config(self) -> InferenceConfig:
+        text = self._tile_edit.value.strip().lower()
+        tile = None
+        if text and text != "auto":
+            tile = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+        return InferenceConfig(
+            tile_shape=tile,
+            overlap=float(self._overlap_spin.value),
+            batch_size=int(self._batch_spin.value),
+            device=self._device_combo.value,
+            # A viewer job must stay cancellable within a second: never block on a
+            # compile warm-up here.
+            use_compile="never",
+        )
+
+    def _channel_axis(self) -> int | None:
+        value = self._channel_combo.value
+        return None if value in (None, NO_CHANNEL) else int(value)
+
+    def _resolve_model(self, in_channels: int) -> tuple[Any, str | None]:
+        """The model to run, and a source label if it is new to the session."""
+        choice = self._model_combo.value
+        if choice == SESSION:
+            if self._store.model is None:
+                raise ValueError(
+                    "There is no session model yet: choose a new network or a "
+                    "checkpoint file."
+                )
+            return self._store.model, None
+        if choice in (NEW_2D, NEW_3D):
+            dims = 2 if choice == NEW_2D else 3
+            model = build_model(ModelConfig(spatial_dims=dims, in_channels=in_channels))
+            return model, f"new {dims}D network"
+        path = self._checkpoint_file.value
+        if not path or not Path(path).is_file():
+            raise ValueError("Choose a checkpoint file (.pt) to load.")
+        model, _ = load_checkpoint(path)
+        return model, f"checkpoint {Path(path).name}"
+
+    # ---- running --------------------------------------------------------------
+    def _on_run_clicked(self, *_: Any) -> None:
+        layer = self._image_combo.value
+        if layer is None:
+            show_warning("Choose an image layer to segment.")
+            return
+        try:
+            snap = snapshot_image(layer, self._channel_axis())
+            channels = 1 if snap.channel_axis is None else snap.data.shape[snap.channel_axis]
+            cfg = self._read_config()
+            model, source = self._resolve_model(channels)
+            check_image(snap.data, model.config, snap.channel_axis)
+            check_not_constant(snap.data)
+        except (ValueError, CheckpointError) as err:
+            show_error(f"Cannot segment '{layer.name}': {err}")
+            return
+        if source is not None:  # a new or loaded model becomes the session model
+            self._store.set_model(model, source)
+            self._model_combo.value = SESSION
+        self._set_running(True)
+        self._status.value = f"Segmenting {layer.name}…"
+        self._job.start(
+            lambda finished: start_prediction(
+                self._viewer, self._store, model, snap, cfg,
+                replace=self._replace_check.value,
+                show_probabilities=self._prob_check.value,
+                on_done=self._on_prediction_done,
+                on_aborted=self._on_aborted,
+                on_errored=self._on_errored,
+                on_finished=finished,
+            )
+        )
+
+    def _on_prediction_done(self, layer: Any, kept: int) -> None:
+        msg = f"Segmented into '{layer.name}'."
+        if kept:
+            msg += f" Kept {kept} voxels you edited."
+        self._status.value = msg
+        show_info(msg)
+
+    def _on_aborted(self) -> None:
+        self._status.value = "Cancelled; no layer was changed."
+
+    def _on_errored(self, err: BaseException) -> None:
+        self._status.value = f"Failed: {err}"
+        show_error(f"Segmentation failed: {err}")
+
+    def _on_cancel_clicked(self, *_: Any) -> None:
+        self._job.cancel()

@@ -1,0 +1,132 @@
+"""The Fine-tune widget in a real viewer: learn from painted corrections."""
+
+import numpy as np
+import torch
+from tests.ui.conftest import dock, paint, wait_idle
+
+from napari_resunet.core import InferenceConfig, predict
+from napari_resunet.ui._model_store import get_store
+from napari_resunet.ui.predict_widget import NEW_2D
+
+
+def _segmented_viewer(make_napari_viewer, qtbot, image):
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    seg = dock(viewer, "Segment")
+    seg._model_combo.value = NEW_2D
+    seg._run_button.clicked()
+    wait_idle(qtbot, seg)
+    ft = dock(viewer, "Fine-tune")
+    ft._image_combo.value = viewer.layers["nuclei"]
+    ft._labels_combo.value = viewer.layers["nuclei [resunet]"]
+    return viewer, seg, ft
+
+
+def test_finetune_learns_from_corrections_and_undo_restores(make_napari_viewer, qtbot, nuclei2d):
+    image, truth = nuclei2d
+    viewer, _, ft = _segmented_viewer(make_napari_viewer, qtbot, image)
+    out = viewer.layers["nuclei [resunet]"]
+    store = get_store(viewer)
+    before_model = store.model
+    icfg = InferenceConfig(use_compile="never")
+    before = predict(before_model, image, icfg).argmax(0)
+    # the user corrects a 96x96 corner to the true foreground
+    region = (slice(0, 96), slice(0, 96))
+    fg = (truth[region] > 0).astype(out.data.dtype)
+    changed = out.data[region] != fg  # what the user's strokes actually change
+    assert changed.sum() > 500
+    for value in (0, 1):
+        idx = np.nonzero(fg == value)
+        out.data_setitem(idx, value)
+    ft._steps_spin.value = 40
+    ft._run_button.clicked()
+    wait_idle(qtbot, ft)
+    losses = ft._plot.losses
+    assert len(losses) == 40
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    assert store.model is not before_model and store.rounds == 1
+    after = predict(store.model, image, icfg).argmax(0)
+    target = truth > 0
+    acc_before = (before[region] == target[region]).mean()
+    acc_after = (after[region] == target[region]).mean()
+    assert acc_after > acc_before + 0.1, (acc_before, acc_after)
+    # the wider image improves too (the corner generalises), and edits survived
+    assert (after == target).mean() > (before == target).mean()
+    assert (out.data[region][changed] == fg[changed]).all()
+    # undo: the previous weights come back and reproduce the old output exactly
+    assert ft._undo_button.enabled
+    ft._undo_button.clicked()
+    wait_idle(qtbot, ft)
+    assert store.model is before_model
+    np.testing.assert_array_equal(predict(store.model, image, icfg).argmax(0), before)
+
+
+def test_cancel_keeps_the_previous_model(make_napari_viewer, qtbot, nuclei2d):
+    viewer, _, ft = _segmented_viewer(make_napari_viewer, qtbot, nuclei2d[0])
+    out = viewer.layers["nuclei [resunet]"]
+    paint(out, (slice(0, 30), slice(0, 30)), 1)
+    store = get_store(viewer)
+    model = store.model
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    ft._steps_spin.value = 500
+    original_start = ft._job.start
+
+    def start(factory):
+        def wrapped(finished):
+            worker = factory(finished)
+            worker.yielded.connect(lambda *_: ft._cancel_button.clicked())
+            return worker
+
+        original_start(wrapped)
+
+    ft._job.start = start
+    ft._run_button.clicked()
+    wait_idle(qtbot, ft)
+    assert store.model is model
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+    assert "cancelled" in ft._status.value
+    assert ft._run_button.enabled and not ft._cancel_button.enabled
+    assert len(ft._plot.losses) < 500
+
+
+def test_bad_input_and_empty_corrections(make_napari_viewer, qtbot, nuclei2d, notes, sync_jobs):
+    viewer, _, ft = _segmented_viewer(make_napari_viewer, qtbot, nuclei2d[0])
+    model = get_store(viewer).model
+    # nothing painted yet
+    ft._run_button.clicked()
+    assert "No corrections" in notes["warning"][-1]
+    # a labels layer of another shape
+    other = viewer.add_labels(np.ones((10, 10), np.uint8), name="other")
+    ft._labels_combo.value = other
+    ft._run_button.clicked()
+    assert "differs" in notes["error"][-1]
+    # RGB image for a one-channel model
+    viewer.add_image(np.zeros((192, 256, 3), np.uint8), name="rgb", rgb=True)
+    ft._image_combo.value = viewer.layers["rgb"]
+    ft._labels_combo.value = viewer.layers["nuclei [resunet]"]
+    ft._run_button.clicked()
+    assert "RGB" in notes["error"][-1]
+    assert get_store(viewer).model is model and get_store(viewer).rounds == 0
+    assert ft._plot.losses == []
+
+
+def test_two_viewers_have_their_own_models(make_napari_viewer, qtbot, nuclei2d, sync_jobs):
+    v1, _, _ = _segmented_viewer(make_napari_viewer, qtbot, nuclei2d[0])
+    v2 = make_napari_viewer()
+    v2.add_image(nuclei2d[0], name="nuclei")
+    ft2 = dock(v2, "Fine-tune")
+    assert get_store(v2).model is None
+    assert get_store(v1).model is not None
+    assert "Segment an image first" in ft2._status.value
+
+
+def test_save_model(make_napari_viewer, qtbot, nuclei2d, sync_jobs, tmp_path):
+    from napari_resunet.core import load_checkpoint
+
+    viewer, _, ft = _segmented_viewer(make_napari_viewer, qtbot, nuclei2d[0])
+    ft._save_path.value = tmp_path / "session.pt"
+    ft._save_button.clicked()
+    model, ckpt = load_checkpoint(tmp_path / "session.pt")
+    for k, v in get_store(viewer).model.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v)
+    assert ckpt.training["source"] == "new 2D network"

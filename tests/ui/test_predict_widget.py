@@ -1,0 +1,181 @@
+"""The Segment widget in a real viewer."""
+
+import numpy as np
+import pytest
+from tests.ui.conftest import dock, paint, wait_idle
+
+from napari_resunet.ui._model_store import get_store
+from napari_resunet.ui.predict_widget import CHECKPOINT, NEW_2D, NEW_3D, SESSION
+
+
+def _segment(qtbot, widget):
+    widget._run_button.clicked()
+    wait_idle(qtbot, widget)
+
+
+def test_segment_2d_end_to_end(make_napari_viewer, qtbot, nuclei2d):
+    viewer = make_napari_viewer()
+    img = viewer.add_image(nuclei2d[0], name="nuclei", scale=(0.65, 0.65), translate=(5, 7))
+    widget = dock(viewer, "Segment")
+    assert widget._image_combo.value is img
+    widget._model_combo.value = NEW_2D
+    _segment(qtbot, widget)
+    out = viewer.layers["nuclei [resunet]"]
+    assert out.data.shape == img.data.shape
+    assert np.issubdtype(out.data.dtype, np.integer)
+    assert tuple(out.scale) == (0.65, 0.65) and tuple(out.translate) == (5, 7)
+    assert widget._model_combo.value == SESSION  # the new network became the session model
+    assert get_store(viewer).model.spatial_dims == 2
+    assert widget._run_button.enabled and not widget._cancel_button.enabled
+
+
+def test_segment_3d_sample_with_probabilities(make_napari_viewer, qtbot, nuclei3d):
+    image, _ = nuclei3d
+    viewer = make_napari_viewer()
+    viewer.add_image(image.data, name="embryo", scale=image.voxel_size)
+    widget = dock(viewer, "Segment")
+    widget._model_combo.value = NEW_3D
+    widget._prob_check.value = True
+    _segment(qtbot, widget)
+    out = viewer.layers["embryo [resunet]"]
+    assert out.data.shape == image.data.shape
+    assert tuple(out.scale) == pytest.approx(image.voxel_size)
+    probs = viewer.layers["embryo [resunet probabilities]"]
+    assert probs.data.shape == image.data.shape and probs.data.dtype == np.float32
+
+
+def test_cancel_changes_nothing(make_napari_viewer, qtbot, nuclei3d):
+    image, _ = nuclei3d
+    viewer = make_napari_viewer()
+    viewer.add_image(image.data, name="embryo")
+    widget = dock(viewer, "Segment")
+    widget._model_combo.value = NEW_3D
+    widget._advanced_check.value = True
+    widget._tile_edit.value = "16,32,32"  # many tiles
+    n_layers = len(viewer.layers)
+    state = {"aborted": False}
+
+    def first_yield(*_):
+        widget._cancel_button.clicked()
+
+    original_start = widget._job.start
+
+    def start(factory):
+        def wrapped(finished):
+            worker = factory(finished)
+            worker.yielded.connect(first_yield)
+            worker.aborted.connect(lambda: state.update(aborted=True))
+            return worker
+
+        original_start(wrapped)
+
+    widget._job.start = start
+    assert widget._cancel_button.enabled is False
+    widget._run_button.clicked()
+    wait_idle(qtbot, widget)
+    assert state["aborted"]
+    assert len(viewer.layers) == n_layers
+    assert widget._run_button.enabled and not widget._cancel_button.enabled
+    assert "Cancelled" in widget._status.value
+
+
+def _force(model, cls):
+    """Make the network predict class ``cls`` everywhere."""
+    import torch
+
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.tensor([5.0, -5.0] if cls == 0 else [-5.0, 5.0]))
+
+
+def test_painted_voxels_survive_resegmenting(make_napari_viewer, qtbot, nuclei2d, sync_jobs):
+    viewer = make_napari_viewer()
+    viewer.add_image(nuclei2d[0], name="nuclei")
+    widget = dock(viewer, "Segment")
+    widget._model_combo.value = NEW_2D
+    _segment(qtbot, widget)
+    model = get_store(viewer).model
+    _force(model, 0)
+    _segment(qtbot, widget)
+    out = viewer.layers["nuclei [resunet]"]
+    assert (out.data == 0).all()
+    painted = (slice(10, 40), slice(20, 60))
+    paint(out, painted, 7)  # a label value the network never predicts
+    _force(model, 1)
+    _segment(qtbot, widget)
+    assert (out.data[painted] == 7).all()
+    assert (out.data[60:90, 150:200] == 1).all()  # elsewhere the new prediction shows
+    erased = (slice(100, 120), slice(100, 130))
+    paint(out, erased, 0)
+    _segment(qtbot, widget)
+    assert (out.data[erased] == 0).all() and (out.data[painted] == 7).all()
+    assert "Kept" in widget._status.value
+    # "replace" overwrites the edits, and napari's undo brings them back
+    widget._replace_check.value = True
+    _segment(qtbot, widget)
+    assert (out.data[painted] == 1).all() and (out.data[erased] == 1).all()
+    out.undo()
+    assert (out.data[painted] == 7).all() and (out.data[erased] == 0).all()
+
+
+def test_bad_input_notifies_and_changes_nothing(make_napari_viewer, qtbot, notes, sync_jobs, tmp_path):
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    viewer.add_image(rng.random((64, 64)), name="grey")
+    widget = dock(viewer, "Segment")
+    widget._model_combo.value = NEW_2D
+    _segment(qtbot, widget)
+    model = get_store(viewer).model
+    viewer.add_image(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), name="photo", rgb=True)
+    widget._image_combo.value = viewer.layers["photo"]
+    assert widget._model_combo.value == SESSION
+    widget._run_button.clicked()
+    assert notes["error"] and "RGB" in notes["error"][-1]
+    assert [layer.name for layer in viewer.layers] == ["grey", "grey [resunet]", "photo"]
+    # a failed run with a new network does not replace the session model
+    viewer.add_image(np.ones((2, 4, 8, 8)), name="4d")
+    widget._image_combo.value = viewer.layers["4d"]
+    widget._model_combo.value = NEW_3D
+    widget._run_button.clicked()
+    assert "needs a" in notes["error"][-1]
+    assert get_store(viewer).model is model
+    # constant image
+    viewer.add_image(np.zeros((32, 32)), name="blank")
+    widget._image_combo.value = viewer.layers["blank"]
+    widget._model_combo.value = SESSION
+    widget._run_button.clicked()
+    assert "constant" in notes["error"][-1]
+    assert [la.name for la in viewer.layers][-1] == "blank"  # no result layer added
+
+    # a missing and a bogus checkpoint
+    widget._model_combo.value = CHECKPOINT
+    widget._checkpoint_file.value = tmp_path / "nothing.pt"
+    widget._run_button.clicked()
+    assert "checkpoint" in notes["error"][-1]
+    bogus = tmp_path / "bogus.pt"
+    bogus.write_bytes(b"not a model")
+    widget._checkpoint_file.value = bogus
+    widget._run_button.clicked()
+    assert "not a readable checkpoint" in notes["error"][-1]
+    # no image at all
+    viewer.layers.clear()
+    widget._run_button.clicked()
+    assert notes["warning"]
+    assert widget._run_button.enabled
+
+
+def test_checkpoint_model_and_channel_axis(make_napari_viewer, qtbot, sync_jobs, tmp_path):
+    from napari_resunet.core import ModelConfig, build_model, save_checkpoint
+
+    path = save_checkpoint(tmp_path / "m.pt", build_model(ModelConfig(spatial_dims=2, in_channels=2, features=(8, 16))))
+    viewer = make_napari_viewer()
+    data = np.random.default_rng(1).random((2, 48, 64)).astype(np.float32)
+    viewer.add_image(data, name="two channels")
+    widget = dock(viewer, "Segment")
+    widget._model_combo.value = CHECKPOINT
+    widget._checkpoint_file.value = path
+    assert widget._channel_combo.choices == ("none", "0", "1", "2")
+    widget._channel_combo.value = "0"
+    _segment(qtbot, widget)
+    assert viewer.layers["two channels [resunet]"].data.shape == (48, 64)
+    assert "m.pt" in get_store(viewer).source
