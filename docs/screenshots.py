@@ -98,7 +98,9 @@ def main() -> None:
     image, _ = load_sample("nuclei3d")
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1500, 950)
-    viewer.add_image(image.data, name="embryo", scale=image.voxel_size, colormap="gray")
+    lo, hi = np.percentile(image.data, [1, 99.8])
+    viewer.add_image(image.data, name="embryo", scale=image.voxel_size, colormap="gray",
+                     contrast_limits=(float(lo), float(hi)))
     _, seg = viewer.window.add_plugin_dock_widget("napari-resunet", "Segment")
     seg._model_combo.value = CHECKPOINT
     seg._checkpoint_file.value = ckpt3d
@@ -106,8 +108,9 @@ def main() -> None:
     seg._run_button.clicked()
     _settle(viewer)
     viewer.dims.ndisplay = 3
-    viewer.camera.angles = (0, 30, 60)
-    viewer.camera.zoom = 2.2
+    viewer.reset_view()
+    viewer.camera.angles = (0, 25, 55)
+    viewer.camera.zoom *= 0.8
     _settle(viewer)
     viewer.screenshot(str(out / "segment_3d.png"), canvas_only=False)
     viewer.close()

@@ -275,7 +275,7 @@ def finetune_config(spatial_dims: int, image_ndim: int | None = None, **changes:
             patch = (1, *patch)
         base = TrainConfig(patch_shape=patch, batch_size=4, steps=40)
     else:
-        base = TrainConfig(patch_shape=(32, 64, 64), batch_size=2, steps=30)
+        base = TrainConfig(patch_shape=(32, 64, 64), batch_size=2, steps=40)
     base = base.replace(
         lr=1e-3, warmup_steps=0, min_lr_ratio=0.1, val_every=0, foreground_fraction=0.5
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,6 +30,18 @@ from napari_resunet.ui._workers import JobSlot, start_job
 
 if TYPE_CHECKING:
     import napari
+
+def _warm_up_training() -> None:
+    """Import what the first optimiser step needs ahead of time.
+
+    Building the first AdamW imports ``torch._dynamo`` (about 1 s of import work
+    holding the GIL). Doing it in the background when the widget opens keeps that
+    stall out of the first fine-tuning round, when the user is watching.
+    """
+    import torch
+
+    torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
+
 
 SCOPES = {
     "only what I edited": "edited",
@@ -77,6 +90,7 @@ class FinetuneWidget(Container):
         self._save_button.changed.connect(self._on_save_clicked)
         self._store.changed.connect(self._on_store_changed)
         self._on_store_changed()
+        threading.Thread(target=_warm_up_training, name="resunet-warm-up", daemon=True).start()
 
     def _on_store_changed(self) -> None:
         self._undo_button.enabled = self._store.can_undo and not self._job.busy
