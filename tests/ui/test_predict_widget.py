@@ -179,3 +179,38 @@ def test_checkpoint_model_and_channel_axis(make_napari_viewer, qtbot, sync_jobs,
     _segment(qtbot, widget)
     assert viewer.layers["two channels [resunet]"].data.shape == (48, 64)
     assert "m.pt" in get_store(viewer).source
+
+
+def test_new_network_kind_follows_the_data():
+    from napari_resunet.ui._layers import ImageSnapshot
+    from napari_resunet.ui.predict_widget import suggest_spatial_dims
+
+    def snap(shape, scale):
+        return ImageSnapshot(np.zeros(shape, np.uint8), None, scale, (0,) * len(shape), "x")
+
+    assert suggest_spatial_dims(snap((64, 64), (1, 1))) == 2
+    assert suggest_spatial_dims(snap((40, 64, 64), (1, 1, 1))) == 3
+    assert suggest_spatial_dims(snap((51, 120, 122), (1.75, 0.8, 0.8))) == 3
+    assert suggest_spatial_dims(snap((30, 512, 512), (0.05, 0.004, 0.004))) == 2  # ssTEM
+    assert suggest_spatial_dims(snap((4, 64, 64), (1, 1, 1))) == 2  # too thin for 3D
+
+
+def test_demo_command_opens_sample_and_widgets(make_napari_viewer, monkeypatch):
+    import napari
+
+    from napari_resunet.cli import main
+
+    viewers = []
+
+    def fake_viewer(**kwargs):
+        v = make_napari_viewer()
+        viewers.append(v)
+        return v
+
+    monkeypatch.setattr(napari, "Viewer", fake_viewer)
+    monkeypatch.setattr(napari, "run", lambda: None)
+    assert main(["demo", "--sample", "nuclei3d"]) == 0
+    (viewer,) = viewers
+    assert [layer.name for layer in viewer.layers] == ["nuclei 3D", "nuclei 3D ground truth"]
+    docks = set(viewer.window.dock_widgets)
+    assert {"Segment (napari-resunet)", "Fine-tune (napari-resunet)"} <= docks

@@ -58,6 +58,21 @@ def snapshot_image(layer: Any, channel_axis: int | None = None) -> ImageSnapshot
     return ImageSnapshot(data, channel_axis, scale, translate, layer.name)
 
 
+def guess_channel_axis(layer: Any, in_channels: int) -> int | None:
+    """The channel axis of a grey layer for a model reading ``in_channels`` channels.
+
+    RGB layers and one-channel models need none; otherwise the first (or else the
+    last) axis whose length equals ``in_channels``.
+    """
+    if in_channels == 1 or getattr(layer, "rgb", False):
+        return None
+    shape = np.shape(layer.data[0] if getattr(layer, "multiscale", False) else layer.data)
+    for axis in (0, len(shape) - 1, *range(1, len(shape) - 1)):
+        if shape[axis] == in_channels:
+            return axis
+    return None
+
+
 def output_name(image_name: str) -> str:
     return f"{image_name}{OUTPUT_SUFFIX}"
 

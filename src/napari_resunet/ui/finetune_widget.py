@@ -21,7 +21,7 @@ from napari_resunet.core import InferenceConfig, TrainData, iter_train, save_che
 from napari_resunet.core.checks import check_image
 from napari_resunet.core.config import finetune_config
 from napari_resunet.core.edits import corrections_mask
-from napari_resunet.ui._layers import snapshot_image
+from napari_resunet.ui._layers import guess_channel_axis, snapshot_image
 from napari_resunet.ui._loss_plot import LossPlot
 from napari_resunet.ui._model_store import get_store
 from napari_resunet.ui._predict_job import start_prediction
@@ -121,7 +121,9 @@ class FinetuneWidget(Container):
         if model is None:
             show_warning("There is no model to fine-tune: segment the image first.")
             return
-        snap = snapshot_image(image_layer)
+        snap = snapshot_image(
+            image_layer, guess_channel_axis(image_layer, model.config.in_channels)
+        )
         labels = np.array(labels_layer.data, copy=True)
         try:
             check_image(snap.data, model.config, snap.channel_axis)

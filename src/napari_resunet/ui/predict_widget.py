@@ -37,10 +37,25 @@ if TYPE_CHECKING:
     import napari
 
 SESSION = "Session model"
+NEW_AUTO = "New network (2D or 3D from the image)"
 NEW_2D = "New 2D network (untrained)"
 NEW_3D = "New 3D network (untrained)"
 CHECKPOINT = "Checkpoint file…"
 NO_CHANNEL = "none"
+
+
+def suggest_spatial_dims(snap: Any) -> int:
+    """2 for images and strongly anisotropic stacks, 3 for near-isotropic volumes.
+
+    A stack whose Z spacing is 3x its in-plane spacing or more (typical of
+    widefield or serial-section data) is segmented slice by slice with a 2D
+    network; the 3D context is then too coarse to help.
+    """
+    shape = snap.spatial_shape
+    if len(shape) == 2:
+        return 2
+    scale = snap.scale if len(snap.scale) == 3 else (1.0, 1.0, 1.0)
+    return 2 if scale[0] >= 3 * max(scale[1], scale[2]) or shape[0] < 8 else 3
 
 
 class PredictWidget(Container):
@@ -55,7 +70,8 @@ class PredictWidget(Container):
         self._image_combo = create_widget(annotation="napari.layers.Image", label="image")
         self._channel_combo = ComboBox(label="channel axis", choices=self._channel_choices)
         self._model_combo = ComboBox(
-            label="model", choices=[SESSION, NEW_2D, NEW_3D, CHECKPOINT], value=NEW_2D
+            label="model", choices=[SESSION, NEW_AUTO, NEW_2D, NEW_3D, CHECKPOINT],
+            value=NEW_AUTO,
         )
         self._checkpoint_file = FileEdit(label="checkpoint", mode="r", filter="*.pt")
         self._advanced_check = CheckBox(text="Advanced settings", value=False)
@@ -146,8 +162,9 @@ class PredictWidget(Container):
         value = self._channel_combo.value
         return None if value in (None, NO_CHANNEL) else int(value)
 
-    def _resolve_model(self, in_channels: int) -> tuple[Any, str | None]:
+    def _resolve_model(self, snap: Any) -> tuple[Any, str | None]:
         """The model to run, and a source label if it is new to the session."""
+        in_channels = 1 if snap.channel_axis is None else snap.data.shape[snap.channel_axis]
         choice = self._model_combo.value
         if choice == SESSION:
             if self._store.model is None:
@@ -156,8 +173,8 @@ class PredictWidget(Container):
                     "checkpoint file."
                 )
             return self._store.model, None
-        if choice in (NEW_2D, NEW_3D):
-            dims = 2 if choice == NEW_2D else 3
+        if choice in (NEW_AUTO, NEW_2D, NEW_3D):
+            dims = {NEW_2D: 2, NEW_3D: 3}.get(choice) or suggest_spatial_dims(snap)
             model = build_model(ModelConfig(spatial_dims=dims, in_channels=in_channels))
             return model, f"new {dims}D network"
         path = self._checkpoint_file.value
@@ -174,9 +191,8 @@ class PredictWidget(Container):
             return
         try:
             snap = snapshot_image(layer, self._channel_axis())
-            channels = 1 if snap.channel_axis is None else snap.data.shape[snap.channel_axis]
             cfg = self._read_config()
-            model, source = self._resolve_model(channels)
+            model, source = self._resolve_model(snap)
             check_image(snap.data, model.config, snap.channel_axis)
             check_not_constant(snap.data)
         except (ValueError, CheckpointError) as err:
