@@ -24,6 +24,8 @@ examples:
   napari-resunet predict demo/nuclei2d_image.tif --model demo/nuclei2d.pt \\
       -o demo/nuclei2d_pred.tif
   napari-resunet info demo/nuclei2d.pt
+  napari-resunet predict demo/nuclei2d_image.tif --model nuclei2d -o demo/cells.tif
+  napari-resunet evaluate demo/cells.tif demo/nuclei2d_labels.tif
 """
 
 
@@ -39,10 +41,28 @@ def _ints(text: str) -> tuple[int, ...]:
     return vals
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers such as 2,0.5,0.5; got {text!r}"
+        ) from err
+    if not vals or any(v <= 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return vals
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from napari_resunet import __version__
-    from napari_resunet.core.config import InferenceConfig, ModelConfig, TrainConfig
+    from napari_resunet.core.config import (
+        InferenceConfig,
+        InstanceConfig,
+        ModelConfig,
+        TrainConfig,
+    )
     from napari_resunet.core.io import SAMPLES
+    from napari_resunet.core.models.zoo import STARTER_MODELS
 
     mdef, idef, tdef = ModelConfig(), InferenceConfig(), TrainConfig()
     fmt = argparse.RawDescriptionHelpFormatter
@@ -66,7 +86,8 @@ def _build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     sp.add_argument("image", help="input TIFF, (Y, X) or (Z, Y, X) [+ channel axis]")
-    sp.add_argument("--model", "-m", required=True, help="checkpoint file (.pt)")
+    sp.add_argument("--model", "-m", required=True,
+                    help="checkpoint file (.pt) or a starter model: " + ", ".join(STARTER_MODELS))
     sp.add_argument("--output", "-o", required=True, help="output TIFF")
     sp.add_argument(
         "--probabilities", action="store_true",
@@ -79,6 +100,12 @@ def _build_parser() -> argparse.ArgumentParser:
                     help=f"tiles per forward pass (default {idef.batch_size})")
     sp.add_argument("--compile", choices=["auto", "always", "never"], default=idef.use_compile,
                     help="torch.compile the network (default auto: only for long jobs)")
+    sp.add_argument("--min-size", type=int, default=InstanceConfig().min_size,
+                    help="cell models: remove cells smaller than this (voxels)")
+    sp.add_argument("--seeds", choices=["interior", "distance"], default=InstanceConfig().seeds,
+                    help="cell models: seed cells from interiors or distance maxima")
+    sp.add_argument("--scale", type=_floats,
+                    help="voxel size z,y,x (default: from the TIFF metadata)")
     _add_common(sp, idef.device)
     sp.set_defaults(func=_cmd_predict)
 
@@ -89,9 +116,10 @@ def _build_parser() -> argparse.ArgumentParser:
         description=textwrap.dedent(
             """\
             Train a residual U-Net on IMAGE with LABELS (0 = background) and save it
-            to OUT. LABELS holds class ids 0..C-1, or instance ids with
-            --labels-are instances (foreground vs background is learnt). MASK, if
-            given, marks annotated voxels (non-zero); the rest are ignored."""
+            to OUT. LABELS holds class ids 0..C-1, or one id per object with
+            --labels-are instances (the network then learns cell interiors and
+            boundaries and predicts one label per cell). MASK, if given, marks
+            annotated voxels (non-zero); the rest are ignored."""
         ),
         formatter_class=fmt,
     )
@@ -102,6 +130,10 @@ def _build_parser() -> argparse.ArgumentParser:
     st.add_argument("--model", "-m", help="start from this checkpoint (fine-tune)")
     st.add_argument("--labels-are", choices=["classes", "instances"], default="classes",
                     help="how to read LABELS (default classes)")
+    st.add_argument("--task", choices=["semantic", "instance"],
+                    help="what the new network predicts: one label per cell (instance; "
+                    "default with --labels-are instances) or class ids (semantic; with "
+                    "instance labels it learns foreground vs background)")
     st.add_argument("--classes", type=int,
                     help="number of classes incl. background (default: from the labels)")
     st.add_argument("--dims", type=int, choices=[2, 3],
@@ -141,6 +173,21 @@ def _build_parser() -> argparse.ArgumentParser:
     ss.add_argument("--overwrite", action="store_true", help="replace existing files")
     ss.set_defaults(func=_cmd_sample)
 
+    se = sub.add_parser(
+        "evaluate", help="compare a segmentation with ground truth",
+        description="Print Dice/IoU per class, instance matching (precision, recall, "
+        "F1, AP at IoU 0.5-0.9), HD95 and, for 3D instance labels, adapted Rand error "
+        "and variation of information.",
+    )
+    se.add_argument("prediction", help="predicted labels TIFF")
+    se.add_argument("ground_truth", help="ground-truth labels TIFF")
+    se.add_argument("--mode", choices=["auto", "semantic", "instance"], default="auto",
+                    help="class ids or one id per object (default: instance if any id > 2)")
+    se.add_argument("--scale", type=_floats,
+                    help="voxel size z,y,x for HD95 (default: from the TIFF metadata)")
+    se.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    se.set_defaults(func=_cmd_evaluate)
+
     sd = sub.add_parser(
         "demo", help="open napari with a sample and the plugin's widgets",
         description="Open napari with a shipped sample loaded and the Segment and "
@@ -167,24 +214,32 @@ def _refuse_existing(path: str, overwrite: bool) -> None:
 def _cmd_predict(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from napari_resunet.core import InferenceConfig, load_checkpoint, predict
-    from napari_resunet.core.inference.postprocess import probabilities_to_labels
+    from napari_resunet.core import InferenceConfig, predict
+    from napari_resunet.core.config import InstanceConfig
+    from napari_resunet.core.inference.postprocess import labels_from_probabilities
     from napari_resunet.core.io import read_image, write_tiff
+    from napari_resunet.core.models.zoo import load_model
 
     _refuse_existing(args.output, args.overwrite)
-    model, _ = load_checkpoint(args.model)
+    model, _ = load_model(args.model)
     img = read_image(args.image)
+    voxel_size = args.scale or img.voxel_size
     cfg = InferenceConfig(
         tile_shape=args.tile, overlap=args.overlap, batch_size=args.batch_size,
         device=args.device, use_compile=args.compile,
     )
-    probs = predict(model, img.data, cfg, args.channel_axis, img.voxel_size, show_progress=True)
+    probs = predict(model, img.data, cfg, args.channel_axis, voxel_size, show_progress=True)
     spatial_axes = "ZYX"[-(probs.ndim - 1):]
     if args.probabilities:
-        write_tiff(args.output, probs, "C" + spatial_axes, img.voxel_size, args.overwrite)
+        write_tiff(args.output, probs, "C" + spatial_axes, voxel_size, args.overwrite)
+        print(f"wrote {args.output} {probs.shape} float32 probabilities")
+        return
+    icfg = InstanceConfig(min_size=args.min_size, seeds=args.seeds)
+    labels = labels_from_probabilities(probs, model.config, icfg, voxel_size)
+    write_tiff(args.output, labels, spatial_axes, voxel_size, args.overwrite)
+    if model.config.task == "instance":
+        print(f"wrote {args.output} {labels.shape}: {int(labels.max())} cells")
     else:
-        labels = probabilities_to_labels(probs)
-        write_tiff(args.output, labels, spatial_axes, img.voxel_size, args.overwrite)
         counts = ", ".join(
             f"class {c}: {100 * n / labels.size:.1f}%"
             for c, n in enumerate(np.bincount(labels.ravel(), minlength=probs.shape[0]))
@@ -200,26 +255,36 @@ def _cmd_train(args: argparse.Namespace) -> None:
         TrainConfig,
         TrainData,
         build_model,
-        load_checkpoint,
         save_checkpoint,
         train,
     )
     from napari_resunet.core.io import read_image
+    from napari_resunet.core.models.zoo import load_model
 
     _refuse_existing(args.output, args.overwrite)
     img = read_image(args.image)
     labels = read_image(args.labels).data
     mask = read_image(args.mask).data != 0 if args.mask else None
-    label_mode = "foreground" if args.labels_are == "instances" else "classes"
+    task = args.task or ("instance" if args.labels_are == "instances" else "semantic")
+    if args.labels_are == "classes":
+        if task == "instance":
+            raise ValueError("--task instance needs instance labels (--labels-are instances).")
+        label_mode = "classes"
+    else:
+        label_mode = "instances" if task == "instance" else "foreground"
     if args.model:
-        model, ckpt = load_checkpoint(args.model)
+        model, ckpt = load_model(args.model)
+        if model.config.task == "instance":
+            label_mode = "instances"
         if args.classes and args.classes != model.config.out_channels:
             raise ValueError(
                 f"--classes {args.classes} differs from the starting model's "
                 f"{model.config.out_channels} classes."
             )
     else:
-        if args.classes:
+        if task == "instance":
+            n_classes = 3
+        elif args.classes:
             n_classes = args.classes
         elif label_mode == "foreground":
             n_classes = 2
@@ -239,7 +304,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
         model = build_model(
             ModelConfig(
                 spatial_dims=dims, in_channels=in_channels, out_channels=n_classes,
-                features=args.features, norm=args.norm, dropout=args.dropout,
+                features=args.features, norm=args.norm, dropout=args.dropout, task=task,
             ),
             seed=args.seed,
         )
@@ -296,6 +361,29 @@ def _cmd_info(args: argparse.Namespace) -> None:
     data = ckpt.training.get("data")
     if data:
         print(f"trained on:     {data.get('image')} / {data.get('labels')}")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    import json
+
+    from napari_resunet.core.io import read_image
+    from napari_resunet.core.metrics import evaluate, metrics_table
+
+    pred = read_image(args.prediction)
+    truth = read_image(args.ground_truth)
+    voxel_size = args.scale or truth.voxel_size or pred.voxel_size
+    if voxel_size is not None and len(voxel_size) < truth.data.ndim:
+        raise ValueError(
+            f"--scale gives {len(voxel_size)} sizes for {truth.data.ndim}D labels."
+        )
+    result = evaluate(pred.data, truth.data, args.mode, voxel_size)
+    if args.json:
+        print(json.dumps(result, indent=2, default=float))
+        return
+    rows = metrics_table(result)
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
 
 
 def _cmd_sample(args: argparse.Namespace) -> None:

@@ -6,7 +6,7 @@ from tests.ui.conftest import dock, paint, wait_idle
 
 from napari_resunet.core import InferenceConfig, predict
 from napari_resunet.ui._model_store import get_store
-from napari_resunet.ui.predict_widget import NEW_2D
+from napari_resunet.ui.predict_widget import MODE_SEMANTIC, NEW_2D
 
 
 def _segmented_viewer(make_napari_viewer, qtbot, image):
@@ -14,6 +14,7 @@ def _segmented_viewer(make_napari_viewer, qtbot, image):
     viewer.add_image(image, name="nuclei")
     seg = dock(viewer, "Segment")
     seg._model_combo.value = NEW_2D
+    seg._mode_combo.value = MODE_SEMANTIC
     seg._run_button.clicked()
     wait_idle(qtbot, seg)
     ft = dock(viewer, "Fine-tune")

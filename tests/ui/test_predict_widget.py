@@ -5,7 +5,13 @@ import pytest
 from tests.ui.conftest import dock, paint, wait_idle
 
 from napari_resunet.ui._model_store import get_store
-from napari_resunet.ui.predict_widget import CHECKPOINT, NEW_2D, NEW_3D, SESSION
+from napari_resunet.ui.predict_widget import (
+    CHECKPOINT,
+    MODE_SEMANTIC,
+    NEW_2D,
+    NEW_3D,
+    SESSION,
+)
 
 
 def _segment(qtbot, widget):
@@ -93,6 +99,7 @@ def test_painted_voxels_survive_resegmenting(make_napari_viewer, qtbot, nuclei2d
     viewer.add_image(nuclei2d[0], name="nuclei")
     widget = dock(viewer, "Segment")
     widget._model_combo.value = NEW_2D
+    widget._mode_combo.value = MODE_SEMANTIC
     _segment(qtbot, widget)
     model = get_store(viewer).model
     _force(model, 0)

@@ -16,7 +16,9 @@ from typing import Any, Literal, TypeVar
 NormKind = Literal["group", "instance", "batch", "none"]
 BlendKind = Literal["gaussian", "constant"]
 CompileMode = Literal["auto", "always", "never"]
-LabelMode = Literal["classes", "foreground"]
+LabelMode = Literal["auto", "classes", "foreground", "instances"]
+Task = Literal["semantic", "instance"]
+SeedKind = Literal["interior", "distance"]
 
 _C = TypeVar("_C", bound="_ConfigBase")
 
@@ -81,6 +83,9 @@ class ModelConfig(_ConfigBase):
         norm: normalisation layer. Group norm is the default because fine-tuning
             uses batches of 1-4 patches, where batch statistics are unreliable.
         dropout: dropout probability inside the residual blocks (0 disables it).
+        task: ``"semantic"``: one class per voxel (``out_channels`` classes);
+            ``"instance"``: three classes background / cell interior / cell
+            boundary, turned into one label per cell by a seeded watershed.
     """
 
     spatial_dims: int = 3
@@ -89,9 +94,16 @@ class ModelConfig(_ConfigBase):
     features: tuple[int, ...] = (16, 32, 64, 128)
     norm: NormKind = "group"
     dropout: float = 0.0
+    task: Task = "semantic"
 
     def __post_init__(self) -> None:
         _check_choice("spatial_dims", self.spatial_dims, (2, 3))
+        _check_choice("task", self.task, ("semantic", "instance"))
+        if self.task == "instance" and self.out_channels != 3:
+            raise ValueError(
+                "An instance model predicts background, interior and boundary: use "
+                f"out_channels=3 (got {self.out_channels})."
+            )
         if int(self.in_channels) < 1:
             raise ValueError(f"in_channels must be >= 1, got {self.in_channels}.")
         if int(self.out_channels) < 2:
@@ -193,8 +205,11 @@ class TrainConfig(_ConfigBase):
         weight_decay: AdamW weight decay.
         warmup_steps: linear warm-up steps before the cosine decay.
         ce_weight / dice_weight: weights of cross-entropy and soft Dice in the loss.
-        label_mode: ``"classes"`` reads labels as class ids 0..C-1; ``"foreground"``
-            turns any non-zero label (e.g. instance ids) into class 1.
+        label_mode: how labels become targets. ``"classes"``: class ids 0..C-1;
+            ``"foreground"``: any non-zero label (e.g. instance ids) is class 1;
+            ``"instances"``: instance ids become background (0) / interior (1) /
+            boundary (2, where the id changes); ``"auto"``: ``"instances"`` for
+            instance models, ``"classes"`` otherwise.
         val_every: run validation every this many steps (when validation data are
             given; 0 = only at the end).
         log_every: yield a progress record every this many steps.
@@ -217,7 +232,7 @@ class TrainConfig(_ConfigBase):
     min_lr_ratio: float = 0.05
     ce_weight: float = 1.0
     dice_weight: float = 1.0
-    label_mode: LabelMode = "classes"
+    label_mode: LabelMode = "auto"
     val_every: int = 50
     log_every: int = 1
     augment_flip: bool = True
@@ -253,7 +268,43 @@ class TrainConfig(_ConfigBase):
             raise ValueError(
                 f"foreground_fraction must be in [0, 1], got {self.foreground_fraction}."
             )
-        _check_choice("label_mode", self.label_mode, ("classes", "foreground"))
+        _check_choice(
+            "label_mode", self.label_mode, ("auto", "classes", "foreground", "instances")
+        )
+
+
+@dataclass(frozen=True)
+class InstanceConfig(_ConfigBase):
+    """Turning interior/boundary probabilities into one label per cell.
+
+    Attributes:
+        foreground_threshold: a voxel belongs to a cell where
+            ``1 - p(background)`` exceeds this.
+        seed_threshold: seeds are connected regions where ``p(interior)``
+            exceeds this (``seeds="interior"``).
+        seeds: ``"interior"`` (connected interior regions) or ``"distance"``
+            (maxima of the distance transform of the interior, in physical units
+            when a voxel size is given; splits touching cells the network merged).
+        min_seed_size: seeds smaller than this (voxels) are dropped.
+        min_size: cells smaller than this (voxels) are removed.
+        seed_min_distance: minimal distance (physical units) between distance
+            seeds.
+    """
+
+    foreground_threshold: float = 0.5
+    seed_threshold: float = 0.5
+    seeds: SeedKind = "interior"
+    min_seed_size: int = 4
+    min_size: int = 16
+    seed_min_distance: float = 3.0
+
+    def __post_init__(self) -> None:
+        for name in ("foreground_threshold", "seed_threshold"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}.")
+        _check_choice("seeds", self.seeds, ("interior", "distance"))
+        if self.min_size < 0 or self.min_seed_size < 0:
+            raise ValueError("min_size and min_seed_size must be >= 0.")
 
 
 def finetune_config(spatial_dims: int, image_ndim: int | None = None, **changes: Any) -> TrainConfig:

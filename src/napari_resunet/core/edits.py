@@ -36,7 +36,11 @@ def update_edited(
 
 
 def merge_prediction(
-    current: NDArray, prediction: NDArray, edited: NDArray, replace: bool = False
+    current: NDArray,
+    prediction: NDArray,
+    edited: NDArray,
+    replace: bool = False,
+    instances: bool = False,
 ) -> NDArray:
     """The labels to show after a new prediction.
 
@@ -45,6 +49,8 @@ def merge_prediction(
         prediction: the new prediction, same shape.
         edited: voxels the user changed (see :func:`update_edited`).
         replace: take the prediction everywhere, edits included.
+        instances: the labels are object ids; predicted ids are shifted above the
+            ids the user painted, so a new cell never takes a painted cell's id.
 
     Returns:
         A new array of ``current``'s dtype.
@@ -56,7 +62,13 @@ def merge_prediction(
         )
     merged = prediction.astype(current.dtype, copy=True)
     if not replace:
-        merged[edited] = current[edited]
+        kept = current[edited]
+        if instances and kept.size and kept.max() > 0:
+            top = np.iinfo(merged.dtype).max - int(kept.max())
+            if int(prediction.max(initial=0)) > top:
+                raise ValueError("Too many objects for the labels layer's dtype.")
+            merged[merged > 0] += kept.max()
+        merged[edited] = kept
     return merged
 
 

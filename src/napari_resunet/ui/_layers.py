@@ -93,6 +93,7 @@ def write_prediction(
     snap: ImageSnapshot,
     labels: np.ndarray,
     replace: bool = False,
+    instances: bool = False,
 ) -> tuple[Any, int]:
     """Show ``labels`` in the image's output layer without losing the user's edits.
 
@@ -100,6 +101,9 @@ def write_prediction(
     the layer's undo history: voxels the user painted or erased since the last
     prediction are kept unless ``replace`` is set, and even then napari's undo
     (Ctrl+Z) brings them back.
+
+    With ``instances`` the labels are object ids, and new ids are kept clear of the
+    ids of cells the user painted.
 
     Returns:
         ``(layer, kept)``: the Labels layer and how many edited voxels were kept.
@@ -115,9 +119,13 @@ def write_prediction(
         track.edited = np.zeros(labels.shape, bool)
         return layer, 0
     track = store.track(layer)
+    if np.can_cast(labels.dtype, layer.data.dtype, "safe") is False:
+        # e.g. instance ids (uint32) into an earlier class map (uint8): widen the
+        # layer, keeping every value (napari restarts its undo history here)
+        layer.data = np.asarray(layer.data).astype(np.promote_types(layer.data.dtype, labels.dtype))
     current = np.asarray(layer.data)
     edited = track.refresh(current)
-    merged = merge_prediction(current, labels, edited, replace=replace)
+    merged = merge_prediction(current, labels, edited, replace=replace, instances=instances)
     changed = np.nonzero(merged != current)
     if changed[0].size:
         with layer.block_history():

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_resunet.core import InferenceConfig, iter_predict, probabilities_to_labels
+from napari_resunet.core import InferenceConfig, iter_predict
+from napari_resunet.core.config import InstanceConfig
+from napari_resunet.core.inference.postprocess import labels_from_probabilities
 from napari_resunet.core.inference.predict import make_tile_plan
 from napari_resunet.ui._layers import ImageSnapshot, write_prediction
 from napari_resunet.ui._workers import start_job
@@ -37,6 +39,7 @@ def start_prediction(
     *,
     replace: bool = False,
     show_probabilities: bool = False,
+    instance_cfg: InstanceConfig | None = None,
     on_done: Callable[[Any, int], None] | None = None,
     on_finished: Callable[[], None] | None = None,
     on_aborted: Callable[[], None] | None = None,
@@ -50,12 +53,17 @@ def start_prediction(
     vs = voxel_size_of(snap)
     plan = make_tile_plan(model, snap.spatial_shape, cfg, vs)
 
+    is_instance = model.config.task == "instance"
+
     def _returned(probs: np.ndarray) -> None:
-        labels = probabilities_to_labels(probs)
-        layer, kept = write_prediction(viewer, store, snap, labels, replace=replace)
+        labels = labels_from_probabilities(probs, model.config, instance_cfg, vs)
+        layer, kept = write_prediction(
+            viewer, store, snap, labels, replace=replace, instances=is_instance
+        )
         if show_probabilities:
             name = f"{snap.name} [resunet probabilities]"
-            fg = probs[1:].sum(axis=0) if probs.shape[0] > 1 else probs[0]
+            # instance models: show the cell interior; semantic: all foreground
+            fg = probs[1] if is_instance else probs[1:].sum(axis=0)
             if name in viewer.layers:
                 viewer.layers[name].data = fg
             else:

@@ -5,8 +5,15 @@ TOOLTIPS: dict[str, str] = {
     "channel_axis": "Axis of the image that holds channels (multi-channel images). "
     "'none' for a single-channel image; RGB layers are detected automatically.",
     "model": "Which network segments: the session's current model (after loading or "
-    "fine-tuning), a new untrained 2D or 3D network to fine-tune from scratch, or a "
-    "checkpoint file (.pt).",
+    "fine-tuning), a starter model shipped with the plugin, a new untrained 2D or 3D "
+    "network to fine-tune from scratch, or a checkpoint file (.pt).",
+    "mode": "What a new network learns: 'cells' gives every cell its own label "
+    "(it predicts cell interiors and boundaries, then a watershed separates touching "
+    "cells); 'classes' gives one label per class (e.g. 1 = membrane).",
+    "min_size": "Cells smaller than this many voxels are removed (cell models).",
+    "seeds": "How cells are seeded (cell models): 'interior' uses the predicted cell "
+    "interiors; 'distance' uses the centres of the interiors' distance transform, which "
+    "also splits cells the network merged.",
     "checkpoint": "A napari-resunet checkpoint (.pt) written by 'Save model…' or the "
     "napari-resunet command line.",
     "advanced": "Show tiling and device settings. The defaults are chosen from the "
@@ -22,8 +29,9 @@ TOOLTIPS: dict[str, str] = {
     "the last prediction. Ctrl+Z on the labels layer brings your edits back.",
     "run": "Segment the image in the background. The viewer stays usable.",
     "cancel": "Stop the running job; nothing is written.",
-    "labels": "The corrected labels: paint class ids (1 = foreground for a "
-    "two-class model, 0 = background).",
+    "labels": "The corrected labels. Cell models: paint each cell with its own label "
+    "(napari's 'new label' button), erase with 0. Class models: paint class ids "
+    "(1 = foreground for a two-class model, 0 = background).",
     "scope": "What to learn from. 'only what I edited': the voxels you changed since "
     "the last prediction plus a small margin, the rest is ignored. 'edited "
     "slices/patches': every slice (3D) or 64-pixel patch (2D) you touched, densely. "

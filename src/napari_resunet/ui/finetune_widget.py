@@ -148,8 +148,8 @@ class FinetuneWidget(Container):
             )
             return
         n_classes = model.config.out_channels
-        label_mode = "classes"
-        if labels.max() >= n_classes:
+        label_mode = "auto"  # instance models: instance ids -> interior/boundary
+        if model.config.task == "semantic" and labels.max() >= n_classes:
             if n_classes != 2:
                 show_error(
                     f"Cannot fine-tune: the labels hold ids up to {labels.max()} but the "

@@ -26,7 +26,13 @@ from napari_resunet.core import (
     load_checkpoint,
 )
 from napari_resunet.core.checks import check_image, check_not_constant
+from napari_resunet.core.config import InstanceConfig
 from napari_resunet.core.models.checkpoint import CheckpointError
+from napari_resunet.core.models.zoo import (
+    STARTER_MODELS,
+    available_starter_models,
+    load_model,
+)
 from napari_resunet.ui._layers import snapshot_image
 from napari_resunet.ui._model_store import get_store
 from napari_resunet.ui._predict_job import start_prediction
@@ -42,6 +48,9 @@ NEW_2D = "New 2D network (untrained)"
 NEW_3D = "New 3D network (untrained)"
 CHECKPOINT = "Checkpoint file…"
 NO_CHANNEL = "none"
+STARTER_PREFIX = "Starter: "
+MODE_SEMANTIC = "classes (semantic)"
+MODE_INSTANCE = "cells (one label each)"
 
 
 def suggest_spatial_dims(snap: Any) -> int:
@@ -69,9 +78,14 @@ class PredictWidget(Container):
         defaults = InferenceConfig()
         self._image_combo = create_widget(annotation="napari.layers.Image", label="image")
         self._channel_combo = ComboBox(label="channel axis", choices=self._channel_choices)
+        starters = [f"{STARTER_PREFIX}{name}" for name in available_starter_models()]
         self._model_combo = ComboBox(
-            label="model", choices=[SESSION, NEW_AUTO, NEW_2D, NEW_3D, CHECKPOINT],
+            label="model",
+            choices=[SESSION, *starters, NEW_AUTO, NEW_2D, NEW_3D, CHECKPOINT],
             value=NEW_AUTO,
+        )
+        self._mode_combo = ComboBox(
+            label="new network", choices=[MODE_INSTANCE, MODE_SEMANTIC], value=MODE_INSTANCE
         )
         self._checkpoint_file = FileEdit(label="checkpoint", mode="r", filter="*.pt")
         self._advanced_check = CheckBox(text="Advanced settings", value=False)
@@ -83,8 +97,16 @@ class PredictWidget(Container):
         self._device_combo = ComboBox(
             label="device", choices=["auto", "cpu", "cuda", "mps"], value=defaults.device
         )
+        inst = InstanceConfig()
+        self._min_size_spin = SpinBox(label="min cell size", value=inst.min_size, min=0, max=10**7)
+        self._seeds_combo = ComboBox(
+            label="cell seeds", choices=["interior", "distance"], value=inst.seeds
+        )
         self._advanced = Container(
-            widgets=[self._tile_edit, self._overlap_spin, self._batch_spin, self._device_combo]
+            widgets=[
+                self._tile_edit, self._overlap_spin, self._batch_spin, self._device_combo,
+                self._min_size_spin, self._seeds_combo,
+            ]
         )
         self._prob_check = CheckBox(text="Also show probabilities", value=False)
         self._replace_check = CheckBox(text="Replace my edits too (Ctrl+Z restores them)")
@@ -93,7 +115,9 @@ class PredictWidget(Container):
         self._status = Label(value="")
         for w, key in (
             (self._image_combo, "image"), (self._channel_combo, "channel_axis"),
-            (self._model_combo, "model"), (self._checkpoint_file, "checkpoint"),
+            (self._model_combo, "model"), (self._mode_combo, "mode"),
+            (self._checkpoint_file, "checkpoint"), (self._min_size_spin, "min_size"),
+            (self._seeds_combo, "seeds"),
             (self._advanced_check, "advanced"), (self._tile_edit, "tile"),
             (self._overlap_spin, "overlap"), (self._batch_spin, "batch"),
             (self._device_combo, "device"), (self._prob_check, "probabilities"),
@@ -103,7 +127,7 @@ class PredictWidget(Container):
             w.tooltip = TOOLTIPS[key]
         self.extend([
             self._image_combo, self._channel_combo, self._model_combo,
-            self._checkpoint_file, self._advanced_check, self._advanced,
+            self._mode_combo, self._checkpoint_file, self._advanced_check, self._advanced,
             self._prob_check, self._replace_check, self._run_button,
             self._cancel_button, self._status,
         ])
@@ -125,7 +149,12 @@ class PredictWidget(Container):
         return [NO_CHANNEL, *(str(i) for i in range(layer.ndim))]
 
     def _on_model_changed(self, *_: Any) -> None:
-        self._checkpoint_file.visible = self._model_combo.value == CHECKPOINT
+        choice = self._model_combo.value
+        self._checkpoint_file.visible = choice == CHECKPOINT
+        self._mode_combo.visible = choice in (NEW_AUTO, NEW_2D, NEW_3D)
+        if choice.startswith(STARTER_PREFIX):
+            name = choice[len(STARTER_PREFIX):]
+            self._model_combo.tooltip = f"{STARTER_MODELS[name]}. {TOOLTIPS['model']}"
 
     def _on_advanced_changed(self, *_: Any) -> None:
         self._advanced.visible = self._advanced_check.value
@@ -135,8 +164,9 @@ class PredictWidget(Container):
         if model is None:
             self._status.value = "No session model yet."
         else:
+            kind = "cells" if model.config.task == "instance" else "classes"
             self._status.value = (
-                f"Session model: {model.spatial_dims}D, {self._store.source}"
+                f"Session model: {model.spatial_dims}D {kind}, {self._store.source}"
             )
 
     def _set_running(self, running: bool) -> None:
@@ -158,6 +188,11 @@ class PredictWidget(Container):
             use_compile="never",
         )
 
+    def _read_instance_config(self) -> InstanceConfig:
+        return InstanceConfig(
+            min_size=int(self._min_size_spin.value), seeds=self._seeds_combo.value
+        )
+
     def _channel_axis(self) -> int | None:
         value = self._channel_combo.value
         return None if value in (None, NO_CHANNEL) else int(value)
@@ -175,8 +210,17 @@ class PredictWidget(Container):
             return self._store.model, None
         if choice in (NEW_AUTO, NEW_2D, NEW_3D):
             dims = {NEW_2D: 2, NEW_3D: 3}.get(choice) or suggest_spatial_dims(snap)
-            model = build_model(ModelConfig(spatial_dims=dims, in_channels=in_channels))
-            return model, f"new {dims}D network"
+            instance = self._mode_combo.value == MODE_INSTANCE
+            cfg = ModelConfig(
+                spatial_dims=dims, in_channels=in_channels,
+                out_channels=3 if instance else 2,
+                task="instance" if instance else "semantic",
+            )
+            return build_model(cfg), f"new {dims}D network"
+        if choice.startswith(STARTER_PREFIX):
+            name = choice[len(STARTER_PREFIX):]
+            model, _ = load_model(name)
+            return model, f"starter model {name}"
         path = self._checkpoint_file.value
         if not path or not Path(path).is_file():
             raise ValueError("Choose a checkpoint file (.pt) to load.")
@@ -208,6 +252,7 @@ class PredictWidget(Container):
                 self._viewer, self._store, model, snap, cfg,
                 replace=self._replace_check.value,
                 show_probabilities=self._prob_check.value,
+                instance_cfg=self._read_instance_config(),
                 on_done=self._on_prediction_done,
                 on_aborted=self._on_aborted,
                 on_errored=self._on_errored,

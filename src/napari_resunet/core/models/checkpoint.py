@@ -75,6 +75,7 @@ def _construct(cfg: ModelConfig, normalization: NormalizationConfig | None) -> R
         norm=cfg.norm,
         dropout=cfg.dropout,
         normalization=normalization,
+        task=cfg.task,
     )
 
 

@@ -33,6 +33,8 @@ class ResUNet(nn.Module):
         dropout: dropout probability inside each block, in [0, 1).
         normalization: intensity scaling the network expects (default percentile
             1-99.8 per channel).
+        task: ``"semantic"`` or ``"instance"`` (3 outputs: background, interior,
+            boundary; see :class:`ModelConfig`). Recorded for post-processing.
 
     Example:
         >>> net = ResUNet(spatial_dims=2, features=(8, 16, 32))
@@ -49,6 +51,7 @@ class ResUNet(nn.Module):
         norm: str = "group",
         dropout: float = 0.0,
         normalization: NormalizationConfig | None = None,
+        task: str = "semantic",
     ) -> None:
         super().__init__()
         # The intensity scheme the network expects travels with it (and with its
@@ -62,6 +65,7 @@ class ResUNet(nn.Module):
             features=tuple(features),
             norm=norm,
             dropout=dropout,
+            task=task,
         )
         cfg = self.config
         feats = cfg.features

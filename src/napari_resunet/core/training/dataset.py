@@ -76,6 +76,13 @@ def labels_to_target(
         raise ValueError("Labels must not be negative (0 is background).")
     if label_mode == "foreground":
         target = (labels > 0).astype(np.int16)
+    elif label_mode == "instances":
+        if n_classes != 3:
+            raise ValueError(
+                "Instance targets need a model with 3 classes (background, interior, "
+                f"boundary); this one has {n_classes}."
+            )
+        target = instance_targets(labels)
     else:
         top = int(labels.max()) if labels.size else 0
         if top >= n_classes:
@@ -83,8 +90,8 @@ def labels_to_target(
                 f"The labels hold class ids up to {top} but the model predicts "
                 f"{n_classes} classes (0..{n_classes - 1}). If these are instance "
                 f"labels (one id per object), train with label_mode='foreground' "
-                f"(CLI: --labels-are instances); otherwise build the model with "
-                f"out_channels={top + 1}."
+                f"(CLI: --labels-are instances) or an instance model; otherwise build "
+                f"the model with out_channels={top + 1}."
             )
         target = labels.astype(np.int16)
     if mask is not None:
@@ -97,13 +104,44 @@ def labels_to_target(
     return target
 
 
+def instance_targets(labels: NDArray) -> NDArray[np.int16]:
+    """Background (0) / interior (1) / boundary (2) classes from instance labels.
+
+    A voxel is boundary where its id differs from one of its face neighbours
+    (the object's own outer layer, so touching cells get a separating line of
+    boundary on both sides). Works for 2D and 3D and for dense labels without
+    background.
+    """
+    labels = np.asarray(labels)
+    target = (labels > 0).astype(np.int16)
+    boundary = np.zeros(labels.shape, bool)
+    for ax in range(labels.ndim):
+        if labels.shape[ax] < 2:
+            continue
+        lo = [slice(None)] * labels.ndim
+        hi = [slice(None)] * labels.ndim
+        lo[ax], hi[ax] = slice(0, -1), slice(1, None)
+        diff = labels[tuple(lo)] != labels[tuple(hi)]
+        boundary[tuple(lo)] |= diff
+        boundary[tuple(hi)] |= diff
+    target[boundary & (labels > 0)] = 2
+    return target
+
+
+def resolve_label_mode(label_mode: str, model_cfg: ModelConfig) -> str:
+    """``"auto"`` -> ``"instances"`` for instance models, ``"classes"`` otherwise."""
+    if label_mode == "auto":
+        return "instances" if model_cfg.task == "instance" else "classes"
+    return label_mode
+
+
 def prepare_sample(
     image: NDArray,
     labels: NDArray,
     mask: NDArray | None,
     model_cfg: ModelConfig,
     normalization: NormalizationConfig,
-    label_mode: str = "classes",
+    label_mode: str = "auto",
     channel_axis: int | None = None,
     rng: np.random.Generator | None = None,
 ) -> TrainSample:
@@ -116,6 +154,7 @@ def prepare_sample(
             f"spatial shape {spatial_shape}."
         )
     check_not_constant(image)
+    label_mode = resolve_label_mode(label_mode, model_cfg)
     target = labels_to_target(labels, model_cfg.out_channels, label_mode, mask)
     x = normalize_image(image, normalization, channel_axis)
     x = x[None] if channel_axis is None else np.moveaxis(x, channel_axis, 0)

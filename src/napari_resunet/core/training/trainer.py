@@ -30,6 +30,7 @@ from napari_resunet.core.training.dataset import (
     PatchSampler,
     labels_to_target,
     prepare_sample,
+    resolve_label_mode,
 )
 from napari_resunet.core.training.losses import IGNORE_INDEX, masked_ce_dice_loss
 
@@ -104,7 +105,8 @@ def evaluate_dice(
             iter_predict(model, d.image, icfg, d.channel_axis), False, "validate"
         )
         pred = probabilities_to_labels(probs)
-        target = labels_to_target(d.labels, n_classes, label_mode, d.mask)
+        mode = resolve_label_mode(label_mode, model.config)
+        target = labels_to_target(d.labels, n_classes, mode, d.mask)
         mask = target != IGNORE_INDEX
         scores.append(dice_per_class(pred, target, n_classes, mask)[1:].mean())
     return float(np.mean(scores))
