@@ -347,6 +347,8 @@ def _cmd_info(args: argparse.Namespace) -> None:
     print(f"network:        {mc.spatial_dims}D ResUNet, features {list(mc.features)}, "
           f"norm {mc.norm}, dropout {mc.dropout}")
     print(f"channels:       {mc.in_channels} in -> {mc.out_channels} classes")
+    print("output:         " + ("one label per cell (interior/boundary + watershed)"
+                                if mc.task == "instance" else "class ids"))
     print(f"parameters:     {n_params:,}")
     print(f"size rule:      spatial sizes multiple of {mc.size_multiple} (tiling pads)")
     n = ckpt.normalization

@@ -40,18 +40,22 @@ def test_sample_train_predict_info_end_to_end(tmp_path):
     assert "saved" in res.stdout
     info = _cli("info", ckpt)
     assert info.returncode == 0 and "2D ResUNet" in info.stdout and "20 steps" in info.stdout
+    assert "one label per cell" in info.stdout
     out = tmp_path / "pred.tif"
     res = _cli("predict", img, "--model", ckpt, "-o", out)
     assert res.returncode == 0, res.stderr
     pred = tifffile.imread(out)
-    assert pred.shape == (520, 696) and pred.dtype == np.uint8
-    assert set(np.unique(pred)) <= {0, 1}
+    assert pred.shape == (520, 696) and pred.dtype == np.uint32
+    assert "cells" in res.stdout
+    res = _cli("evaluate", out, lab)
+    assert res.returncode == 0, res.stderr
+    assert "f1@0.50" in res.stdout and "n_true" in res.stdout
     # refusing to overwrite is a clear error, not a traceback
     res = _cli("predict", img, "--model", ckpt, "-o", out)
     assert res.returncode == 1 and "--overwrite" in res.stderr and "Traceback" not in res.stderr
     probs = tmp_path / "probs.tif"
     assert _cli("predict", img, "-m", ckpt, "-o", probs, "--probabilities").returncode == 0
-    assert tifffile.imread(probs).shape == (2, 520, 696)
+    assert tifffile.imread(probs).shape == (3, 520, 696)
 
 
 @pytest.fixture
@@ -131,3 +135,40 @@ def test_train_with_mask_and_fine_tune_from_checkpoint(files, capsys):
     ckpt = read_checkpoint(out)
     assert ckpt.model_config.features == (4, 8, 16)  # kept the starting architecture
     assert ckpt.training["data"]["mask"] == str(mask)
+
+
+def test_evaluate_command(files, capsys):
+    import json
+
+    truth = np.zeros((32, 32), np.uint16)
+    truth[2:10, 2:10] = 1
+    truth[12:20, 12:20] = 2
+    truth[22:30, 2:10] = 3
+    pred = truth.copy()
+    pred[pred == 3] = 0
+    d = files["dir"]
+    tifffile.imwrite(d / "t.tif", truth)
+    tifffile.imwrite(d / "p.tif", pred)
+    assert main(["evaluate", str(d / "p.tif"), str(d / "t.tif")]) == 0
+    out = capsys.readouterr().out
+    assert "recall@0.50" in out and "0.6667" in out
+    assert main(["evaluate", str(d / "p.tif"), str(d / "t.tif"), "--json", "--scale", "2,1"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["mode"] == "instance" and data["summary"]["n_true"] == 3
+    assert main(["evaluate", str(d / "p.tif"), str(files["labels.tif"])]) == 1
+    assert "shape" in capsys.readouterr().err
+    assert main(["evaluate", str(files["float_labels.tif"]), str(files["labels.tif"])]) == 1
+    assert "integer" in capsys.readouterr().err
+
+
+def test_train_semantic_from_instance_labels(files, capsys):
+    out = files["dir"] / "fg.pt"
+    code = main(["train", str(files["good.tif"]), str(files["instances.tif"]),
+                 "--labels-are", "instances", "--task", "semantic", "--steps", "2",
+                 "--patch", "32,32", "--features", "4,8", "-o", str(out)])
+    assert code == 0, capsys.readouterr().err
+    ckpt = read_checkpoint(out)
+    assert ckpt.model_config.task == "semantic" and ckpt.model_config.out_channels == 2
+    assert main(["train", str(files["good.tif"]), str(files["labels.tif"]), "--task",
+                 "instance", "-o", str(files["dir"] / "x.pt")]) == 1
+    assert "--labels-are instances" in capsys.readouterr().err

@@ -41,4 +41,12 @@ TOOLTIPS: dict[str, str] = {
     "undo": "Restore the model from before the last fine-tuning round.",
     "save_path": "Where 'Save model' writes the checkpoint.",
     "save": "Save the session model as a checkpoint file.",
+    "eval_pred": "The segmentation to score (e.g. '<image> [resunet]').",
+    "eval_truth": "The ground truth to compare with, same shape.",
+    "eval_mode": "'instance': one id per object (matching at IoU 0.5-0.9, F1, AP, plus "
+    "Rand error and VI in 3D); 'semantic': class ids (Dice, IoU per class); 'auto': "
+    "instance when any id is above 2.",
+    "eval_restrict": "Score only a range of slices along the first axis (e.g. the "
+    "slices you reviewed).",
+    "eval_run": "Compute the metrics (in the background).",
 }
