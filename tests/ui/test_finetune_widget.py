@@ -131,3 +131,39 @@ def test_save_model(make_napari_viewer, qtbot, nuclei2d, sync_jobs, tmp_path):
     for k, v in get_store(viewer).model.state_dict().items():
         assert torch.equal(model.state_dict()[k], v)
     assert ckpt.training["source"] == "new 2D network"
+
+
+def test_cell_model_finetunes_on_painted_cells(make_napari_viewer, qtbot, nuclei2d, sync_jobs):
+    """A cell (instance) model learns from cells painted with their own ids, and
+    re-segmenting keeps each painted cell and never reuses its id elsewhere."""
+    from napari_resunet.ui.predict_widget import MODE_INSTANCE
+
+    image, truth = nuclei2d
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    seg = dock(viewer, "Segment")
+    seg._model_combo.value = NEW_2D
+    seg._mode_combo.value = MODE_INSTANCE
+    seg._run_button.clicked()
+    out = viewer.layers["nuclei [resunet]"]
+    assert out.data.dtype == np.uint32
+    assert get_store(viewer).model.config.task == "instance"
+    # paint three true nuclei with fresh ids, as the 'new label' button gives
+    region = (slice(0, 96), slice(0, 128))
+    ids = [i for i in np.unique(truth[region]) if i][:3]
+    painted_ids = []
+    for k, cell in enumerate(ids):
+        new_id = int(out.data.max()) + 1 + k
+        out.data_setitem(np.nonzero(truth == cell), new_id)
+        painted_ids.append((cell, new_id))
+    ft = dock(viewer, "Fine-tune")
+    ft._image_combo.value = viewer.layers["nuclei"]
+    ft._labels_combo.value = out
+    ft._steps_spin.value = 10
+    ft._run_button.clicked()
+    assert len(ft._plot.losses) == 10 and np.isfinite(ft._plot.losses).all()
+    assert get_store(viewer).rounds == 1
+    for cell, new_id in painted_ids:
+        mask = truth == cell
+        assert (out.data[mask] == new_id).all()
+        assert not (out.data[~mask] == new_id).any()  # no predicted cell took the id
