@@ -41,6 +41,7 @@ def conv_flops(model: nn.Module, example: torch.Tensor) -> float:
                 total += 2.0 * inp[0].numel() * mod.weight[0].numel()
             else:
                 total += 2.0 * out.numel() * k
+
     for m in model.modules():
         if isinstance(m, nn.modules.conv._ConvNd):
             hooks.append(m.register_forward_hook(hook))

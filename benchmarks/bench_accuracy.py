@@ -37,8 +37,9 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 OUT = Path(__file__).resolve().parents[1] / "bench-out"
 
 
-def otsu_watershed(image: np.ndarray, bright_objects: bool = True, min_distance: int = 5,
-                   sampling=None) -> np.ndarray:
+def otsu_watershed(
+    image: np.ndarray, bright_objects: bool = True, min_distance: int = 5, sampling=None
+) -> np.ndarray:
     """Classical baseline: Otsu threshold, then watershed on the distance transform."""
     from skimage.filters import gaussian, threshold_otsu
     from skimage.segmentation import watershed
@@ -70,7 +71,9 @@ def bench_bbbc039() -> list[str]:
     for n in names:
         img = tifffile.imread(d / "images" / f"{n}.tif")
         truth = tifffile.imread(d / "labels" / f"{n}.tif")
-        pred = labels_from_probabilities(predict(model, img, icfg), model.config, InstanceConfig())
+        pred = labels_from_probabilities(
+            predict(model, img, icfg), model.config, InstanceConfig()
+        )
         ours.append(_scores(pred, truth))
         base.append(_scores(otsu_watershed(img), truth))
     sec = (time.perf_counter() - t0) / len(names)
@@ -144,8 +147,14 @@ def bench_isbi(steps: int) -> list[str]:
         model, _ = load_checkpoint(ckpt)
     else:
         model = build_model(ModelConfig(spatial_dims=2))
-        cfg = TrainConfig(steps=steps, patch_shape=(1, 256, 256), batch_size=4,
-                          label_mode="classes", seed=0, val_every=0)
+        cfg = TrainConfig(
+            steps=steps,
+            patch_shape=(1, 256, 256),
+            batch_size=4,
+            label_mode="classes",
+            seed=0,
+            val_every=0,
+        )
         res = train(model, TrainData(img[:24], mem[:24]), cfg, show_progress=True)
         model = res.model
         OUT.mkdir(exist_ok=True)
@@ -179,7 +188,9 @@ def bench_bbbc050() -> list[str]:
     truth = tifffile.imread(d / "16_cell_stage_labels.tif")
     model, _ = load_model("nuclei3d")
     probs = predict(model, img, InferenceConfig(use_compile="never"), voxel_size=vs)
-    pred = labels_from_probabilities(probs, model.config, InstanceConfig(min_size=100), vs)
+    pred = labels_from_probabilities(
+        probs, model.config, InstanceConfig(min_size=100), vs
+    )
     o = _scores(pred, truth)
     b = _scores(otsu_watershed(img, min_distance=3, sampling=vs), truth)
     return [
@@ -201,8 +212,12 @@ def main() -> None:
     args = p.parse_args()
     lines: list[str] = []
     for name in args.only:
-        part = {"bbbc039": bench_bbbc039, "flyem": bench_flyem, "bbbc050": bench_bbbc050,
-                "isbi": lambda: bench_isbi(args.isbi_steps)}[name]()
+        part = {
+            "bbbc039": bench_bbbc039,
+            "flyem": bench_flyem,
+            "bbbc050": bench_bbbc050,
+            "isbi": lambda: bench_isbi(args.isbi_steps),
+        }[name]()
         print("\n".join(part), flush=True)
         lines += part
     if args.markdown:

@@ -69,10 +69,18 @@ def _data(case: str):
     if (SHARED / "flyem_medulla3d").is_dir():
         import tifffile
 
-        img = tifffile.imread(SHARED / "flyem_medulla3d" / "train_image.tif")[:32, :250, :250]
-        bnd = tifffile.imread(SHARED / "flyem_medulla3d" / "train_boundaries.tif")[:32, :250, :250]
+        img = tifffile.imread(SHARED / "flyem_medulla3d" / "train_image.tif")[
+            :32, :250, :250
+        ]
+        bnd = tifffile.imread(SHARED / "flyem_medulla3d" / "train_boundaries.tif")[
+            :32, :250, :250
+        ]
         pad = ((0, 0), (0, 6), (0, 6))
-        return np.pad(img, pad, mode="reflect"), np.pad(bnd, pad, mode="reflect") > 0, "FlyEM 32x256x256"
+        return (
+            np.pad(img, pad, mode="reflect"),
+            np.pad(bnd, pad, mode="reflect") > 0,
+            "FlyEM 32x256x256",
+        )
     from napari_resunet.core.synthetic import make_blobs
 
     img, lab = make_blobs((32, 256, 256), n_objects=60, radius=6, seed=0)
@@ -117,12 +125,20 @@ def run_case(case: str, rounds: int) -> list[dict]:
         _wait(ft, app)
         elapsed, stall = time.perf_counter() - t0, probe.stop()
         acc = float((out.data == truth).mean())
-        results.append({
-            "case": label, "round": r + 1, "round_s": elapsed, "stall_ms": 1000 * stall,
-            "steps": ft._steps_spin.value, "loss_first": ft._plot.losses[0],
-            "loss_last": ft._plot.losses[-1], "pixel_acc": acc,
-            "segment_s": seg_time, "segment_stall_ms": 1000 * seg_stall,
-        })
+        results.append(
+            {
+                "case": label,
+                "round": r + 1,
+                "round_s": elapsed,
+                "stall_ms": 1000 * stall,
+                "steps": ft._steps_spin.value,
+                "loss_first": ft._plot.losses[0],
+                "loss_last": ft._plot.losses[-1],
+                "pixel_acc": acc,
+                "segment_s": seg_time,
+                "segment_stall_ms": 1000 * seg_stall,
+            }
+        )
         print(results[-1], flush=True)
     viewer.close()
     return results
@@ -140,16 +156,22 @@ def main() -> None:
     rows = []
     for case in args.cases:
         rows += run_case(case, args.rounds)
-    print("\n| case | round | steps | round time (s) | longest stall (ms) | loss first→last | labels = truth |")
+    print(
+        "\n| case | round | steps | round time (s) | longest stall (ms) | loss first→last | labels = truth |"
+    )
     print("|---|---:|---:|---:|---:|---|---:|")
     for r in rows:
-        print(f"| {r['case']} | {r['round']} | {r['steps']} | {r['round_s']:.1f} | "
-              f"{r['stall_ms']:.0f} | {r['loss_first']:.3f}→{r['loss_last']:.3f} | "
-              f"{100 * r['pixel_acc']:.1f}% |")
+        print(
+            f"| {r['case']} | {r['round']} | {r['steps']} | {r['round_s']:.1f} | "
+            f"{r['stall_ms']:.0f} | {r['loss_first']:.3f}→{r['loss_last']:.3f} | "
+            f"{100 * r['pixel_acc']:.1f}% |"
+        )
     for case in dict.fromkeys(r["case"] for r in rows):
         r = next(x for x in rows if x["case"] == case)
-        print(f"first segmentation of {case}: {r['segment_s']:.1f} s, longest stall "
-              f"{r['segment_stall_ms']:.0f} ms")
+        print(
+            f"first segmentation of {case}: {r['segment_s']:.1f} s, longest stall "
+            f"{r['segment_stall_ms']:.0f} ms"
+        )
 
 
 if __name__ == "__main__":

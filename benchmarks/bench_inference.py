@@ -38,7 +38,9 @@ def _volume(shape, seed=0):
     from napari_resunet.core.synthetic import make_blobs
 
     n = max(4, int(np.prod(shape) / 40_000))
-    img, _ = make_blobs(shape, n_objects=n, radius=10 if len(shape) == 2 else 6, seed=seed)
+    img, _ = make_blobs(
+        shape, n_objects=n, radius=10 if len(shape) == 2 else 6, seed=seed
+    )
     return img
 
 
@@ -103,7 +105,12 @@ def case_monai(args) -> dict:
     t0 = time.perf_counter()
     with torch.inference_mode():
         logits = sliding_window_inference(
-            x, tuple(args.tile), args.batch, model, overlap=args.overlap, mode="gaussian"
+            x,
+            tuple(args.tile),
+            args.batch,
+            model,
+            overlap=args.overlap,
+            mode="gaussian",
         )
         torch.softmax(logits, 1)
     sec = time.perf_counter() - t0
@@ -160,9 +167,16 @@ def _run(case: str, extra: list[str]) -> dict:
 
 def _suite(label, shape, tile, args, peak) -> list[str]:
     common = [
-        "--shape", *map(str, shape), "--tile", *map(str, tile),
-        "--overlap", str(args.overlap), "--batch", str(args.batch),
-        "--threads", str(args.threads),
+        "--shape",
+        *map(str, shape),
+        "--tile",
+        *map(str, tile),
+        "--overlap",
+        str(args.overlap),
+        "--batch",
+        str(args.batch),
+        "--threads",
+        str(args.threads),
     ]
     net = _run("network", common)
     monai = _run("monai", common)
@@ -211,7 +225,9 @@ def _suite(label, shape, tile, args, peak) -> list[str]:
     ):
         g = net[f"{k}_gflops"]
         rows.append(f"| {name} | {g:.1f} | {100 * g / peak:.0f}% |")
-    rows.append(f"\nCompile warm-up for this tile shape: {net['compile_warmup_s']:.1f} s.\n")
+    rows.append(
+        f"\nCompile warm-up for this tile shape: {net['compile_warmup_s']:.1f} s.\n"
+    )
     return rows
 
 
@@ -236,7 +252,10 @@ def main() -> None:
     if args.quick:
         suites = [("3D", (32, 64, 64), (32, 32, 32)), ("2D", (256, 256), (128, 128))]
     else:
-        suites = [("3D", (128, 256, 256), (64, 64, 64)), ("2D", (2048, 2048), (512, 512))]
+        suites = [
+            ("3D", (128, 256, 256), (64, 64, 64)),
+            ("2D", (2048, 2048), (512, 512)),
+        ]
     if args.only:
         suites = [s for s in suites if s[0].lower() == args.only]
     import torch

@@ -46,7 +46,10 @@ def main() -> None:
             model(x)
             sec = best_time(lambda x=x: model(x), args.repeats)
         vox = math.prod(shape)
-        print(f"| {side}^{args.dims} | {vox} | {sec:.3f} | {vox / sec / 1e6:.2f} |", flush=True)
+        print(
+            f"| {side}^{args.dims} | {vox} | {sec:.3f} | {vox / sec / 1e6:.2f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

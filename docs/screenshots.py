@@ -33,8 +33,12 @@ def _train(sample: str, dims: int, steps: int, patch, ckpt: Path) -> None:
 
     image, labels = load_sample(sample)
     model = build_model(ModelConfig(spatial_dims=dims))
-    cfg = TrainConfig(steps=steps, patch_shape=patch, batch_size=4 if dims == 2 else 2,
-                      label_mode="foreground")
+    cfg = TrainConfig(
+        steps=steps,
+        patch_shape=patch,
+        batch_size=4 if dims == 2 else 2,
+        label_mode="foreground",
+    )
     res = train(model, TrainData(image.data, labels.data), cfg, show_progress=True)
     save_checkpoint(ckpt, res.model, res.metadata())
 
@@ -99,8 +103,13 @@ def main() -> None:
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1500, 950)
     lo, hi = np.percentile(image.data, [1, 99.8])
-    viewer.add_image(image.data, name="embryo", scale=image.voxel_size, colormap="gray",
-                     contrast_limits=(float(lo), float(hi)))
+    viewer.add_image(
+        image.data,
+        name="embryo",
+        scale=image.voxel_size,
+        colormap="gray",
+        contrast_limits=(float(lo), float(hi)),
+    )
     _, seg = viewer.window.add_plugin_dock_widget("napari-resunet", "Segment")
     seg._model_combo.value = CHECKPOINT
     seg._checkpoint_file.value = ckpt3d

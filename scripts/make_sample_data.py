@@ -28,7 +28,9 @@ def _write(path: Path, data, axes: str, voxel_size=None) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    p.add_argument(
+        "--shared", default=str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    )
     args = p.parse_args()
     shared = Path(args.shared)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -36,13 +38,29 @@ def main() -> None:
     d = shared / "bbbc039_nuclei2d"
     name = json.loads((d / "split.json").read_text())["train"][0]
     assert name.startswith("IXMtest_A02_s1_")
-    _write(OUT / "nuclei2d_image.tif", tifffile.imread(d / "images" / f"{name}.tif"), "YX")
-    _write(OUT / "nuclei2d_labels.tif", tifffile.imread(d / "labels" / f"{name}.tif"), "YX")
+    _write(
+        OUT / "nuclei2d_image.tif", tifffile.imread(d / "images" / f"{name}.tif"), "YX"
+    )
+    _write(
+        OUT / "nuclei2d_labels.tif", tifffile.imread(d / "labels" / f"{name}.tif"), "YX"
+    )
 
     d = shared / "bbbc050_nuclei3d"
-    vs = tifffile.TiffFile(d / "8_cell_stage_image.tif").shaped_metadata[0]["voxel_size_zyx_um"]
-    _write(OUT / "nuclei3d_image.tif", tifffile.imread(d / "8_cell_stage_image.tif"), "ZYX", vs)
-    _write(OUT / "nuclei3d_labels.tif", tifffile.imread(d / "8_cell_stage_labels.tif"), "ZYX", vs)
+    vs = tifffile.TiffFile(d / "8_cell_stage_image.tif").shaped_metadata[0][
+        "voxel_size_zyx_um"
+    ]
+    _write(
+        OUT / "nuclei3d_image.tif",
+        tifffile.imread(d / "8_cell_stage_image.tif"),
+        "ZYX",
+        vs,
+    )
+    _write(
+        OUT / "nuclei3d_labels.tif",
+        tifffile.imread(d / "8_cell_stage_labels.tif"),
+        "ZYX",
+        vs,
+    )
 
 
 if __name__ == "__main__":

@@ -42,23 +42,37 @@ RECIPES = {
     "nuclei2d": {
         "model": ModelConfig(spatial_dims=2, out_channels=3, task="instance"),
         "train": TrainConfig(
-            patch_shape=(256, 256), batch_size=4, steps=2000, lr=2e-3, seed=0,
-            augment_elastic=False, val_every=0,
+            patch_shape=(256, 256),
+            batch_size=4,
+            steps=2000,
+            lr=2e-3,
+            seed=0,
+            augment_elastic=False,
+            val_every=0,
         ),
         "data": "BBBC039v1 train split (40 fields, CC0 1.0)",
     },
     "em_boundaries3d": {
         "model": ModelConfig(spatial_dims=3, out_channels=3, task="instance"),
         "train": TrainConfig(
-            patch_shape=(64, 64, 64), batch_size=2, steps=1000, lr=2e-3, seed=0,
-            foreground_fraction=0.0, val_every=0,
+            patch_shape=(64, 64, 64),
+            batch_size=2,
+            steps=1000,
+            lr=2e-3,
+            seed=0,
+            foreground_fraction=0.0,
+            val_every=0,
         ),
         "data": "FlyEM medulla training_sample2, z 0-175 (CC BY 3.0, Janelia FlyEM)",
     },
     "nuclei3d": {
         "model": ModelConfig(spatial_dims=3, out_channels=3, task="instance"),
         "train": TrainConfig(
-            patch_shape=(32, 64, 64), batch_size=2, steps=400, lr=2e-3, seed=0,
+            patch_shape=(32, 64, 64),
+            batch_size=2,
+            steps=400,
+            lr=2e-3,
+            seed=0,
             val_every=0,
         ),
         "data": "BBBC050 / QCANet 8-cell-stage embryo (CC BY 3.0; MIT repository)",
@@ -72,18 +86,28 @@ def load_training_data(name: str) -> tuple[list[TrainData], dict]:
         d = SHARED / "bbbc039_nuclei2d"
         names = json.loads((d / "split.json").read_text())["train"]
         data = [
-            TrainData(tifffile.imread(d / "images" / f"{n}.tif"),
-                      tifffile.imread(d / "labels" / f"{n}.tif"))
+            TrainData(
+                tifffile.imread(d / "images" / f"{n}.tif"),
+                tifffile.imread(d / "labels" / f"{n}.tif"),
+            )
             for n in names
         ]
         return data, {"fields": len(names)}
     if name == "em_boundaries3d":
         d = SHARED / "flyem_medulla3d"
-        return [TrainData(tifffile.imread(d / "train_image.tif"),
-                          tifffile.imread(d / "train_labels.tif"))], {"z": [0, 175]}
+        return [
+            TrainData(
+                tifffile.imread(d / "train_image.tif"),
+                tifffile.imread(d / "train_labels.tif"),
+            )
+        ], {"z": [0, 175]}
     d = SHARED / "bbbc050_nuclei3d"
-    return [TrainData(tifffile.imread(d / "8_cell_stage_image.tif"),
-                      tifffile.imread(d / "8_cell_stage_labels.tif"))], {"volume": "8_cell_stage"}
+    return [
+        TrainData(
+            tifffile.imread(d / "8_cell_stage_image.tif"),
+            tifffile.imread(d / "8_cell_stage_labels.tif"),
+        )
+    ], {"volume": "8_cell_stage"}
 
 
 def train_one(name: str, steps_scale: float) -> Path:
@@ -100,20 +124,28 @@ def train_one(name: str, steps_scale: float) -> Path:
     meta["wall_time_minutes"] = round(minutes, 1)
     meta["threads"] = torch.get_num_threads()
     # the weights ship in the package: keep the history short
-    meta["history"] = {k: v[:: max(1, len(v) // 200)] for k, v in meta["history"].items()}
+    meta["history"] = {
+        k: v[:: max(1, len(v) // 200)] for k, v in meta["history"].items()
+    }
     OUT.mkdir(parents=True, exist_ok=True)
     path = save_checkpoint(OUT / f"{name}.pt", result.model, meta)
     losses = np.asarray(result.history["loss"])
-    print(f"{name}: {cfg.steps} steps in {minutes:.1f} min, loss "
-          f"{losses[:20].mean():.3f} -> {losses[-20:].mean():.3f}; wrote {path}")
+    print(
+        f"{name}: {cfg.steps} steps in {minutes:.1f} min, loss "
+        f"{losses[:20].mean():.3f} -> {losses[-20:].mean():.3f}; wrote {path}"
+    )
     return path
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", nargs="+", choices=sorted(RECIPES), default=list(RECIPES))
-    p.add_argument("--steps-scale", type=float, default=1.0,
-                   help="multiply every recipe's steps (quick checks)")
+    p.add_argument(
+        "--steps-scale",
+        type=float,
+        default=1.0,
+        help="multiply every recipe's steps (quick checks)",
+    )
     args = p.parse_args()
     for name in args.only:
         train_one(name, args.steps_scale)

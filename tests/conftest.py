@@ -28,7 +28,9 @@ def blobs3d() -> tuple[np.ndarray, np.ndarray]:
 
 
 def tiny_model(spatial_dims: int = 2, **kw) -> torch.nn.Module:
-    cfg = ModelConfig(spatial_dims=spatial_dims, features=kw.pop("features", (4, 8, 16)), **kw)
+    cfg = ModelConfig(
+        spatial_dims=spatial_dims, features=kw.pop("features", (4, 8, 16)), **kw
+    )
     return build_model(cfg, seed=kw.pop("seed", 0))
 
 

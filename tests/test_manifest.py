@@ -20,7 +20,9 @@ def _manifest():
 def test_validate_with_imports():
     res = subprocess.run(
         [sys.executable, "-m", "npe2", "validate", "napari-resunet", "--imports"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "valid" in res.stdout

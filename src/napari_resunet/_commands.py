@@ -29,11 +29,16 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     img = read_image(args.image)
     voxel_size = args.scale or img.voxel_size
     cfg = InferenceConfig(
-        tile_shape=args.tile, overlap=args.overlap, batch_size=args.batch_size,
-        device=args.device, use_compile=args.compile,
+        tile_shape=args.tile,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        device=args.device,
+        use_compile=args.compile,
     )
-    probs = predict(model, img.data, cfg, args.channel_axis, voxel_size, show_progress=True)
-    spatial_axes = "ZYX"[-(probs.ndim - 1):]
+    probs = predict(
+        model, img.data, cfg, args.channel_axis, voxel_size, show_progress=True
+    )
+    spatial_axes = "ZYX"[-(probs.ndim - 1) :]
     if args.probabilities:
         write_tiff(args.output, probs, "C" + spatial_axes, voxel_size, args.overwrite)
         print(f"wrote {args.output} {probs.shape} float32 probabilities")
@@ -72,7 +77,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
     task = args.task or ("instance" if args.labels_are == "instances" else "semantic")
     if args.labels_are == "classes":
         if task == "instance":
-            raise ValueError("--task instance needs instance labels (--labels-are instances).")
+            raise ValueError(
+                "--task instance needs instance labels (--labels-are instances)."
+            )
         label_mode = "classes"
     else:
         label_mode = "instances" if task == "instance" else "foreground"
@@ -94,7 +101,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
             n_classes = 2
         else:
             if labels.dtype.kind not in "uib":
-                raise ValueError(f"Labels must hold integers, got dtype {labels.dtype}.")
+                raise ValueError(
+                    f"Labels must hold integers, got dtype {labels.dtype}."
+                )
             n_classes = max(2, int(labels.max()) + 1)
             if n_classes > 32:
                 raise ValueError(
@@ -104,17 +113,29 @@ def _cmd_train(args: argparse.Namespace) -> None:
                 )
         spatial_ndim = img.data.ndim - (args.channel_axis is not None)
         dims = args.dims or (3 if spatial_ndim == 3 else 2)
-        in_channels = 1 if args.channel_axis is None else img.data.shape[args.channel_axis]
+        in_channels = (
+            1 if args.channel_axis is None else img.data.shape[args.channel_axis]
+        )
         model = build_model(
             ModelConfig(
-                spatial_dims=dims, in_channels=in_channels, out_channels=n_classes,
-                features=args.features, norm=args.norm, dropout=args.dropout, task=task,
+                spatial_dims=dims,
+                in_channels=in_channels,
+                out_channels=n_classes,
+                features=args.features,
+                norm=args.norm,
+                dropout=args.dropout,
+                task=task,
             ),
             seed=args.seed,
         )
     cfg = TrainConfig(
-        patch_shape=args.patch, batch_size=args.batch_size, steps=args.steps, lr=args.lr,
-        label_mode=label_mode, augment_elastic=args.elastic, seed=args.seed,
+        patch_shape=args.patch,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        lr=args.lr,
+        label_mode=label_mode,
+        augment_elastic=args.elastic,
+        seed=args.seed,
         device=args.device,
     )
     data = TrainData(img.data, labels, mask, args.channel_axis)
@@ -123,14 +144,19 @@ def _cmd_train(args: argparse.Namespace) -> None:
         raise ValueError("Give both --val-image and --val-labels, or neither.")
     if args.val_image:
         val = TrainData(
-            read_image(args.val_image).data, read_image(args.val_labels).data,
-            None, args.channel_axis,
+            read_image(args.val_image).data,
+            read_image(args.val_labels).data,
+            None,
+            args.channel_axis,
         )
     result = train(model, data, cfg, val, show_progress=True)
     meta = result.metadata()
-    meta["data"] = {"image": str(args.image), "labels": str(args.labels),
-                    "mask": str(args.mask) if args.mask else None,
-                    "label_mode": label_mode}
+    meta["data"] = {
+        "image": str(args.image),
+        "labels": str(args.labels),
+        "mask": str(args.mask) if args.mask else None,
+        "label_mode": label_mode,
+    }
     save_checkpoint(args.output, result.model, meta)
     losses = np.asarray(result.history["loss"])
     k = max(1, len(losses) // 10)
@@ -148,16 +174,26 @@ def _cmd_info(args: argparse.Namespace) -> None:
     n_params = sum(int(t.numel()) for t in ckpt.state_dict.values())
     print(f"checkpoint:     {args.checkpoint}")
     print(f"written by:     napari-resunet {ckpt.package_version}")
-    print(f"network:        {mc.spatial_dims}D ResUNet, features {list(mc.features)}, "
-          f"norm {mc.norm}, dropout {mc.dropout}")
+    print(
+        f"network:        {mc.spatial_dims}D ResUNet, features {list(mc.features)}, "
+        f"norm {mc.norm}, dropout {mc.dropout}"
+    )
     print(f"channels:       {mc.in_channels} in -> {mc.out_channels} classes")
-    print("output:         " + ("one label per cell (interior/boundary + watershed)"
-                                if mc.task == "instance" else "class ids"))
+    print(
+        "output:         "
+        + (
+            "one label per cell (interior/boundary + watershed)"
+            if mc.task == "instance"
+            else "class ids"
+        )
+    )
     print(f"parameters:     {n_params:,}")
     print(f"size rule:      spatial sizes multiple of {mc.size_multiple} (tiling pads)")
     n = ckpt.normalization
-    print(f"normalisation:  percentiles {n.low}-{n.high}"
-          f"{', per channel' if n.per_channel else ''}{', equalised' if n.equalize else ''}")
+    print(
+        f"normalisation:  percentiles {n.low}-{n.high}"
+        f"{', per channel' if n.per_channel else ''}{', equalised' if n.equalize else ''}"
+    )
     hist = ckpt.training.get("history") or {}
     if hist.get("loss"):
         losses = hist["loss"]

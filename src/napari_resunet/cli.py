@@ -93,26 +93,56 @@ def _build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     sp.add_argument("image", help="input TIFF, (Y, X) or (Z, Y, X) [+ channel axis]")
-    sp.add_argument("--model", "-m", required=True,
-                    help="checkpoint file (.pt) or a starter model: " + ", ".join(STARTER_MODELS))
+    sp.add_argument(
+        "--model",
+        "-m",
+        required=True,
+        help="checkpoint file (.pt) or a starter model: " + ", ".join(STARTER_MODELS),
+    )
     sp.add_argument("--output", "-o", required=True, help="output TIFF")
     sp.add_argument(
-        "--probabilities", action="store_true",
+        "--probabilities",
+        action="store_true",
         help="write float32 class probabilities (C, ...) instead of labels",
     )
-    sp.add_argument("--tile", type=_ints, help="tile shape, e.g. 64,128,128 (default: automatic)")
-    sp.add_argument("--overlap", type=float, default=idef.overlap,
-                    help=f"tile overlap fraction (default {idef.overlap})")
-    sp.add_argument("--batch-size", type=int, default=idef.batch_size,
-                    help=f"tiles per forward pass (default {idef.batch_size})")
-    sp.add_argument("--compile", choices=["auto", "always", "never"], default=idef.use_compile,
-                    help="torch.compile the network (default auto: only for long jobs)")
-    sp.add_argument("--min-size", type=int, default=InstanceConfig().min_size,
-                    help="cell models: remove cells smaller than this (voxels)")
-    sp.add_argument("--seeds", choices=["interior", "distance"], default=InstanceConfig().seeds,
-                    help="cell models: seed cells from interiors or distance maxima")
-    sp.add_argument("--scale", type=_floats,
-                    help="voxel size z,y,x (default: from the TIFF metadata)")
+    sp.add_argument(
+        "--tile", type=_ints, help="tile shape, e.g. 64,128,128 (default: automatic)"
+    )
+    sp.add_argument(
+        "--overlap",
+        type=float,
+        default=idef.overlap,
+        help=f"tile overlap fraction (default {idef.overlap})",
+    )
+    sp.add_argument(
+        "--batch-size",
+        type=int,
+        default=idef.batch_size,
+        help=f"tiles per forward pass (default {idef.batch_size})",
+    )
+    sp.add_argument(
+        "--compile",
+        choices=["auto", "always", "never"],
+        default=idef.use_compile,
+        help="torch.compile the network (default auto: only for long jobs)",
+    )
+    sp.add_argument(
+        "--min-size",
+        type=int,
+        default=InstanceConfig().min_size,
+        help="cell models: remove cells smaller than this (voxels)",
+    )
+    sp.add_argument(
+        "--seeds",
+        choices=["interior", "distance"],
+        default=InstanceConfig().seeds,
+        help="cell models: seed cells from interiors or distance maxima",
+    )
+    sp.add_argument(
+        "--scale",
+        type=_floats,
+        help="voxel size z,y,x (default: from the TIFF metadata)",
+    )
     _add_common(sp, idef.device)
     sp.set_defaults(func=_cmd_predict)
 
@@ -131,31 +161,71 @@ def _build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     st.add_argument("image", help="input TIFF")
-    st.add_argument("labels", help="labels TIFF, same shape as IMAGE (without channels)")
-    st.add_argument("--mask", help="TIFF marking annotated voxels (non-zero = annotated)")
+    st.add_argument(
+        "labels", help="labels TIFF, same shape as IMAGE (without channels)"
+    )
+    st.add_argument(
+        "--mask", help="TIFF marking annotated voxels (non-zero = annotated)"
+    )
     st.add_argument("--output", "-o", required=True, help="checkpoint to write (.pt)")
     st.add_argument("--model", "-m", help="start from this checkpoint (fine-tune)")
-    st.add_argument("--labels-are", choices=["classes", "instances"], default="classes",
-                    help="how to read LABELS (default classes)")
-    st.add_argument("--task", choices=["semantic", "instance"],
-                    help="what the new network predicts: one label per cell (instance; "
-                    "default with --labels-are instances) or class ids (semantic; with "
-                    "instance labels it learns foreground vs background)")
-    st.add_argument("--classes", type=int,
-                    help="number of classes incl. background (default: from the labels)")
-    st.add_argument("--dims", type=int, choices=[2, 3],
-                    help="2D or 3D network (default: the image's; 2 on a stack = per slice)")
-    st.add_argument("--features", type=_ints, default=mdef.features,
-                    help=f"channels per level (default {','.join(map(str, mdef.features))})")
-    st.add_argument("--norm", choices=["group", "instance", "batch", "none"],
-                    default=mdef.norm, help=f"normalisation layer (default {mdef.norm})")
-    st.add_argument("--dropout", type=float, default=mdef.dropout, help="dropout probability")
-    st.add_argument("--steps", type=int, default=tdef.steps,
-                    help=f"optimiser steps (default {tdef.steps})")
-    st.add_argument("--patch", type=_ints, help="patch shape (default 256x256 / 64x64x64)")
-    st.add_argument("--batch-size", type=int, default=tdef.batch_size,
-                    help=f"patches per step (default {tdef.batch_size})")
-    st.add_argument("--lr", type=float, default=tdef.lr, help=f"learning rate (default {tdef.lr})")
+    st.add_argument(
+        "--labels-are",
+        choices=["classes", "instances"],
+        default="classes",
+        help="how to read LABELS (default classes)",
+    )
+    st.add_argument(
+        "--task",
+        choices=["semantic", "instance"],
+        help="what the new network predicts: one label per cell (instance; "
+        "default with --labels-are instances) or class ids (semantic; with "
+        "instance labels it learns foreground vs background)",
+    )
+    st.add_argument(
+        "--classes",
+        type=int,
+        help="number of classes incl. background (default: from the labels)",
+    )
+    st.add_argument(
+        "--dims",
+        type=int,
+        choices=[2, 3],
+        help="2D or 3D network (default: the image's; 2 on a stack = per slice)",
+    )
+    st.add_argument(
+        "--features",
+        type=_ints,
+        default=mdef.features,
+        help=f"channels per level (default {','.join(map(str, mdef.features))})",
+    )
+    st.add_argument(
+        "--norm",
+        choices=["group", "instance", "batch", "none"],
+        default=mdef.norm,
+        help=f"normalisation layer (default {mdef.norm})",
+    )
+    st.add_argument(
+        "--dropout", type=float, default=mdef.dropout, help="dropout probability"
+    )
+    st.add_argument(
+        "--steps",
+        type=int,
+        default=tdef.steps,
+        help=f"optimiser steps (default {tdef.steps})",
+    )
+    st.add_argument(
+        "--patch", type=_ints, help="patch shape (default 256x256 / 64x64x64)"
+    )
+    st.add_argument(
+        "--batch-size",
+        type=int,
+        default=tdef.batch_size,
+        help=f"patches per step (default {tdef.batch_size})",
+    )
+    st.add_argument(
+        "--lr", type=float, default=tdef.lr, help=f"learning rate (default {tdef.lr})"
+    )
     st.add_argument("--elastic", action="store_true", help="add elastic deformation")
     st.add_argument("--val-image", help="validation image TIFF")
     st.add_argument("--val-labels", help="validation labels TIFF")
@@ -163,14 +233,18 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_common(st, tdef.device)
     st.set_defaults(func=_cmd_train)
 
-    si = sub.add_parser("info", help="describe a checkpoint",
-                        description="Print a checkpoint's architecture, normalisation "
-                        "and training summary.")
+    si = sub.add_parser(
+        "info",
+        help="describe a checkpoint",
+        description="Print a checkpoint's architecture, normalisation "
+        "and training summary.",
+    )
     si.add_argument("checkpoint")
     si.set_defaults(func=_cmd_info)
 
     ss = sub.add_parser(
-        "sample", help="write a shipped sample image and its labels",
+        "sample",
+        help="write a shipped sample image and its labels",
         description="Write a shipped sample (image + ground-truth labels) as TIFFs.\n\n"
         + "\n".join(f"  {k}: {v}" for k, v in SAMPLES.items()),
         formatter_class=fmt,
@@ -181,22 +255,31 @@ def _build_parser() -> argparse.ArgumentParser:
     ss.set_defaults(func=_cmd_sample)
 
     se = sub.add_parser(
-        "evaluate", help="compare a segmentation with ground truth",
+        "evaluate",
+        help="compare a segmentation with ground truth",
         description="Print Dice/IoU per class, instance matching (precision, recall, "
         "F1, AP at IoU 0.5-0.9), HD95 and, for 3D instance labels, adapted Rand error "
         "and variation of information.",
     )
     se.add_argument("prediction", help="predicted labels TIFF")
     se.add_argument("ground_truth", help="ground-truth labels TIFF")
-    se.add_argument("--mode", choices=["auto", "semantic", "instance"], default="auto",
-                    help="class ids or one id per object (default: instance if any id > 2)")
-    se.add_argument("--scale", type=_floats,
-                    help="voxel size z,y,x for HD95 (default: from the TIFF metadata)")
+    se.add_argument(
+        "--mode",
+        choices=["auto", "semantic", "instance"],
+        default="auto",
+        help="class ids or one id per object (default: instance if any id > 2)",
+    )
+    se.add_argument(
+        "--scale",
+        type=_floats,
+        help="voxel size z,y,x for HD95 (default: from the TIFF metadata)",
+    )
     se.add_argument("--json", action="store_true", help="print JSON instead of a table")
     se.set_defaults(func=_cmd_evaluate)
 
     sd = sub.add_parser(
-        "demo", help="open napari with a sample and the plugin's widgets",
+        "demo",
+        help="open napari with a sample and the plugin's widgets",
         description="Open napari with a shipped sample loaded and the Segment and "
         "Fine-tune widgets docked (needs napari with a Qt binding).",
     )
@@ -206,11 +289,17 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _add_common(sp: argparse.ArgumentParser, device: str) -> None:
-    sp.add_argument("--channel-axis", type=int,
-                    help="index of the image's channel axis (multi-channel input)")
-    sp.add_argument("--device", default=device,
-                    help="auto, cpu, cuda, cuda:1 or mps (default auto)")
-    sp.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    sp.add_argument(
+        "--channel-axis",
+        type=int,
+        help="index of the image's channel axis (multi-channel input)",
+    )
+    sp.add_argument(
+        "--device", default=device, help="auto, cpu, cuda, cuda:1 or mps (default auto)"
+    )
+    sp.add_argument(
+        "--overwrite", action="store_true", help="replace an existing output"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,7 +20,9 @@ class _Evil:
 
 def test_round_trip_preserves_everything(tmp_path):
     model = tiny_model(3, out_channels=3, norm="instance")
-    path = save_checkpoint(tmp_path / "sub" / "m.pt", model, {"note": "hello", "shape": (1, 2)})
+    path = save_checkpoint(
+        tmp_path / "sub" / "m.pt", model, {"note": "hello", "shape": (1, 2)}
+    )
     loaded, ckpt = load_checkpoint(path)
     assert loaded.config == model.config
     assert loaded.normalization == model.normalization

@@ -15,7 +15,9 @@ from napari_resunet.core import read_checkpoint, save_checkpoint
 def _cli(*args):
     return subprocess.run(
         [sys.executable, "-m", "napari_resunet.cli", *map(str, args)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -34,12 +36,31 @@ def test_sample_train_predict_info_end_to_end(tmp_path):
     img = tmp_path / "nuclei2d_image.tif"
     lab = tmp_path / "nuclei2d_labels.tif"
     ckpt = tmp_path / "m.pt"
-    res = _cli("train", img, lab, "--labels-are", "instances", "--steps", "20",
-               "--features", "8,16,32", "--patch", "96,96", "-o", ckpt, "--device", "cpu")
+    res = _cli(
+        "train",
+        img,
+        lab,
+        "--labels-are",
+        "instances",
+        "--steps",
+        "20",
+        "--features",
+        "8,16,32",
+        "--patch",
+        "96,96",
+        "-o",
+        ckpt,
+        "--device",
+        "cpu",
+    )
     assert res.returncode == 0, res.stderr
     assert "saved" in res.stdout
     info = _cli("info", ckpt)
-    assert info.returncode == 0 and "2D ResUNet" in info.stdout and "20 steps" in info.stdout
+    assert (
+        info.returncode == 0
+        and "2D ResUNet" in info.stdout
+        and "20 steps" in info.stdout
+    )
     assert "one label per cell" in info.stdout
     out = tmp_path / "pred.tif"
     res = _cli("predict", img, "--model", ckpt, "-o", out)
@@ -52,9 +73,15 @@ def test_sample_train_predict_info_end_to_end(tmp_path):
     assert "f1@0.50" in res.stdout and "n_true" in res.stdout
     # refusing to overwrite is a clear error, not a traceback
     res = _cli("predict", img, "--model", ckpt, "-o", out)
-    assert res.returncode == 1 and "--overwrite" in res.stderr and "Traceback" not in res.stderr
+    assert (
+        res.returncode == 1
+        and "--overwrite" in res.stderr
+        and "Traceback" not in res.stderr
+    )
     probs = tmp_path / "probs.tif"
-    assert _cli("predict", img, "-m", ckpt, "-o", probs, "--probabilities").returncode == 0
+    assert (
+        _cli("predict", img, "-m", ckpt, "-o", probs, "--probabilities").returncode == 0
+    )
     assert tifffile.imread(probs).shape == (3, 520, 696)
 
 
@@ -94,13 +121,35 @@ def files(tmp_path):
         (["predict", "const.tif", "-m", "ckpt", "-o", "o.tif"], "constant"),
         (["predict", "broken.tif", "-m", "ckpt", "-o", "o.tif"], "Cannot read"),
         (["predict", "missing.tif", "-m", "ckpt", "-o", "o.tif"], "not found"),
-        (["predict", "good.tif", "-m", "good.tif", "-o", "o.tif"], "not a readable checkpoint"),
-        (["train", "good.tif", "labels_small.tif", "-o", "n.pt"], "differs from the image"),
+        (
+            ["predict", "good.tif", "-m", "good.tif", "-o", "o.tif"],
+            "not a readable checkpoint",
+        ),
+        (
+            ["train", "good.tif", "labels_small.tif", "-o", "n.pt"],
+            "differs from the image",
+        ),
         (["train", "good.tif", "float_labels.tif", "-o", "n.pt"], "integers"),
-        (["train", "good.tif", "instances.tif", "-o", "n.pt"], "--labels-are instances"),
+        (
+            ["train", "good.tif", "instances.tif", "-o", "n.pt"],
+            "--labels-are instances",
+        ),
         (["train", "const.tif", "labels.tif", "-o", "n.pt"], "constant"),
         (["train", "rgb.tif", "labels.tif", "-o", "n.pt"], "looks like RGB"),
-        (["train", "good.tif", "labels.tif", "-o", "n.pt", "--patch", "30,30", "--steps", "1"], "multiples of 8"),
+        (
+            [
+                "train",
+                "good.tif",
+                "labels.tif",
+                "-o",
+                "n.pt",
+                "--patch",
+                "30,30",
+                "--steps",
+                "1",
+            ],
+            "multiples of 8",
+        ),
         (["info", "good.tif"], "not a readable checkpoint"),
     ],
 )
@@ -120,7 +169,9 @@ def test_bad_input_gives_one_clear_message(files, capsys, argv, message):
     assert code == 1
     assert message in err, err
     assert err.count("\n") == 1 and err.startswith("napari-resunet ")
-    assert not (files["dir"] / "o.tif").exists() and not (files["dir"] / "n.pt").exists()
+    assert (
+        not (files["dir"] / "o.tif").exists() and not (files["dir"] / "n.pt").exists()
+    )
 
 
 def test_train_with_mask_and_fine_tune_from_checkpoint(files, capsys):
@@ -129,8 +180,23 @@ def test_train_with_mask_and_fine_tune_from_checkpoint(files, capsys):
     m[:16] = 1
     tifffile.imwrite(mask, m)
     out = files["dir"] / "ft.pt"
-    code = main(["train", str(files["good.tif"]), str(files["labels.tif"]), "--mask", str(mask),
-                 "--model", str(files["ckpt"]), "--steps", "3", "--patch", "32,32", "-o", str(out)])
+    code = main(
+        [
+            "train",
+            str(files["good.tif"]),
+            str(files["labels.tif"]),
+            "--mask",
+            str(mask),
+            "--model",
+            str(files["ckpt"]),
+            "--steps",
+            "3",
+            "--patch",
+            "32,32",
+            "-o",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     ckpt = read_checkpoint(out)
     assert ckpt.model_config.features == (4, 8, 16)  # kept the starting architecture
@@ -152,23 +218,59 @@ def test_evaluate_command(files, capsys):
     assert main(["evaluate", str(d / "p.tif"), str(d / "t.tif")]) == 0
     out = capsys.readouterr().out
     assert "recall@0.50" in out and "0.6667" in out
-    assert main(["evaluate", str(d / "p.tif"), str(d / "t.tif"), "--json", "--scale", "2,1"]) == 0
+    assert (
+        main(
+            ["evaluate", str(d / "p.tif"), str(d / "t.tif"), "--json", "--scale", "2,1"]
+        )
+        == 0
+    )
     data = json.loads(capsys.readouterr().out)
     assert data["mode"] == "instance" and data["summary"]["n_true"] == 3
     assert main(["evaluate", str(d / "p.tif"), str(files["labels.tif"])]) == 1
     assert "shape" in capsys.readouterr().err
-    assert main(["evaluate", str(files["float_labels.tif"]), str(files["labels.tif"])]) == 1
+    assert (
+        main(["evaluate", str(files["float_labels.tif"]), str(files["labels.tif"])])
+        == 1
+    )
     assert "integer" in capsys.readouterr().err
 
 
 def test_train_semantic_from_instance_labels(files, capsys):
     out = files["dir"] / "fg.pt"
-    code = main(["train", str(files["good.tif"]), str(files["instances.tif"]),
-                 "--labels-are", "instances", "--task", "semantic", "--steps", "2",
-                 "--patch", "32,32", "--features", "4,8", "-o", str(out)])
+    code = main(
+        [
+            "train",
+            str(files["good.tif"]),
+            str(files["instances.tif"]),
+            "--labels-are",
+            "instances",
+            "--task",
+            "semantic",
+            "--steps",
+            "2",
+            "--patch",
+            "32,32",
+            "--features",
+            "4,8",
+            "-o",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     ckpt = read_checkpoint(out)
     assert ckpt.model_config.task == "semantic" and ckpt.model_config.out_channels == 2
-    assert main(["train", str(files["good.tif"]), str(files["labels.tif"]), "--task",
-                 "instance", "-o", str(files["dir"] / "x.pt")]) == 1
+    assert (
+        main(
+            [
+                "train",
+                str(files["good.tif"]),
+                str(files["labels.tif"]),
+                "--task",
+                "instance",
+                "-o",
+                str(files["dir"] / "x.pt"),
+            ]
+        )
+        == 1
+    )
     assert "--labels-are instances" in capsys.readouterr().err

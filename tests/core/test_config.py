@@ -12,12 +12,26 @@ from napari_resunet.core.config import (
     "cfg",
     [
         ModelConfig(),
-        ModelConfig(spatial_dims=2, in_channels=3, out_channels=4, features=(8, 16), norm="batch", dropout=0.2),
+        ModelConfig(
+            spatial_dims=2,
+            in_channels=3,
+            out_channels=4,
+            features=(8, 16),
+            norm="batch",
+            dropout=0.2,
+        ),
         NormalizationConfig(low=2, high=98, per_channel=False, equalize=True),
         InferenceConfig(),
-        InferenceConfig(tile_shape=(16, 64, 64), overlap=0.5, blend="constant", use_compile="never"),
+        InferenceConfig(
+            tile_shape=(16, 64, 64), overlap=0.5, blend="constant", use_compile="never"
+        ),
         TrainConfig(),
-        TrainConfig(patch_shape=(32, 32, 32), steps=5, label_mode="foreground", augment_elastic=True),
+        TrainConfig(
+            patch_shape=(32, 32, 32),
+            steps=5,
+            label_mode="foreground",
+            augment_elastic=True,
+        ),
     ],
 )
 def test_dict_round_trip(cfg):
@@ -42,7 +56,7 @@ def test_dict_round_trip(cfg):
         (InferenceConfig, {"batch_size": 0}, "batch_size"),
         (TrainConfig, {"steps": 0}, "steps"),
         (TrainConfig, {"lr": 0}, "lr"),
-        (TrainConfig, {"label_mode": "instances"}, "label_mode"),
+        (TrainConfig, {"label_mode": "cells"}, "label_mode"),
         (TrainConfig, {"ce_weight": 0, "dice_weight": 0}, "not both 0"),
     ],
 )
@@ -59,3 +73,19 @@ def test_from_dict_rejects_unknown_keys():
 def test_size_multiple():
     assert ModelConfig(features=(16, 32, 64, 128)).size_multiple == 8
     assert ModelConfig(features=(64, 128, 256, 512, 1024)).size_multiple == 16
+
+
+def test_instance_config_validation_and_round_trip():
+    from napari_resunet.core.config import InstanceConfig, finetune_config
+
+    cfg = InstanceConfig(seeds="distance", min_size=30)
+    assert InstanceConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="seed_threshold"):
+        InstanceConfig(seed_threshold=1.0)
+    with pytest.raises(ValueError, match="seeds"):
+        InstanceConfig(seeds="random")
+    assert ModelConfig(task="instance", out_channels=3).task == "instance"
+    # fine-tuning presets: small patches, slice-wise for a 2D net on a stack
+    assert finetune_config(2).patch_shape == (128, 128)
+    assert finetune_config(2, image_ndim=3).patch_shape == (1, 128, 128)
+    assert finetune_config(3, steps=7).steps == 7

@@ -29,7 +29,9 @@ def test_merge_keeps_edits_unless_replaced():
     edited = np.array([[True, True], [False, False]])
     pred = np.ones((2, 2), np.uint8)
     np.testing.assert_array_equal(merge_prediction(cur, pred, edited), [[7, 0], [1, 1]])
-    np.testing.assert_array_equal(merge_prediction(cur, pred, edited, replace=True), pred)
+    np.testing.assert_array_equal(
+        merge_prediction(cur, pred, edited, replace=True), pred
+    )
     with pytest.raises(ValueError, match="shape"):
         merge_prediction(cur, np.ones((3, 3), np.uint8), edited)
 

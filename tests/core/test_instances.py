@@ -60,7 +60,9 @@ def test_watershed_recovers_instances_from_ideal_probabilities():
 def test_distance_seeds_split_merged_cells_and_respect_anisotropy():
     lab = _two_touching()
     fg = lab > 0
-    probs = np.stack([~fg, fg, np.zeros_like(fg)]).astype(np.float32)  # no boundary seen
+    probs = np.stack([~fg, fg, np.zeros_like(fg)]).astype(
+        np.float32
+    )  # no boundary seen
     assert probabilities_to_instances(probs, InstanceConfig(min_size=1)).max() == 1
     cfg = InstanceConfig(min_size=1, seeds="distance", seed_min_distance=5)
     assert probabilities_to_instances(probs, cfg).max() == 2
@@ -74,7 +76,12 @@ def test_min_size_removes_specks_and_empty_gives_zeros():
     t = instance_targets(lab)
     probs = np.stack([t == 0, t == 1, t == 2]).astype(np.float32)
     probs[:, 35, 55] = (0, 1, 0)  # a one-pixel speck
-    assert probabilities_to_instances(probs, InstanceConfig(min_size=1, min_seed_size=1)).max() == 3
+    assert (
+        probabilities_to_instances(
+            probs, InstanceConfig(min_size=1, min_seed_size=1)
+        ).max()
+        == 3
+    )
     assert probabilities_to_instances(probs, InstanceConfig(min_size=20)).max() == 2
     empty = np.zeros((3, 10, 10), np.float32)
     empty[0] = 1
@@ -91,12 +98,24 @@ def test_instance_model_config_validation():
 @pytest.mark.parametrize("dims", [2, 3])
 def test_instance_model_learns_to_separate_cells(dims):
     shape = (96, 96) if dims == 2 else (24, 48, 48)
-    img, lab = make_blobs(shape, n_objects=14 if dims == 2 else 8, radius=7 if dims == 2 else 5, seed=5)
-    model = build_model(ModelConfig(spatial_dims=dims, out_channels=3, task="instance", features=(8, 16, 32)))
+    img, lab = make_blobs(
+        shape, n_objects=14 if dims == 2 else 8, radius=7 if dims == 2 else 5, seed=5
+    )
+    model = build_model(
+        ModelConfig(
+            spatial_dims=dims, out_channels=3, task="instance", features=(8, 16, 32)
+        )
+    )
     patch = (64, 64) if dims == 2 else (16, 32, 32)
-    res = train(model, TrainData(img, lab), TrainConfig(steps=80, patch_shape=patch, lr=5e-3, batch_size=4))
+    res = train(
+        model,
+        TrainData(img, lab),
+        TrainConfig(steps=80, patch_shape=patch, lr=5e-3, batch_size=4),
+    )
     probs = predict(res.model, img, InferenceConfig(use_compile="never"))
-    inst = labels_from_probabilities(probs, res.model.config, InstanceConfig(min_size=8))
+    inst = labels_from_probabilities(
+        probs, res.model.config, InstanceConfig(min_size=8)
+    )
     assert inst.dtype == np.uint32
     f1 = match_instances(inst, lab, (0.5,))[0]["f1"]
     assert f1 > 0.6, f1

@@ -9,5 +9,7 @@ def test_core_imports_no_gui_modules():
         " if m in sys.modules];"
         "print(','.join(bad))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "", f"core pulled in GUI modules: {out.stdout}"

@@ -24,7 +24,9 @@ def test_dice_and_iou_per_class():
     np.testing.assert_allclose(d, [1.0, 2 * 1 / 3, 2 * 1 / 3])
     np.testing.assert_allclose(iou_per_class(pred, true, 3), [1.0, 0.5, 0.5])
     # absent from both: 1, from one only: 0
-    np.testing.assert_allclose(dice_per_class(np.zeros((2, 2), int), np.zeros((2, 2), int), 2), [1, 1])
+    np.testing.assert_allclose(
+        dice_per_class(np.zeros((2, 2), int), np.zeros((2, 2), int), 2), [1, 1]
+    )
     assert dice_per_class(np.ones((2, 2), int), np.zeros((2, 2), int), 2)[1] == 0
 
 
@@ -52,7 +54,9 @@ def test_matching_counts_and_scores():
     rows = match_instances(pred, true, thresholds=(0.5, 0.75))
     r50, r75 = rows
     assert (r50["tp"], r50["fp"], r50["fn"]) == (2, 1, 1)
-    assert r50["precision"] == pytest.approx(2 / 3) and r50["recall"] == pytest.approx(2 / 3)
+    assert r50["precision"] == pytest.approx(2 / 3) and r50["recall"] == pytest.approx(
+        2 / 3
+    )
     assert r50["f1"] == pytest.approx(2 / 3) and r50["ap"] == pytest.approx(0.5)
     assert (r75["tp"], r75["fp"], r75["fn"]) == (1, 2, 2)
     assert r75["ap"] == pytest.approx(1 / 5)
@@ -100,7 +104,9 @@ def test_rand_error_and_vi():
     assert perfect["vi"] == pytest.approx(0.0, abs=1e-9)
     merged = segmentation_scores(np.ones_like(true), true)
     assert merged["adapted_rand_error"] > 0.3
-    assert merged["vi_merge"] == pytest.approx(1.0)  # one bit lost (two equal halves merged)
+    assert merged["vi_merge"] == pytest.approx(
+        1.0
+    )  # one bit lost (two equal halves merged)
     assert merged["vi_split"] == pytest.approx(0.0, abs=1e-9)
     split = segmentation_scores(np.arange(true.size).reshape(true.shape) + 1, true)
     assert split["vi_split"] > 2 and split["vi_merge"] == pytest.approx(0.0, abs=1e-9)

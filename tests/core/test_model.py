@@ -68,7 +68,10 @@ def test_build_model_is_seeded_and_leaves_global_rng_alone():
     c = build_model(cfg, seed=6)
     for (ka, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(va, vb), ka
-    assert any(not torch.equal(va, vc) for va, vc in zip(a.state_dict().values(), c.state_dict().values()))
+    assert any(
+        not torch.equal(va, vc)
+        for va, vc in zip(a.state_dict().values(), c.state_dict().values())
+    )
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
@@ -85,7 +88,9 @@ def test_fold_batch_norm_preserves_outputs(spatial_dims):
         before = net(x)
         fold_batch_norm(net)
         after = net(x)
-    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
+    assert not any(
+        isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules()
+    )
     torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
 
 

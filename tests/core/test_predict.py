@@ -38,7 +38,9 @@ def _trained(spatial_dims, norm, image, labels):
     if key not in _TRAINED:
         patch = (48, 48) if spatial_dims == 2 else (16, 32, 32)
         cfg = TrainConfig(steps=60, patch_shape=patch, label_mode="foreground", lr=5e-3)
-        _TRAINED[key] = train(tiny_model(spatial_dims, norm=norm), TrainData(image, labels), cfg).model
+        _TRAINED[key] = train(
+            tiny_model(spatial_dims, norm=norm), TrainData(image, labels), cfg
+        ).model
     return _TRAINED[key]
 
 
@@ -52,7 +54,9 @@ def test_tiled_matches_whole_image(norm, spatial_dims, blobs2d, blobs3d):
     model = _trained(spatial_dims, norm, image, labels)
     ref = _whole(model, image)
     tile = (32, 48) if spatial_dims == 2 else (16, 24, 24)
-    out = predict(model, image, InferenceConfig(tile_shape=tile, overlap=0.5, use_compile="never"))
+    out = predict(
+        model, image, InferenceConfig(tile_shape=tile, overlap=0.5, use_compile="never")
+    )
     assert out.shape == ref.shape and out.dtype == np.float32
     diff = np.abs(out - ref)
     assert diff.mean() < 0.01, diff.mean()
@@ -68,21 +72,32 @@ def test_tiled_matches_whole_image_groupnorm(blobs2d):
     image = blobs2d[0]
     model = _trained(2, "group", *blobs2d)
     ref = _whole(model, image)
-    out = predict(model, image, InferenceConfig(tile_shape=(64, 64), overlap=0.5, use_compile="never"))
+    out = predict(
+        model,
+        image,
+        InferenceConfig(tile_shape=(64, 64), overlap=0.5, use_compile="never"),
+    )
     assert np.abs(out - ref).mean() < 0.05
     assert (out.argmax(0) == ref.argmax(0)).mean() > 0.95
 
 
 def test_single_tile_equals_whole_image_exactly(blobs2d):
     model = tiny_model(2)
-    out = predict(model, blobs2d[0], InferenceConfig(tile_shape=(512, 512), use_compile="never"))
+    out = predict(
+        model, blobs2d[0], InferenceConfig(tile_shape=(512, 512), use_compile="never")
+    )
     np.testing.assert_allclose(out, _whole(model, blobs2d[0]), atol=2e-5)
 
 
 @pytest.mark.parametrize("batch_size", [1, 3])
 def test_generator_contract(blobs3d, batch_size):
     model = tiny_model(3)
-    cfg = InferenceConfig(tile_shape=(16, 16, 16), overlap=0.25, batch_size=batch_size, use_compile="never")
+    cfg = InferenceConfig(
+        tile_shape=(16, 16, 16),
+        overlap=0.25,
+        batch_size=batch_size,
+        use_compile="never",
+    )
     image = blobs3d[0]
     plan = make_tile_plan(model, image.shape, cfg)
     gen = iter_predict(model, image, cfg)
@@ -104,7 +119,9 @@ def test_closing_early_leaves_model_untouched(blobs3d):
     model = tiny_model(3, norm="batch", dropout=0.1)
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    gen = iter_predict(model, blobs3d[0], InferenceConfig(tile_shape=(16, 16, 16), use_compile="never"))
+    gen = iter_predict(
+        model, blobs3d[0], InferenceConfig(tile_shape=(16, 16, 16), use_compile="never")
+    )
     next(gen)
     gen.close()
     assert model.training  # the caller's mode is not changed
@@ -133,7 +150,9 @@ def test_inference_copy_follows_weight_updates(blobs2d):
 def test_2d_model_on_stack_runs_slice_by_slice(blobs3d):
     model = tiny_model(2)
     stack = blobs3d[0]
-    out = predict(model, stack, InferenceConfig(tile_shape=(64, 64), use_compile="never"))
+    out = predict(
+        model, stack, InferenceConfig(tile_shape=(64, 64), use_compile="never")
+    )
     assert out.shape == (2, *stack.shape)
     # each slice equals a 2D prediction of that slice normalised with the stack's statistics
     norm = normalize_image(stack, model.normalization)
@@ -191,9 +210,15 @@ def test_compile_failure_falls_back_to_eager(blobs2d, monkeypatch):
 def test_auto_compile_skips_short_jobs(blobs2d, monkeypatch):
     calls = []
     monkeypatch.setattr(torch, "compile", lambda *a, **k: calls.append(1) or a[0])
-    predict(tiny_model(2), blobs2d[0], InferenceConfig(tile_shape=(48, 48), use_compile="auto"))
+    predict(
+        tiny_model(2),
+        blobs2d[0],
+        InferenceConfig(tile_shape=(48, 48), use_compile="auto"),
+    )
     assert calls == []
-    cfg = InferenceConfig(tile_shape=(48, 48), use_compile="auto", compile_min_seconds=0.0)
+    cfg = InferenceConfig(
+        tile_shape=(48, 48), use_compile="auto", compile_min_seconds=0.0
+    )
     predict(tiny_model(2), blobs2d[0], cfg)
     assert calls == [1]
 

@@ -33,7 +33,9 @@ def test_plan_covers_every_voxel(shape, tile, overlap, mult):
         covered[sl] += 1
     assert covered[tuple(slice(0, s) for s in shape)].min() >= 1
     # neighbours overlap by at most the requested fraction (+ the last, shifted tile)
-    if overlap == 0.0 and all(s % t == 0 for s, t in zip(plan.padded_shape, plan.tile_shape)):
+    if overlap == 0.0 and all(
+        s % t == 0 for s, t in zip(plan.padded_shape, plan.tile_shape)
+    ):
         assert covered.max() == 1
 
 

@@ -18,7 +18,14 @@ from napari_resunet.core.training.augment import augment_pair
 from napari_resunet.core.training.dataset import PatchSampler, prepare_sample
 from napari_resunet.core.training.losses import IGNORE_INDEX, masked_ce_dice_loss
 
-FAST = TrainConfig(steps=30, batch_size=2, patch_shape=(48, 48), label_mode="foreground", lr=5e-3, device="cpu")
+FAST = TrainConfig(
+    steps=30,
+    batch_size=2,
+    patch_shape=(48, 48),
+    label_mode="foreground",
+    lr=5e-3,
+    device="cpu",
+)
 
 
 def _mean(v, a, b):
@@ -74,7 +81,9 @@ def test_same_seed_same_weights(blobs2d):
     cfg = FAST.replace(steps=4, augment_elastic=True)
     a = train(tiny_model(2, dropout=0.2), TrainData(img, lab), cfg).model.state_dict()
     b = train(tiny_model(2, dropout=0.2), TrainData(img, lab), cfg).model.state_dict()
-    c = train(tiny_model(2, dropout=0.2), TrainData(img, lab), cfg.replace(seed=1)).model.state_dict()
+    c = train(
+        tiny_model(2, dropout=0.2), TrainData(img, lab), cfg.replace(seed=1)
+    ).model.state_dict()
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert any(not torch.equal(a[k], c[k]) for k in a)
@@ -91,7 +100,9 @@ def test_ignored_voxels_do_not_affect_loss_or_gradient():
     (g1,) = torch.autograd.grad(loss1, logits)
     # change logits wherever the target is ignored: loss and gradient must not move
     other = logits.detach().clone()
-    other[ignore.unsqueeze(1).expand_as(other)] = torch.randn(int(ignore.sum()) * 3) * 10
+    other[ignore.unsqueeze(1).expand_as(other)] = (
+        torch.randn(int(ignore.sum()) * 3) * 10
+    )
     other.requires_grad_(True)
     loss2 = masked_ce_dice_loss(other, t1)
     (g2,) = torch.autograd.grad(loss2, other)
@@ -114,10 +125,17 @@ def test_sparse_mask_training_only_learns_annotated_region(blobs2d):
     mask = np.zeros(lab.shape, bool)
     mask[:40] = True
     model = tiny_model(2)
-    sample = prepare_sample(img, lab, mask, model.config, model.normalization, "foreground")
+    sample = prepare_sample(
+        img, lab, mask, model.config, model.normalization, "foreground"
+    )
     assert sample.n_annotated == mask.sum()
     assert (sample.target[~mask] == IGNORE_INDEX).all()
-    sampler = PatchSampler([sample], model.config, FAST.replace(augment_flip=False, augment_rot90=False), np.random.default_rng(0))
+    sampler = PatchSampler(
+        [sample],
+        model.config,
+        FAST.replace(augment_flip=False, augment_rot90=False),
+        np.random.default_rng(0),
+    )
     _, tgt = sampler.sample_batch(8)
     assert ((tgt != IGNORE_INDEX).reshape(8, -1).any(1)).all()  # every patch has labels
 
@@ -167,7 +185,9 @@ def test_validation_is_reported(blobs2d):
 
 def test_2d_model_trains_on_a_stack(blobs3d):
     img, lab = blobs3d
-    res = train(tiny_model(2), TrainData(img, lab), FAST.replace(steps=3, patch_shape=None))
+    res = train(
+        tiny_model(2), TrainData(img, lab), FAST.replace(steps=3, patch_shape=None)
+    )
     assert len(res.history["loss"]) == 3
 
 

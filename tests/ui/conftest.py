@@ -23,7 +23,9 @@ def notes(monkeypatch):
 
     for mod in (pw, fw):
         for kind in seen:
-            monkeypatch.setattr(mod, f"show_{kind}", lambda msg, k=kind: seen[k].append(msg))
+            monkeypatch.setattr(
+                mod, f"show_{kind}", lambda msg, k=kind: seen[k].append(msg)
+            )
     return seen
 
 

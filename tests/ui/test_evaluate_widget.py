@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from tests.ui.conftest import dock, wait_idle
 
 
@@ -39,7 +38,9 @@ def test_evaluate_table_and_csv(make_napari_viewer, qtbot, nuclei2d, tmp_path):
     assert QApplication.clipboard().text() == text
 
 
-def test_evaluate_slice_range_and_bad_input(make_napari_viewer, qtbot, notes, sync_jobs):
+def test_evaluate_slice_range_and_bad_input(
+    make_napari_viewer, qtbot, notes, sync_jobs
+):
     import napari_resunet.ui.evaluate_widget as ew
 
     for kind in ("error", "warning"):

@@ -23,7 +23,9 @@ def _segmented_viewer(make_napari_viewer, qtbot, image):
     return viewer, seg, ft
 
 
-def test_finetune_learns_from_corrections_and_undo_restores(make_napari_viewer, qtbot, nuclei2d):
+def test_finetune_learns_from_corrections_and_undo_restores(
+    make_napari_viewer, qtbot, nuclei2d
+):
     image, truth = nuclei2d
     viewer, _, ft = _segmented_viewer(make_napari_viewer, qtbot, image)
     out = viewer.layers["nuclei [resunet]"]
@@ -90,7 +92,9 @@ def test_cancel_keeps_the_previous_model(make_napari_viewer, qtbot, nuclei2d):
     assert len(ft._plot.losses) < 500
 
 
-def test_bad_input_and_empty_corrections(make_napari_viewer, qtbot, nuclei2d, notes, sync_jobs):
+def test_bad_input_and_empty_corrections(
+    make_napari_viewer, qtbot, nuclei2d, notes, sync_jobs
+):
     viewer, _, ft = _segmented_viewer(make_napari_viewer, qtbot, nuclei2d[0])
     model = get_store(viewer).model
     # nothing painted yet
@@ -111,7 +115,9 @@ def test_bad_input_and_empty_corrections(make_napari_viewer, qtbot, nuclei2d, no
     assert ft._plot.losses == []
 
 
-def test_two_viewers_have_their_own_models(make_napari_viewer, qtbot, nuclei2d, sync_jobs):
+def test_two_viewers_have_their_own_models(
+    make_napari_viewer, qtbot, nuclei2d, sync_jobs
+):
     v1, _, _ = _segmented_viewer(make_napari_viewer, qtbot, nuclei2d[0])
     v2 = make_napari_viewer()
     v2.add_image(nuclei2d[0], name="nuclei")
@@ -133,7 +139,9 @@ def test_save_model(make_napari_viewer, qtbot, nuclei2d, sync_jobs, tmp_path):
     assert ckpt.training["source"] == "new 2D network"
 
 
-def test_cell_model_finetunes_on_painted_cells(make_napari_viewer, qtbot, nuclei2d, sync_jobs):
+def test_cell_model_finetunes_on_painted_cells(
+    make_napari_viewer, qtbot, nuclei2d, sync_jobs
+):
     """A cell (instance) model learns from cells painted with their own ids, and
     re-segmenting keeps each painted cell and never reuses its id elsewhere."""
     from napari_resunet.ui.predict_widget import MODE_INSTANCE

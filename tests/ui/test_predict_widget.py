@@ -21,7 +21,9 @@ def _segment(qtbot, widget):
 
 def test_segment_2d_end_to_end(make_napari_viewer, qtbot, nuclei2d):
     viewer = make_napari_viewer()
-    img = viewer.add_image(nuclei2d[0], name="nuclei", scale=(0.65, 0.65), translate=(5, 7))
+    img = viewer.add_image(
+        nuclei2d[0], name="nuclei", scale=(0.65, 0.65), translate=(5, 7)
+    )
     widget = dock(viewer, "Segment")
     assert widget._image_combo.value is img
     widget._model_combo.value = NEW_2D
@@ -30,7 +32,9 @@ def test_segment_2d_end_to_end(make_napari_viewer, qtbot, nuclei2d):
     assert out.data.shape == img.data.shape
     assert np.issubdtype(out.data.dtype, np.integer)
     assert tuple(out.scale) == (0.65, 0.65) and tuple(out.translate) == (5, 7)
-    assert widget._model_combo.value == SESSION  # the new network became the session model
+    assert (
+        widget._model_combo.value == SESSION
+    )  # the new network became the session model
     assert get_store(viewer).model.spatial_dims == 2
     assert widget._run_button.enabled and not widget._cancel_button.enabled
 
@@ -94,7 +98,9 @@ def _force(model, cls):
         model.head.bias.copy_(torch.tensor([5.0, -5.0] if cls == 0 else [-5.0, 5.0]))
 
 
-def test_painted_voxels_survive_resegmenting(make_napari_viewer, qtbot, nuclei2d, sync_jobs):
+def test_painted_voxels_survive_resegmenting(
+    make_napari_viewer, qtbot, nuclei2d, sync_jobs
+):
     viewer = make_napari_viewer()
     viewer.add_image(nuclei2d[0], name="nuclei")
     widget = dock(viewer, "Segment")
@@ -125,7 +131,9 @@ def test_painted_voxels_survive_resegmenting(make_napari_viewer, qtbot, nuclei2d
     assert (out.data[painted] == 7).all() and (out.data[erased] == 0).all()
 
 
-def test_bad_input_notifies_and_changes_nothing(make_napari_viewer, qtbot, notes, sync_jobs, tmp_path):
+def test_bad_input_notifies_and_changes_nothing(
+    make_napari_viewer, qtbot, notes, sync_jobs, tmp_path
+):
     viewer = make_napari_viewer()
     rng = np.random.default_rng(0)
     viewer.add_image(rng.random((64, 64)), name="grey")
@@ -133,12 +141,18 @@ def test_bad_input_notifies_and_changes_nothing(make_napari_viewer, qtbot, notes
     widget._model_combo.value = NEW_2D
     _segment(qtbot, widget)
     model = get_store(viewer).model
-    viewer.add_image(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), name="photo", rgb=True)
+    viewer.add_image(
+        rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), name="photo", rgb=True
+    )
     widget._image_combo.value = viewer.layers["photo"]
     assert widget._model_combo.value == SESSION
     widget._run_button.clicked()
     assert notes["error"] and "RGB" in notes["error"][-1]
-    assert [layer.name for layer in viewer.layers] == ["grey", "grey [resunet]", "photo"]
+    assert [layer.name for layer in viewer.layers] == [
+        "grey",
+        "grey [resunet]",
+        "photo",
+    ]
     # a failed run with a new network does not replace the session model
     viewer.add_image(np.ones((2, 4, 8, 8)), name="4d")
     widget._image_combo.value = viewer.layers["4d"]
@@ -171,10 +185,15 @@ def test_bad_input_notifies_and_changes_nothing(make_napari_viewer, qtbot, notes
     assert widget._run_button.enabled
 
 
-def test_checkpoint_model_and_channel_axis(make_napari_viewer, qtbot, sync_jobs, tmp_path):
+def test_checkpoint_model_and_channel_axis(
+    make_napari_viewer, qtbot, sync_jobs, tmp_path
+):
     from napari_resunet.core import ModelConfig, build_model, save_checkpoint
 
-    path = save_checkpoint(tmp_path / "m.pt", build_model(ModelConfig(spatial_dims=2, in_channels=2, features=(8, 16))))
+    path = save_checkpoint(
+        tmp_path / "m.pt",
+        build_model(ModelConfig(spatial_dims=2, in_channels=2, features=(8, 16))),
+    )
     viewer = make_napari_viewer()
     data = np.random.default_rng(1).random((2, 48, 64)).astype(np.float32)
     viewer.add_image(data, name="two channels")
@@ -193,12 +212,16 @@ def test_new_network_kind_follows_the_data():
     from napari_resunet.ui.predict_widget import suggest_spatial_dims
 
     def snap(shape, scale):
-        return ImageSnapshot(np.zeros(shape, np.uint8), None, scale, (0,) * len(shape), "x")
+        return ImageSnapshot(
+            np.zeros(shape, np.uint8), None, scale, (0,) * len(shape), "x"
+        )
 
     assert suggest_spatial_dims(snap((64, 64), (1, 1))) == 2
     assert suggest_spatial_dims(snap((40, 64, 64), (1, 1, 1))) == 3
     assert suggest_spatial_dims(snap((51, 120, 122), (1.75, 0.8, 0.8))) == 3
-    assert suggest_spatial_dims(snap((30, 512, 512), (0.05, 0.004, 0.004))) == 2  # ssTEM
+    assert (
+        suggest_spatial_dims(snap((30, 512, 512), (0.05, 0.004, 0.004))) == 2
+    )  # ssTEM
     assert suggest_spatial_dims(snap((4, 64, 64), (1, 1, 1))) == 2  # too thin for 3D
 
 
@@ -218,6 +241,9 @@ def test_demo_command_opens_sample_and_widgets(make_napari_viewer, monkeypatch):
     monkeypatch.setattr(napari, "run", lambda: None)
     assert main(["demo", "--sample", "nuclei3d"]) == 0
     (viewer,) = viewers
-    assert [layer.name for layer in viewer.layers] == ["nuclei 3D", "nuclei 3D ground truth"]
+    assert [layer.name for layer in viewer.layers] == [
+        "nuclei 3D",
+        "nuclei 3D ground truth",
+    ]
     docks = set(viewer.window.dock_widgets)
     assert {"Segment (napari-resunet)", "Fine-tune (napari-resunet)"} <= docks

@@ -19,7 +19,9 @@ def check_image(
     """
     arr = image
     if arr.dtype.kind not in "uif" and arr.dtype != np.bool_:
-        raise ValueError(f"Unsupported image dtype {arr.dtype}; use integers or floats.")
+        raise ValueError(
+            f"Unsupported image dtype {arr.dtype}; use integers or floats."
+        )
     if channel_axis is not None:
         if not -arr.ndim <= channel_axis < arr.ndim:
             raise ValueError(

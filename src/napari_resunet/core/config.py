@@ -36,7 +36,9 @@ def _as_int_tuple(name: str, value: Any, *, allow_none: bool = False) -> Any:
     try:
         out = tuple(int(v) for v in value)
     except TypeError as err:
-        raise ValueError(f"{name} must be a sequence of integers, got {value!r}.") from err
+        raise ValueError(
+            f"{name} must be a sequence of integers, got {value!r}."
+        ) from err
     if any(v < 1 for v in out):
         raise ValueError(f"{name} must hold positive integers, got {out}.")
     return out
@@ -180,7 +182,9 @@ class InferenceConfig(_ConfigBase):
 
     def __post_init__(self) -> None:
         object.__setattr__(
-            self, "tile_shape", _as_int_tuple("tile_shape", self.tile_shape, allow_none=True)
+            self,
+            "tile_shape",
+            _as_int_tuple("tile_shape", self.tile_shape, allow_none=True),
         )
         if self.tile_shape is not None and len(self.tile_shape) not in (2, 3):
             raise ValueError(f"tile_shape needs 2 or 3 sizes, got {self.tile_shape}.")
@@ -262,14 +266,20 @@ class TrainConfig(_ConfigBase):
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}.")
-        if self.ce_weight < 0 or self.dice_weight < 0 or self.ce_weight + self.dice_weight == 0:
+        if (
+            self.ce_weight < 0
+            or self.dice_weight < 0
+            or self.ce_weight + self.dice_weight == 0
+        ):
             raise ValueError("ce_weight and dice_weight must be >= 0 and not both 0.")
         if not 0.0 <= self.foreground_fraction <= 1.0:
             raise ValueError(
                 f"foreground_fraction must be in [0, 1], got {self.foreground_fraction}."
             )
         _check_choice(
-            "label_mode", self.label_mode, ("auto", "classes", "foreground", "instances")
+            "label_mode",
+            self.label_mode,
+            ("auto", "classes", "foreground", "instances"),
         )
 
 
@@ -301,13 +311,17 @@ class InstanceConfig(_ConfigBase):
     def __post_init__(self) -> None:
         for name in ("foreground_threshold", "seed_threshold"):
             if not 0.0 < getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}.")
+                raise ValueError(
+                    f"{name} must be in (0, 1), got {getattr(self, name)}."
+                )
         _check_choice("seeds", self.seeds, ("interior", "distance"))
         if self.min_size < 0 or self.min_seed_size < 0:
             raise ValueError("min_size and min_seed_size must be >= 0.")
 
 
-def finetune_config(spatial_dims: int, image_ndim: int | None = None, **changes: Any) -> TrainConfig:
+def finetune_config(
+    spatial_dims: int, image_ndim: int | None = None, **changes: Any
+) -> TrainConfig:
     """Training settings for one interactive fine-tuning round.
 
     Tuned so that a round (training plus re-prediction) takes seconds on a 2-core

@@ -26,7 +26,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError as err:
-        raise ValueError(f"Unknown device {device!r}; use auto, cpu, cuda or mps.") from err
+        raise ValueError(
+            f"Unknown device {device!r}; use auto, cpu, cuda or mps."
+        ) from err
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was asked for but no CUDA GPU is available.")
     if dev.type == "mps":

@@ -68,7 +68,9 @@ def write_tiff(
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; choose another name or allow overwriting.")
+        raise FileExistsError(
+            f"{path} exists; choose another name or allow overwriting."
+        )
     meta: dict = {}
     if axes:
         meta["axes"] = axes
@@ -95,7 +97,9 @@ SAMPLES = {
 def load_sample(name: str) -> tuple[ImageFile, ImageFile]:
     """Return ``(image, labels)`` of a shipped sample (see ``SAMPLES``)."""
     if name not in SAMPLES:
-        raise ValueError(f"Unknown sample {name!r}; choose one of {', '.join(SAMPLES)}.")
+        raise ValueError(
+            f"Unknown sample {name!r}; choose one of {', '.join(SAMPLES)}."
+        )
     root = resources.files("napari_resunet.data")
     with resources.as_file(root / f"{name}_image.tif") as img_path:
         image = read_image(img_path)

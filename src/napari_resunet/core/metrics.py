@@ -140,10 +140,19 @@ def match_instances(
             rec = tp / (tp + fn) if tp + fn else 0.0
             f1 = 2 * tp / (2 * tp + fp + fn)
             ap = tp / (tp + fp + fn)
-        rows.append({
-            "threshold": float(thr), "tp": tp, "fp": fp, "fn": fn, "precision": prec,
-            "recall": rec, "f1": f1, "ap": ap, "mean_matched_iou": matched,
-        })
+        rows.append(
+            {
+                "threshold": float(thr),
+                "tp": tp,
+                "fp": fp,
+                "fn": fn,
+                "precision": prec,
+                "recall": rec,
+                "f1": f1,
+                "ap": ap,
+                "mean_matched_iou": matched,
+            }
+        )
     return rows
 
 
@@ -162,7 +171,9 @@ def hd95(
         return 0.0
     if not a.any() or not b.any():
         return float("inf")
-    sampling = None if voxel_size is None else tuple(float(v) for v in voxel_size)[-a.ndim:]
+    sampling = (
+        None if voxel_size is None else tuple(float(v) for v in voxel_size)[-a.ndim :]
+    )
     structure = ndimage.generate_binary_structure(a.ndim, 1)
 
     def surface(m):
@@ -185,13 +196,18 @@ def segmentation_scores(pred: NDArray, target: NDArray) -> dict[str, float]:
 
     pred, target = _check_labels(pred, target)
     if not (target > 0).any():
-        raise ValueError("The ground truth has no labelled voxel: Rand error is undefined.")
+        raise ValueError(
+            "The ground truth has no labelled voxel: Rand error is undefined."
+        )
     are, prec, rec = adapted_rand_error(target, pred)
     # skimage returns (H(pred|truth), H(truth|pred)) in bits
     split, merge = variation_of_information(target, pred)
     return {
-        "adapted_rand_error": float(are), "rand_precision": float(prec),
-        "rand_recall": float(rec), "vi_split": float(split), "vi_merge": float(merge),
+        "adapted_rand_error": float(are),
+        "rand_precision": float(prec),
+        "rand_recall": float(rec),
+        "vi_split": float(split),
+        "vi_merge": float(merge),
         "vi": float(split + merge),
     }
 
@@ -229,15 +245,19 @@ def evaluate(
         raise ValueError(f"Unknown mode {mode!r}; use auto, semantic or instance.")
     out: dict[str, Any] = {"mode": mode}
     if mode == "semantic":
-        n = n_classes or max(2, int(max(pred.max(initial=0), target.max(initial=0))) + 1)
+        n = n_classes or max(
+            2, int(max(pred.max(initial=0), target.max(initial=0))) + 1
+        )
         dice = dice_per_class(pred, target, n)
         iou = iou_per_class(pred, target, n)
         out["semantic"] = {
-            "dice": dice.tolist(), "iou": iou.tolist(),
+            "dice": dice.tolist(),
+            "iou": iou.tolist(),
             "hd95": hd95(pred, target, voxel_size),
         }
         out["summary"] = {
-            "mean_fg_dice": float(dice[1:].mean()), "mean_fg_iou": float(iou[1:].mean()),
+            "mean_fg_dice": float(dice[1:].mean()),
+            "mean_fg_iou": float(iou[1:].mean()),
             "hd95": out["semantic"]["hd95"],
         }
         return out
@@ -245,7 +265,8 @@ def evaluate(
     dice = dice_per_class(fg_p, fg_t, 2)
     rows = match_instances(pred, target, thresholds)
     out["semantic"] = {
-        "dice": dice.tolist(), "iou": (dice / (2 - dice)).tolist(),
+        "dice": dice.tolist(),
+        "iou": (dice / (2 - dice)).tolist(),
         "hd95": hd95(fg_p, fg_t, voxel_size),
     }
     out["instance"] = rows

@@ -31,7 +31,9 @@ class Progress:
         return min(1.0, self.step / self.total) if self.total else 1.0
 
 
-def run_generator(gen: Generator[Progress, None, Any], show_progress: bool, desc: str) -> Any:
+def run_generator(
+    gen: Generator[Progress, None, Any], show_progress: bool, desc: str
+) -> Any:
     """Drive a progress generator to completion and return its return value."""
     bar = None
     try:

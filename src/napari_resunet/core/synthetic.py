@@ -39,7 +39,9 @@ def make_blobs(
     grid = np.ogrid[tuple(slice(0, s) for s in shape)]
     labels = np.zeros(shape, np.uint16)
     for i in range(1, n_objects + 1):
-        centre = [rng.uniform(r, s - r) if s > 2 * r else s / 2 for s, r in zip(shape, radii)]
+        centre = [
+            rng.uniform(r, s - r) if s > 2 * r else s / 2 for s, r in zip(shape, radii)
+        ]
         axes = radii * rng.uniform(0.7, 1.3, len(shape))
         dist = sum(((g - c) / a) ** 2 for g, c, a in zip(grid, centre, axes))
         labels[dist <= 1.0] = i

@@ -52,9 +52,13 @@ def snapshot_image(layer: Any, channel_axis: int | None = None) -> ImageSnapshot
     if getattr(layer, "rgb", False):
         channel_axis = -1
     ndim = data.ndim
-    spatial = [i for i in range(ndim) if channel_axis is None or i != channel_axis % ndim]
+    spatial = [
+        i for i in range(ndim) if channel_axis is None or i != channel_axis % ndim
+    ]
     scale = tuple(float(layer.scale[i]) for i in spatial if i < len(layer.scale))
-    translate = tuple(float(layer.translate[i]) for i in spatial if i < len(layer.translate))
+    translate = tuple(
+        float(layer.translate[i]) for i in spatial if i < len(layer.translate)
+    )
     return ImageSnapshot(data, channel_axis, scale, translate, layer.name)
 
 
@@ -66,7 +70,9 @@ def guess_channel_axis(layer: Any, in_channels: int) -> int | None:
     """
     if in_channels == 1 or getattr(layer, "rgb", False):
         return None
-    shape = np.shape(layer.data[0] if getattr(layer, "multiscale", False) else layer.data)
+    shape = np.shape(
+        layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    )
     for axis in (0, len(shape) - 1, *range(1, len(shape) - 1)):
         if shape[axis] == in_channels:
             return axis
@@ -77,12 +83,18 @@ def output_name(image_name: str) -> str:
     return f"{image_name}{OUTPUT_SUFFIX}"
 
 
-def find_output_layer(viewer: napari.viewer.Viewer, name: str, shape: tuple[int, ...]) -> Any:
+def find_output_layer(
+    viewer: napari.viewer.Viewer, name: str, shape: tuple[int, ...]
+) -> Any:
     """The Labels layer called ``name`` with ``shape``, if the viewer has one."""
     from napari.layers import Labels
 
     for layer in viewer.layers:
-        if isinstance(layer, Labels) and layer.name == name and layer.data.shape == shape:
+        if (
+            isinstance(layer, Labels)
+            and layer.name == name
+            and layer.data.shape == shape
+        ):
             return layer
     return None
 
@@ -122,10 +134,14 @@ def write_prediction(
     if np.can_cast(labels.dtype, layer.data.dtype, "safe") is False:
         # e.g. instance ids (uint32) into an earlier class map (uint8): widen the
         # layer, keeping every value (napari restarts its undo history here)
-        layer.data = np.asarray(layer.data).astype(np.promote_types(layer.data.dtype, labels.dtype))
+        layer.data = np.asarray(layer.data).astype(
+            np.promote_types(layer.data.dtype, labels.dtype)
+        )
     current = np.asarray(layer.data)
     edited = track.refresh(current)
-    merged = merge_prediction(current, labels, edited, replace=replace, instances=instances)
+    merged = merge_prediction(
+        current, labels, edited, replace=replace, instances=instances
+    )
     changed = np.nonzero(merged != current)
     if changed[0].size:
         with layer.block_history():

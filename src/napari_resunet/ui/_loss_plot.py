@@ -49,13 +49,17 @@ class LossPlot(QWidget):
         pw, ph = w - left - right, h - top - bottom
         poly = QPolygonF(
             [
-                QPointF(left + pw * (s - 1) / (n - 1), top + ph * (1 - (v - lo) / (hi - lo)))
+                QPointF(
+                    left + pw * (s - 1) / (n - 1), top + ph * (1 - (v - lo) / (hi - lo))
+                )
                 for s, v in zip(self.steps, self.losses)
             ]
         )
         p.drawText(2, top + 10, f"{hi:.2f}")
         p.drawText(2, top + ph, f"{lo:.2f}")
-        p.drawText(left, h - 4, f"step {self.steps[-1]}/{n}   loss {self.losses[-1]:.3f}")
+        p.drawText(
+            left, h - 4, f"step {self.steps[-1]}/{n}   loss {self.losses[-1]:.3f}"
+        )
         p.setPen(QPen(QColor(255, 170, 60), 2, Qt.PenStyle.SolidLine))
         p.drawPolyline(poly)
         p.end()

@@ -48,7 +48,9 @@ class ModelStore:
     source: str = ""
     rounds: int = 0
     _undo: list[tuple[Any, str, int]] = field(default_factory=list)
-    _tracks: weakref.WeakKeyDictionary = field(default_factory=weakref.WeakKeyDictionary)
+    _tracks: weakref.WeakKeyDictionary = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
 
     changed = Signal()
 

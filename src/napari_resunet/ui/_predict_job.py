@@ -68,16 +68,29 @@ def start_prediction(
                 viewer.layers[name].data = fg
             else:
                 viewer.add_image(
-                    fg, name=name, scale=snap.scale, translate=snap.translate,
-                    colormap="magma", opacity=0.6, blending="additive",
+                    fg,
+                    name=name,
+                    scale=snap.scale,
+                    translate=snap.translate,
+                    colormap="magma",
+                    opacity=0.6,
+                    blending="additive",
                     contrast_limits=(0.0, 1.0),
                 )
         if on_done is not None:
             on_done(layer, kept)
 
     return start_job(
-        iter_predict, model, snap.data, cfg, snap.channel_axis, vs,
-        total=plan.n_batches(cfg.batch_size), desc="Segmenting",
-        on_returned=_returned, on_finished=on_finished, on_aborted=on_aborted,
+        iter_predict,
+        model,
+        snap.data,
+        cfg,
+        snap.channel_axis,
+        vs,
+        total=plan.n_batches(cfg.batch_size),
+        desc="Segmenting",
+        on_returned=_returned,
+        on_finished=on_finished,
+        on_aborted=on_aborted,
         on_errored=on_errored,
     )

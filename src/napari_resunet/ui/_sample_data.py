@@ -11,11 +11,15 @@ def _layers(name: str, title: str) -> list[LayerDataTuple]:
     from napari_resunet.core.io import load_sample
 
     image, labels = load_sample(name)
-    scale = image.voxel_size[-image.data.ndim:] if image.voxel_size else None
+    scale = image.voxel_size[-image.data.ndim :] if image.voxel_size else None
     common = {"scale": scale} if scale else {}
     return [
         (image.data, {"name": title, **common}, "image"),
-        (labels.data, {"name": f"{title} ground truth", "opacity": 0.5, **common}, "labels"),
+        (
+            labels.data,
+            {"name": f"{title} ground truth", "opacity": 0.5, **common},
+            "labels",
+        ),
     ]
 
 

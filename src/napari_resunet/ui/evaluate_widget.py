@@ -45,9 +45,15 @@ class EvaluateWidget(Container):
         self._viewer = viewer
         self._job = JobSlot(on_idle=lambda: setattr(self._run_button, "enabled", True))
         self._result: dict | None = None
-        self._pred_combo = create_widget(annotation="napari.layers.Labels", label="prediction")
-        self._truth_combo = create_widget(annotation="napari.layers.Labels", label="ground truth")
-        self._mode_combo = ComboBox(label="compare as", choices=["auto", "instance", "semantic"])
+        self._pred_combo = create_widget(
+            annotation="napari.layers.Labels", label="prediction"
+        )
+        self._truth_combo = create_widget(
+            annotation="napari.layers.Labels", label="ground truth"
+        )
+        self._mode_combo = ComboBox(
+            label="compare as", choices=["auto", "instance", "semantic"]
+        )
         self._restrict_check = CheckBox(text="Only slices (first axis) from…to")
         self._start_spin = SpinBox(label="from", value=0, min=0, max=10**6)
         self._stop_spin = SpinBox(label="to (excl.)", value=1, min=1, max=10**6)
@@ -58,16 +64,29 @@ class EvaluateWidget(Container):
         self._export_button = PushButton(text="Export CSV")
         self._status = Label(value="")
         for w, key in (
-            (self._pred_combo, "eval_pred"), (self._truth_combo, "eval_truth"),
-            (self._mode_combo, "eval_mode"), (self._restrict_check, "eval_restrict"),
+            (self._pred_combo, "eval_pred"),
+            (self._truth_combo, "eval_truth"),
+            (self._mode_combo, "eval_mode"),
+            (self._restrict_check, "eval_restrict"),
             (self._run_button, "eval_run"),
         ):
             w.tooltip = TOOLTIPS[key]
-        self.extend([
-            self._pred_combo, self._truth_combo, self._mode_combo, self._restrict_check,
-            self._start_spin, self._stop_spin, self._run_button, self._status,
-            self._table, self._copy_button, self._csv_path, self._export_button,
-        ])
+        self.extend(
+            [
+                self._pred_combo,
+                self._truth_combo,
+                self._mode_combo,
+                self._restrict_check,
+                self._start_spin,
+                self._stop_spin,
+                self._run_button,
+                self._status,
+                self._table,
+                self._copy_button,
+                self._csv_path,
+                self._export_button,
+            ]
+        )
         self._restrict_check.changed.connect(self._on_restrict_changed)
         self._run_button.changed.connect(self._on_run_clicked)
         self._copy_button.changed.connect(self._on_copy_clicked)
@@ -107,14 +126,21 @@ class EvaluateWidget(Container):
             show_error(f"Cannot evaluate: {err}")
             return
         pred, truth = np.array(pred[region]), np.array(truth[region])
-        scale = tuple(float(s) for s in truth_layer.scale)[-truth.ndim:]
+        scale = tuple(float(s) for s in truth_layer.scale)[-truth.ndim :]
         self._run_button.enabled = False
         self._status.value = "Computing metrics…"
         self._job.start(
             lambda finished: start_job(
-                _iter_evaluate, pred, truth, self._mode_combo.value, scale,
-                total=1, desc="Evaluating", on_returned=self._on_returned,
-                on_errored=self._on_errored, on_finished=finished,
+                _iter_evaluate,
+                pred,
+                truth,
+                self._mode_combo.value,
+                scale,
+                total=1,
+                desc="Evaluating",
+                on_returned=self._on_returned,
+                on_errored=self._on_errored,
+                on_finished=finished,
             )
         )
 
@@ -123,7 +149,9 @@ class EvaluateWidget(Container):
         rows = metrics_table(result)
         data = [list(r) for r in rows]
         self._table.value = {
-            "data": data, "index": list(range(len(data))), "columns": ["metric", "value"]
+            "data": data,
+            "index": list(range(len(data))),
+            "columns": ["metric", "value"],
         }
         s = result["summary"]
         if result["mode"] == "instance":

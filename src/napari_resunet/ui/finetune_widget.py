@@ -31,6 +31,7 @@ from napari_resunet.ui._workers import JobSlot, start_job
 if TYPE_CHECKING:
     import napari
 
+
 def _warm_up_training() -> None:
     """Import what the first optimiser step needs ahead of time.
 
@@ -59,10 +60,18 @@ class FinetuneWidget(Container):
         self._store = get_store(viewer)
         self._job = JobSlot(on_idle=lambda: self._set_running(False))
         self._last_image: Any = None  # snapshot of the image of the last round
-        self._image_combo = create_widget(annotation="napari.layers.Image", label="image")
-        self._labels_combo = create_widget(annotation="napari.layers.Labels", label="corrected labels")
-        self._scope_combo = ComboBox(label="learn from", choices=list(SCOPES), value="only what I edited")
-        self._steps_spin = SpinBox(label="steps", value=finetune_config(2).steps, min=1, max=5000)
+        self._image_combo = create_widget(
+            annotation="napari.layers.Image", label="image"
+        )
+        self._labels_combo = create_widget(
+            annotation="napari.layers.Labels", label="corrected labels"
+        )
+        self._scope_combo = ComboBox(
+            label="learn from", choices=list(SCOPES), value="only what I edited"
+        )
+        self._steps_spin = SpinBox(
+            label="steps", value=finetune_config(2).steps, min=1, max=5000
+        )
         self._run_button = PushButton(text="Fine-tune")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._undo_button = PushButton(text="Undo last fine-tune", enabled=False)
@@ -70,18 +79,31 @@ class FinetuneWidget(Container):
         self._save_button = PushButton(text="Save model…")
         self._status = Label(value="")
         for w, key in (
-            (self._image_combo, "image"), (self._labels_combo, "labels"),
-            (self._scope_combo, "scope"), (self._steps_spin, "steps"),
-            (self._run_button, "finetune"), (self._cancel_button, "cancel"),
-            (self._undo_button, "undo"), (self._save_path, "save_path"),
+            (self._image_combo, "image"),
+            (self._labels_combo, "labels"),
+            (self._scope_combo, "scope"),
+            (self._steps_spin, "steps"),
+            (self._run_button, "finetune"),
+            (self._cancel_button, "cancel"),
+            (self._undo_button, "undo"),
+            (self._save_path, "save_path"),
             (self._save_button, "save"),
         ):
             w.tooltip = TOOLTIPS[key]
-        self.extend([
-            self._image_combo, self._labels_combo, self._scope_combo, self._steps_spin,
-            self._run_button, self._cancel_button, self._undo_button,
-            self._save_path, self._save_button, self._status,
-        ])
+        self.extend(
+            [
+                self._image_combo,
+                self._labels_combo,
+                self._scope_combo,
+                self._steps_spin,
+                self._run_button,
+                self._cancel_button,
+                self._undo_button,
+                self._save_path,
+                self._save_button,
+                self._status,
+            ]
+        )
         self._plot = LossPlot()
         self.native.layout().addWidget(self._plot)
         self._run_button.changed.connect(self._on_run_clicked)
@@ -90,13 +112,16 @@ class FinetuneWidget(Container):
         self._save_button.changed.connect(self._on_save_clicked)
         self._store.changed.connect(self._on_store_changed)
         self._on_store_changed()
-        threading.Thread(target=_warm_up_training, name="resunet-warm-up", daemon=True).start()
+        threading.Thread(
+            target=_warm_up_training, name="resunet-warm-up", daemon=True
+        ).start()
 
     def _on_store_changed(self) -> None:
         self._undo_button.enabled = self._store.can_undo and not self._job.busy
         m = self._store.model
         self._status.value = (
-            "Segment an image first (or load a model there)." if m is None
+            "Segment an image first (or load a model there)."
+            if m is None
             else f"Session model: {m.spatial_dims}D, {self._store.source}"
             + (f", {self._store.rounds} round(s)" if self._store.rounds else "")
         )
@@ -109,7 +134,10 @@ class FinetuneWidget(Container):
 
     def _read_config(self, spatial_dims: int, image_ndim: int, label_mode: str):
         return finetune_config(
-            spatial_dims, image_ndim, steps=int(self._steps_spin.value), label_mode=label_mode
+            spatial_dims,
+            image_ndim,
+            steps=int(self._steps_spin.value),
+            label_mode=label_mode,
         )
 
     def _on_run_clicked(self, *_: Any) -> None:
@@ -138,8 +166,10 @@ class FinetuneWidget(Container):
         track = self._store.track(labels_layer)
         edited = track.refresh(labels)
         scope = SCOPES[self._scope_combo.value]
-        mask = None if scope == "all" else corrections_mask(
-            edited, scope, spatial_dims=model.spatial_dims
+        mask = (
+            None
+            if scope == "all"
+            else corrections_mask(edited, scope, spatial_dims=model.spatial_dims)
         )
         if mask is not None and not mask.any():
             show_warning(
@@ -166,9 +196,16 @@ class FinetuneWidget(Container):
         self._last_image = snap
         self._job.start(
             lambda finished: start_job(
-                iter_train, model, data, cfg, total=cfg.steps, desc="Fine-tuning",
-                on_yielded=self._on_yielded, on_returned=self._on_returned,
-                on_aborted=self._on_train_aborted, on_errored=self._on_errored,
+                iter_train,
+                model,
+                data,
+                cfg,
+                total=cfg.steps,
+                desc="Fine-tuning",
+                on_yielded=self._on_yielded,
+                on_returned=self._on_returned,
+                on_aborted=self._on_train_aborted,
+                on_errored=self._on_errored,
                 on_finished=finished,
             )
         )
@@ -190,7 +227,10 @@ class FinetuneWidget(Container):
         self._set_running(True)
         self._job.start(
             lambda finished: start_prediction(
-                self._viewer, self._store, self._store.model, snap,
+                self._viewer,
+                self._store,
+                self._store.model,
+                snap,
                 InferenceConfig(use_compile="never"),
                 on_done=self._on_repredicted,
                 on_aborted=self._on_repredict_aborted,
@@ -231,8 +271,11 @@ class FinetuneWidget(Container):
             show_warning("Choose where to save the model first.")
             return
         try:
-            save_checkpoint(path, self._store.model, {"source": self._store.source,
-                                                       "rounds": self._store.rounds})
+            save_checkpoint(
+                path,
+                self._store.model,
+                {"source": self._store.source, "rounds": self._store.rounds},
+            )
         except OSError as err:
             show_error(f"Could not save the model: {err}")
             return

@@ -76,8 +76,12 @@ class PredictWidget(Container):
         self._store = get_store(viewer)
         self._job = JobSlot(on_idle=lambda: self._set_running(False))
         defaults = InferenceConfig()
-        self._image_combo = create_widget(annotation="napari.layers.Image", label="image")
-        self._channel_combo = ComboBox(label="channel axis", choices=self._channel_choices)
+        self._image_combo = create_widget(
+            annotation="napari.layers.Image", label="image"
+        )
+        self._channel_combo = ComboBox(
+            label="channel axis", choices=self._channel_choices
+        )
         starters = [f"{STARTER_PREFIX}{name}" for name in available_starter_models()]
         self._model_combo = ComboBox(
             label="model",
@@ -85,7 +89,9 @@ class PredictWidget(Container):
             value=NEW_AUTO,
         )
         self._mode_combo = ComboBox(
-            label="new network", choices=[MODE_INSTANCE, MODE_SEMANTIC], value=MODE_INSTANCE
+            label="new network",
+            choices=[MODE_INSTANCE, MODE_SEMANTIC],
+            value=MODE_INSTANCE,
         )
         self._checkpoint_file = FileEdit(label="checkpoint", mode="r", filter="*.pt")
         self._advanced_check = CheckBox(text="Advanced settings", value=False)
@@ -93,44 +99,73 @@ class PredictWidget(Container):
         self._overlap_spin = FloatSpinBox(
             label="overlap", value=defaults.overlap, min=0.0, max=0.9, step=0.05
         )
-        self._batch_spin = SpinBox(label="tiles per batch", value=defaults.batch_size, min=1, max=64)
+        self._batch_spin = SpinBox(
+            label="tiles per batch", value=defaults.batch_size, min=1, max=64
+        )
         self._device_combo = ComboBox(
-            label="device", choices=["auto", "cpu", "cuda", "mps"], value=defaults.device
+            label="device",
+            choices=["auto", "cpu", "cuda", "mps"],
+            value=defaults.device,
         )
         inst = InstanceConfig()
-        self._min_size_spin = SpinBox(label="min cell size", value=inst.min_size, min=0, max=10**7)
+        self._min_size_spin = SpinBox(
+            label="min cell size", value=inst.min_size, min=0, max=10**7
+        )
         self._seeds_combo = ComboBox(
             label="cell seeds", choices=["interior", "distance"], value=inst.seeds
         )
         self._advanced = Container(
             widgets=[
-                self._tile_edit, self._overlap_spin, self._batch_spin, self._device_combo,
-                self._min_size_spin, self._seeds_combo,
+                self._tile_edit,
+                self._overlap_spin,
+                self._batch_spin,
+                self._device_combo,
+                self._min_size_spin,
+                self._seeds_combo,
             ]
         )
         self._prob_check = CheckBox(text="Also show probabilities", value=False)
-        self._replace_check = CheckBox(text="Replace my edits too (Ctrl+Z restores them)")
+        self._replace_check = CheckBox(
+            text="Replace my edits too (Ctrl+Z restores them)"
+        )
         self._run_button = PushButton(text="Segment")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._status = Label(value="")
         for w, key in (
-            (self._image_combo, "image"), (self._channel_combo, "channel_axis"),
-            (self._model_combo, "model"), (self._mode_combo, "mode"),
-            (self._checkpoint_file, "checkpoint"), (self._min_size_spin, "min_size"),
+            (self._image_combo, "image"),
+            (self._channel_combo, "channel_axis"),
+            (self._model_combo, "model"),
+            (self._mode_combo, "mode"),
+            (self._checkpoint_file, "checkpoint"),
+            (self._min_size_spin, "min_size"),
             (self._seeds_combo, "seeds"),
-            (self._advanced_check, "advanced"), (self._tile_edit, "tile"),
-            (self._overlap_spin, "overlap"), (self._batch_spin, "batch"),
-            (self._device_combo, "device"), (self._prob_check, "probabilities"),
-            (self._replace_check, "replace"), (self._run_button, "run"),
+            (self._advanced_check, "advanced"),
+            (self._tile_edit, "tile"),
+            (self._overlap_spin, "overlap"),
+            (self._batch_spin, "batch"),
+            (self._device_combo, "device"),
+            (self._prob_check, "probabilities"),
+            (self._replace_check, "replace"),
+            (self._run_button, "run"),
             (self._cancel_button, "cancel"),
         ):
             w.tooltip = TOOLTIPS[key]
-        self.extend([
-            self._image_combo, self._channel_combo, self._model_combo,
-            self._mode_combo, self._checkpoint_file, self._advanced_check, self._advanced,
-            self._prob_check, self._replace_check, self._run_button,
-            self._cancel_button, self._status,
-        ])
+        self.extend(
+            [
+                self._image_combo,
+                self._channel_combo,
+                self._model_combo,
+                self._mode_combo,
+                self._checkpoint_file,
+                self._advanced_check,
+                self._advanced,
+                self._prob_check,
+                self._replace_check,
+                self._run_button,
+                self._cancel_button,
+                self._status,
+            ]
+        )
         self._image_combo.changed.connect(self._channel_combo.reset_choices)
         self._model_combo.changed.connect(self._on_model_changed)
         self._advanced_check.changed.connect(self._on_advanced_changed)
@@ -153,7 +188,7 @@ class PredictWidget(Container):
         self._checkpoint_file.visible = choice == CHECKPOINT
         self._mode_combo.visible = choice in (NEW_AUTO, NEW_2D, NEW_3D)
         if choice.startswith(STARTER_PREFIX):
-            name = choice[len(STARTER_PREFIX):]
+            name = choice[len(STARTER_PREFIX) :]
             self._model_combo.tooltip = f"{STARTER_MODELS[name]}. {TOOLTIPS['model']}"
 
     def _on_advanced_changed(self, *_: Any) -> None:
@@ -199,7 +234,9 @@ class PredictWidget(Container):
 
     def _resolve_model(self, snap: Any) -> tuple[Any, str | None]:
         """The model to run, and a source label if it is new to the session."""
-        in_channels = 1 if snap.channel_axis is None else snap.data.shape[snap.channel_axis]
+        in_channels = (
+            1 if snap.channel_axis is None else snap.data.shape[snap.channel_axis]
+        )
         choice = self._model_combo.value
         if choice == SESSION:
             if self._store.model is None:
@@ -212,13 +249,14 @@ class PredictWidget(Container):
             dims = {NEW_2D: 2, NEW_3D: 3}.get(choice) or suggest_spatial_dims(snap)
             instance = self._mode_combo.value == MODE_INSTANCE
             cfg = ModelConfig(
-                spatial_dims=dims, in_channels=in_channels,
+                spatial_dims=dims,
+                in_channels=in_channels,
                 out_channels=3 if instance else 2,
                 task="instance" if instance else "semantic",
             )
             return build_model(cfg), f"new {dims}D network"
         if choice.startswith(STARTER_PREFIX):
-            name = choice[len(STARTER_PREFIX):]
+            name = choice[len(STARTER_PREFIX) :]
             model, _ = load_model(name)
             return model, f"starter model {name}"
         path = self._checkpoint_file.value
@@ -249,7 +287,11 @@ class PredictWidget(Container):
         self._status.value = f"Segmenting {layer.name}…"
         self._job.start(
             lambda finished: start_prediction(
-                self._viewer, self._store, model, snap, cfg,
+                self._viewer,
+                self._store,
+                model,
+                snap,
+                cfg,
                 replace=self._replace_check.value,
                 show_probabilities=self._prob_check.value,
                 instance_cfg=self._read_instance_config(),

@@ -33,7 +33,9 @@ def probabilities_to_labels(probabilities: NDArray) -> NDArray:
     """
     probs = np.asarray(probabilities)
     if probs.ndim < 2:
-        raise ValueError(f"Expected (C, *spatial) probabilities, got shape {probs.shape}.")
+        raise ValueError(
+            f"Expected (C, *spatial) probabilities, got shape {probs.shape}."
+        )
     return np.argmax(probs, axis=0).astype(label_dtype(probs.shape[0]))
 
 
@@ -68,12 +70,18 @@ def probabilities_to_instances(
             f"Instance post-processing needs (3, *spatial) probabilities, got {probs.shape}."
         )
     spatial = probs.shape[1:]
-    sampling = None if voxel_size is None else tuple(float(v) for v in voxel_size)[-len(spatial):]
+    sampling = (
+        None
+        if voxel_size is None
+        else tuple(float(v) for v in voxel_size)[-len(spatial) :]
+    )
     foreground = (1.0 - probs[0]) > cfg.foreground_threshold
     interior = probs[1]
     structure = ndimage.generate_binary_structure(len(spatial), 1)
     if cfg.seeds == "interior":
-        seeds, _ = ndimage.label((interior > cfg.seed_threshold) & foreground, structure)
+        seeds, _ = ndimage.label(
+            (interior > cfg.seed_threshold) & foreground, structure
+        )
     else:
         seeds = _distance_seeds(interior > cfg.seed_threshold, cfg, sampling)
     if cfg.seeds == "interior" and cfg.min_seed_size > 1 and seeds.max():

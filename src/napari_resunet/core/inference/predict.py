@@ -107,7 +107,11 @@ def make_tile_plan(
     spatial_dims = model.spatial_dims
     m = model.size_multiple
     tile = cfg.tile_shape or auto_tile_shape(
-        spatial_shape, spatial_dims, voxel_size, cfg.overlap, m,
+        spatial_shape,
+        spatial_dims,
+        voxel_size,
+        cfg.overlap,
+        m,
         device_type=resolve_device(cfg.device).type,
     )
     if spatial_dims == 2 and len(spatial_shape) == 3:
@@ -173,8 +177,11 @@ def iter_predict(
     use_compiled = cfg.use_compile == "always"
     total = plan.n_batches(cfg.batch_size)
     logger.info(
-        "Predicting %s with %d tiles of %s on %s", spatial_shape, plan.n_tiles,
-        plan.tile_shape, device,
+        "Predicting %s with %d tiles of %s on %s",
+        spatial_shape,
+        plan.n_tiles,
+        plan.tile_shape,
+        device,
     )
     try:
         for b in range(total):

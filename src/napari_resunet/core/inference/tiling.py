@@ -49,7 +49,9 @@ class TilePlan:
         return int(math.ceil(self.n_tiles / batch_size))
 
 
-def _axis_plan(size: int, tile: int, overlap: float, multiple: int) -> tuple[int, list[int]]:
+def _axis_plan(
+    size: int, tile: int, overlap: float, multiple: int
+) -> tuple[int, list[int]]:
     """Tile size and evenly spread starts along one axis.
 
     Uses the fewest tiles that keep at least ``overlap * tile`` voxels of overlap,
@@ -155,7 +157,10 @@ def pad_to(array: NDArray, spatial_shape: Sequence[int]) -> NDArray:
     padded border statistically like the image; axes of size 1 are edge-padded.
     """
     pads = [(0, 0)] * (array.ndim - len(spatial_shape))
-    pads += [(0, int(t) - s) for s, t in zip(array.shape[-len(spatial_shape):], spatial_shape)]
+    pads += [
+        (0, int(t) - s)
+        for s, t in zip(array.shape[-len(spatial_shape) :], spatial_shape)
+    ]
     if all(p == (0, 0) for p in pads):
         return array
     # numpy's reflect mode cannot extend a size-1 axis; use edge there.
@@ -172,10 +177,24 @@ def pad_to(array: NDArray, spatial_shape: Sequence[int]) -> NDArray:
 # Only the shape of these curves matters (tiles are ranked by relative cost). On
 # GPUs throughput keeps rising with tile size, so there only overlap counts.
 _CPU_THROUGHPUT = {
-    2: ((4096, 1.3), (16384, 1.75), (65536, 2.25), (262144, 2.25), (589824, 2.0),
-        (1048576, 1.25), (2359296, 0.95)),
-    3: ((13824, 0.24), (64000, 0.87), (175616, 1.5), (373248, 1.8), (512000, 1.85),
-        (884736, 1.55), (2097152, 1.37)),
+    2: (
+        (4096, 1.3),
+        (16384, 1.75),
+        (65536, 2.25),
+        (262144, 2.25),
+        (589824, 2.0),
+        (1048576, 1.25),
+        (2359296, 0.95),
+    ),
+    3: (
+        (13824, 0.24),
+        (64000, 0.87),
+        (175616, 1.5),
+        (373248, 1.8),
+        (512000, 1.85),
+        (884736, 1.55),
+        (2097152, 1.37),
+    ),
 }
 
 
@@ -219,7 +238,9 @@ def auto_tile_shape(
     budget = max_voxels or (1024 * 1024 if ndim == 2 else 128**3)
     vs = np.ones(ndim) if voxel_size is None else np.asarray(voxel_size, float)[-ndim:]
     if vs.shape != (ndim,) or np.any(vs <= 0):
-        raise ValueError(f"voxel_size must hold {ndim} positive numbers, got {voxel_size}.")
+        raise ValueError(
+            f"voxel_size must hold {ndim} positive numbers, got {voxel_size}."
+        )
     m = size_multiple
     options = []
     for s in image_shape:

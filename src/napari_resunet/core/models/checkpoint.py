@@ -192,7 +192,6 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
             f"{str(err).splitlines()[0]}"
         ) from err
     except Exception as err:  # noqa: BLE001 - torch.load raises many types on junk
-
         raise CheckpointError(
             f"{path} is not a readable checkpoint (corrupt or truncated file?): {err}"
         ) from err

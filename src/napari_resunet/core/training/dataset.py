@@ -166,8 +166,10 @@ def prepare_sample(
             "Nothing is annotated: the mask leaves no labelled voxel to learn from."
         )
     fg = _subsample_index(np.flatnonzero(target.reshape(-1) > 0), rng)
-    annotated = None if n_annotated == target.size else _subsample_index(
-        np.flatnonzero(valid), rng
+    annotated = (
+        None
+        if n_annotated == target.size
+        else _subsample_index(np.flatnonzero(valid), rng)
     )
     return TrainSample(
         np.ascontiguousarray(x, np.float32), target, fg, annotated, n_annotated
@@ -185,7 +187,8 @@ def default_patch_shape(
         )
         return (1, *yx) if len(spatial_shape) == 3 else yx
     return tuple(
-        min(64, int(math.ceil(s / size_multiple) * size_multiple)) for s in spatial_shape
+        min(64, int(math.ceil(s / size_multiple) * size_multiple))
+        for s in spatial_shape
     )
 
 
@@ -241,7 +244,9 @@ class PatchSampler:
 
     def _pick_corner(self, sample: TrainSample) -> tuple[int, ...]:
         shape = sample.spatial_shape
-        use_fg = sample.foreground.size and self.rng.random() < self.cfg.foreground_fraction
+        use_fg = (
+            sample.foreground.size and self.rng.random() < self.cfg.foreground_fraction
+        )
         pool = sample.foreground if use_fg else sample.annotated
         if pool is None:
             return tuple(
@@ -255,7 +260,9 @@ class PatchSampler:
             corner.append(int(np.clip(lo, 0, max(0, s - p))))
         return tuple(corner)
 
-    def _cut(self, sample: TrainSample, corner: tuple[int, ...]) -> tuple[NDArray, NDArray]:
+    def _cut(
+        self, sample: TrainSample, corner: tuple[int, ...]
+    ) -> tuple[NDArray, NDArray]:
         sl = tuple(slice(c, c + p) for c, p in zip(corner, self.patch_shape))
         img = sample.image[(slice(None), *sl)]
         tgt = sample.target[sl]
@@ -272,7 +279,9 @@ class PatchSampler:
         """
         images, targets = [], []
         for _ in range(batch_size):
-            sample = self.samples[int(self.rng.choice(len(self.samples), p=self._weights))]
+            sample = self.samples[
+                int(self.rng.choice(len(self.samples), p=self._weights))
+            ]
             img, tgt = self._cut(sample, self._pick_corner(sample))
             if self.slice_mode:
                 img, tgt = img[:, 0], tgt[0]

@@ -42,7 +42,9 @@ def masked_ce_dice_loss(
         n_classes = logits.shape[1]
         probs = torch.softmax(logits.float(), dim=1)
         m = valid.unsqueeze(1).to(probs.dtype)
-        onehot = F.one_hot(target.clamp_min(0), n_classes).movedim(-1, 1).to(probs.dtype)
+        onehot = (
+            F.one_hot(target.clamp_min(0), n_classes).movedim(-1, 1).to(probs.dtype)
+        )
         probs = probs * m
         onehot = onehot * m
         dims = (0, *range(2, logits.ndim))

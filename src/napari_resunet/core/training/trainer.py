@@ -143,15 +143,27 @@ def iter_train(
     train_list, val_list = _as_list(data), _as_list(val_data)
     samples = [
         prepare_sample(
-            d.image, d.labels, d.mask, model.config, model.normalization,
-            cfg.label_mode, d.channel_axis, rng,
+            d.image,
+            d.labels,
+            d.mask,
+            model.config,
+            model.normalization,
+            cfg.label_mode,
+            d.channel_axis,
+            rng,
         )
         for d in train_list
     ]
     for d in val_list:  # fail early, before any training time is spent
         prepare_sample(
-            d.image, d.labels, d.mask, model.config, model.normalization,
-            cfg.label_mode, d.channel_axis, rng,
+            d.image,
+            d.labels,
+            d.mask,
+            model.config,
+            model.normalization,
+            cfg.label_mode,
+            d.channel_axis,
+            rng,
         )
     sampler = PatchSampler(samples, model.config, cfg, rng)
     device = resolve_device(cfg.device)
@@ -163,13 +175,21 @@ def iter_train(
         net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
     )
     history: dict[str, list[float]] = {
-        "step": [], "loss": [], "lr": [], "seconds": [], "val_step": [], "val_dice": []
+        "step": [],
+        "loss": [],
+        "lr": [],
+        "seconds": [],
+        "val_step": [],
+        "val_dice": [],
     }
     log_every = cfg.log_every or cfg.steps
     t_start = time.perf_counter()
     logger.info(
         "Training %d steps, patches %s x %d on %s",
-        cfg.steps, sampler.patch_shape, cfg.batch_size, device,
+        cfg.steps,
+        sampler.patch_shape,
+        cfg.batch_size,
+        device,
     )
 
     def validate(step: int) -> Progress:
@@ -179,7 +199,11 @@ def iter_train(
         history["val_step"].append(step)
         history["val_dice"].append(dice)
         return Progress(
-            step, cfg.steps, f"validation Dice {dice:.3f}", "validate", {"val_dice": dice}
+            step,
+            cfg.steps,
+            f"validation Dice {dice:.3f}",
+            "validate",
+            {"val_dice": dice},
         )
 
     try:
@@ -214,8 +238,11 @@ def iter_train(
             history["seconds"].append(time.perf_counter() - t_start)
             if (step + 1) % log_every == 0 or step + 1 == cfg.steps:
                 yield Progress(
-                    step + 1, cfg.steps, f"step {step + 1}/{cfg.steps} loss {value:.4f}",
-                    "train", {"loss": value, "lr": lr},
+                    step + 1,
+                    cfg.steps,
+                    f"step {step + 1}/{cfg.steps} loss {value:.4f}",
+                    "train",
+                    {"loss": value, "lr": lr},
                 )
             if val_list and cfg.val_every and (step + 1) % cfg.val_every == 0:
                 yield validate(step + 1)
