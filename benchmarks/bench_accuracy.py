@@ -24,7 +24,6 @@ import tifffile
 from scipy import ndimage
 
 from napari_resunet.core import InferenceConfig, predict
-from napari_resunet.core.config import InstanceConfig
 from napari_resunet.core.inference.postprocess import labels_from_probabilities
 from napari_resunet.core.metrics import (
     dice_per_class,
@@ -72,7 +71,7 @@ def bench_bbbc039() -> list[str]:
         img = tifffile.imread(d / "images" / f"{n}.tif")
         truth = tifffile.imread(d / "labels" / f"{n}.tif")
         pred = labels_from_probabilities(
-            predict(model, img, icfg), model.config, InstanceConfig()
+            predict(model, img, icfg), model.config, model.instance_config
         )
         ours.append(_scores(pred, truth))
         base.append(_scores(otsu_watershed(img), truth))
@@ -101,7 +100,7 @@ def bench_flyem() -> list[str]:
     t0 = time.perf_counter()
     probs = predict(model, img, InferenceConfig(use_compile="never"))
     pred_bnd = (probs[2] > probs[1]).astype(np.uint8)
-    cells = labels_from_probabilities(probs, model.config, InstanceConfig(min_size=50))
+    cells = labels_from_probabilities(probs, model.config, model.instance_config)
     sec = time.perf_counter() - t0
     ours = segmentation_scores(cells, truth)
     dice = dice_per_class(pred_bnd, bnd, 2)[1]
@@ -188,9 +187,7 @@ def bench_bbbc050() -> list[str]:
     truth = tifffile.imread(d / "16_cell_stage_labels.tif")
     model, _ = load_model("nuclei3d")
     probs = predict(model, img, InferenceConfig(use_compile="never"), voxel_size=vs)
-    pred = labels_from_probabilities(
-        probs, model.config, InstanceConfig(min_size=100), vs
-    )
+    pred = labels_from_probabilities(probs, model.config, model.instance_config, vs)
     o = _scores(pred, truth)
     b = _scores(otsu_watershed(img, min_distance=3, sampling=vs), truth)
     return [

@@ -1,8 +1,8 @@
 """Make the documentation screenshots: real napari windows with the widgets in use.
 
-Trains small models on the shipped samples first (so the results are real), then
-drives the Segment and Fine-tune widgets exactly as a user would and grabs the
-whole window. Run headless with:
+Uses the shipped starter models on the shipped samples and drives the Segment,
+Fine-tune and Evaluate widgets exactly as a user would, then grabs the whole
+window. Run headless with:
 
     xvfb-run -a -s "-screen 0 1600x1000x24" env QT_QPA_PLATFORM=xcb \\
         python docs/screenshots.py [--out docs/images]
@@ -12,35 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 os.environ.setdefault("NAPARI_RESUNET_NO_THREADS", "1")  # deterministic, in order
-
-
-def _train(sample: str, dims: int, steps: int, patch, ckpt: Path) -> None:
-    from napari_resunet.core import (
-        ModelConfig,
-        TrainConfig,
-        TrainData,
-        build_model,
-        save_checkpoint,
-        train,
-    )
-    from napari_resunet.core.io import load_sample
-
-    image, labels = load_sample(sample)
-    model = build_model(ModelConfig(spatial_dims=dims))
-    cfg = TrainConfig(
-        steps=steps,
-        patch_shape=patch,
-        batch_size=4 if dims == 2 else 2,
-        label_mode="foreground",
-    )
-    res = train(model, TrainData(image.data, labels.data), cfg, show_progress=True)
-    save_checkpoint(ckpt, res.model, res.metadata())
 
 
 def _settle(viewer, ms: int = 400) -> None:
@@ -63,12 +39,7 @@ def main() -> None:
     import napari
 
     from napari_resunet.core.io import load_sample
-    from napari_resunet.ui.predict_widget import CHECKPOINT
-
-    tmp = Path(tempfile.mkdtemp())
-    ckpt2d, ckpt3d = tmp / "nuclei2d.pt", tmp / "nuclei3d.pt"
-    _train("nuclei2d", 2, 150, (128, 128), ckpt2d)
-    _train("nuclei3d", 3, 120, (32, 64, 64), ckpt3d)
+    from napari_resunet.ui.predict_widget import STARTER_PREFIX
 
     # 1. 2D nuclei segmented, then corrected and fine-tuned
     viewer = napari.Viewer(show=True)
@@ -78,24 +49,38 @@ def main() -> None:
     _, seg = viewer.window.add_plugin_dock_widget("napari-resunet", "Segment")
     _, ft = viewer.window.add_plugin_dock_widget("napari-resunet", "Fine-tune")
     seg._image_combo.value = viewer.layers["nuclei 2D"]
-    seg._model_combo.value = CHECKPOINT
-    seg._checkpoint_file.value = ckpt2d
+    seg._model_combo.value = f"{STARTER_PREFIX}nuclei2d"
     seg._run_button.clicked()
     _settle(viewer)
     viewer.screenshot(str(out / "segment_2d.png"), canvas_only=False)
 
+    # the user repaints a corner from the ground truth (one id per nucleus), then
+    # fine-tunes on those corrections
     out_layer = viewer.layers["nuclei 2D [resunet]"]
-    truth = viewer.layers["nuclei 2D ground truth"].data > 0
+    truth = viewer.layers["nuclei 2D ground truth"].data
     region = (slice(0, 200), slice(0, 260))
-    fg = truth[region].astype(out_layer.data.dtype)
-    wrong = np.nonzero(out_layer.data[region] != fg)
-    out_layer.data_setitem(tuple(w + s.start for w, s in zip(wrong, region)), fg[wrong])
+    offset = int(out_layer.data.max())
+    fixed = np.where(truth[region] > 0, truth[region].astype(np.int64) + offset, 0)
+    wrong = np.nonzero(out_layer.data[region] != fixed)
+    out_layer.data_setitem(
+        tuple(w + s.start for w, s in zip(wrong, region)),
+        fixed[wrong].astype(out_layer.data.dtype),
+    )
     ft._image_combo.value = viewer.layers["nuclei 2D"]
     ft._labels_combo.value = out_layer
     ft._steps_spin.value = 40
     ft._run_button.clicked()
     _settle(viewer)
     viewer.screenshot(str(out / "finetune_2d.png"), canvas_only=False)
+
+    _, ev = viewer.window.add_plugin_dock_widget("napari-resunet", "Evaluate")
+    ev._pred_combo.value = out_layer
+    ev._truth_combo.value = viewer.layers["nuclei 2D ground truth"]
+    ev._run_button.clicked()
+    _settle(viewer)
+    viewer.window._qt_window.resize(1500, 1100)
+    _settle(viewer)
+    viewer.screenshot(str(out / "evaluate_2d.png"), canvas_only=False)
     viewer.close()
 
     # 2. 3D embryo nuclei, rendered in 3D
@@ -111,8 +96,7 @@ def main() -> None:
         contrast_limits=(float(lo), float(hi)),
     )
     _, seg = viewer.window.add_plugin_dock_widget("napari-resunet", "Segment")
-    seg._model_combo.value = CHECKPOINT
-    seg._checkpoint_file.value = ckpt3d
+    seg._model_combo.value = f"{STARTER_PREFIX}nuclei3d"
     seg._advanced_check.value = True
     seg._run_button.clicked()
     _settle(viewer)

@@ -43,7 +43,16 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         write_tiff(args.output, probs, "C" + spatial_axes, voxel_size, args.overwrite)
         print(f"wrote {args.output} {probs.shape} float32 probabilities")
         return
-    icfg = InstanceConfig(min_size=args.min_size, seeds=args.seeds)
+    overrides = {
+        k: v
+        for k, v in (
+            ("min_size", args.min_size),
+            ("seeds", args.seeds),
+            ("seed_threshold", args.seed_threshold),
+        )
+        if v is not None
+    }
+    icfg = (model.instance_config or InstanceConfig()).replace(**overrides)
     labels = labels_from_probabilities(probs, model.config, icfg, voxel_size)
     write_tiff(args.output, labels, spatial_axes, voxel_size, args.overwrite)
     if model.config.task == "instance":

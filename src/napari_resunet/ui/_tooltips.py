@@ -14,6 +14,8 @@ TOOLTIPS: dict[str, str] = {
     "seeds": "How cells are seeded (cell models): 'interior' uses the predicted cell "
     "interiors; 'distance' uses the centres of the interiors' distance transform, which "
     "also splits cells the network merged.",
+    "seed_threshold": "Cell models: interior probability above which a region seeds "
+    "a cell. Higher values split touching cells more readily.",
     "checkpoint": "A napari-resunet checkpoint (.pt) written by 'Save model…' or the "
     "napari-resunet command line.",
     "advanced": "Show tiling and device settings. The defaults are chosen from the "

@@ -114,6 +114,13 @@ class PredictWidget(Container):
         self._seeds_combo = ComboBox(
             label="cell seeds", choices=["interior", "distance"], value=inst.seeds
         )
+        self._seed_threshold_spin = FloatSpinBox(
+            label="seed threshold",
+            value=inst.seed_threshold,
+            min=0.05,
+            max=0.99,
+            step=0.05,
+        )
         self._advanced = Container(
             widgets=[
                 self._tile_edit,
@@ -122,6 +129,7 @@ class PredictWidget(Container):
                 self._device_combo,
                 self._min_size_spin,
                 self._seeds_combo,
+                self._seed_threshold_spin,
             ]
         )
         self._prob_check = CheckBox(text="Also show probabilities", value=False)
@@ -139,6 +147,7 @@ class PredictWidget(Container):
             (self._checkpoint_file, "checkpoint"),
             (self._min_size_spin, "min_size"),
             (self._seeds_combo, "seeds"),
+            (self._seed_threshold_spin, "seed_threshold"),
             (self._advanced_check, "advanced"),
             (self._tile_edit, "tile"),
             (self._overlap_spin, "overlap"),
@@ -199,6 +208,12 @@ class PredictWidget(Container):
         if model is None:
             self._status.value = "No session model yet."
         else:
+            # a model tuned for its data brings its own cell settings
+            tuned = getattr(model, "instance_config", None)
+            if tuned is not None:
+                self._min_size_spin.value = tuned.min_size
+                self._seeds_combo.value = tuned.seeds
+                self._seed_threshold_spin.value = tuned.seed_threshold
             kind = "cells" if model.config.task == "instance" else "classes"
             self._status.value = (
                 f"Session model: {model.spatial_dims}D {kind}, {self._store.source}"
@@ -224,8 +239,11 @@ class PredictWidget(Container):
         )
 
     def _read_instance_config(self) -> InstanceConfig:
-        return InstanceConfig(
-            min_size=int(self._min_size_spin.value), seeds=self._seeds_combo.value
+        base = getattr(self._store.model, "instance_config", None) or InstanceConfig()
+        return base.replace(
+            min_size=int(self._min_size_spin.value),
+            seeds=self._seeds_combo.value,
+            seed_threshold=float(self._seed_threshold_spin.value),
         )
 
     def _channel_axis(self) -> int | None:

@@ -124,7 +124,11 @@ def labels_from_probabilities(
     instance_cfg: InstanceConfig | None = None,
     voxel_size: Sequence[float] | None = None,
 ) -> NDArray:
-    """What a model's output means: class ids (semantic) or cell ids (instance)."""
+    """What a model's output means: class ids (semantic) or cell ids (instance).
+
+    ``instance_cfg`` defaults to :class:`InstanceConfig`'s defaults; pass a model's
+    own ``instance_config`` (tuned for it) when it has one.
+    """
     if model_config.task == "instance":
         return probabilities_to_instances(probabilities, instance_cfg, voxel_size)
     return probabilities_to_labels(probabilities)

@@ -15,6 +15,8 @@ malicious pickle) is refused instead of executed. Keys:
     corrupted or tampered file is reported rather than silently mispredicting.
 ``training``
     optional metadata (train config, loss history, data description).
+``instance_config``
+    optional cell post-processing settings tuned for the network.
 
 Files are written atomically (temporary file + rename), so an interrupted save
 never destroys an earlier checkpoint.
@@ -26,14 +28,14 @@ import hashlib
 import logging
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from napari_resunet.core.config import ModelConfig, NormalizationConfig
+from napari_resunet.core.config import InstanceConfig, ModelConfig, NormalizationConfig
+from napari_resunet.core.io import atomic_output
 from napari_resunet.core.models.resunet import ResUNet
 
 logger = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ def build_model(
     cfg: ModelConfig,
     normalization: NormalizationConfig | None = None,
     seed: int | None = 0,
+    instance_config: InstanceConfig | None = None,
 ) -> ResUNet:
     """Build a freshly initialised :class:`ResUNet` from ``cfg``.
 
@@ -60,13 +63,17 @@ def build_model(
             touching torch's global random state; ``None`` uses that global state.
     """
     if seed is None:
-        return _construct(cfg, normalization)
+        return _construct(cfg, normalization, instance_config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _construct(cfg, normalization)
+        return _construct(cfg, normalization, instance_config)
 
 
-def _construct(cfg: ModelConfig, normalization: NormalizationConfig | None) -> ResUNet:
+def _construct(
+    cfg: ModelConfig,
+    normalization: NormalizationConfig | None,
+    instance_config: InstanceConfig | None,
+) -> ResUNet:
     return ResUNet(
         spatial_dims=cfg.spatial_dims,
         in_channels=cfg.in_channels,
@@ -76,6 +83,7 @@ def _construct(cfg: ModelConfig, normalization: NormalizationConfig | None) -> R
         dropout=cfg.dropout,
         normalization=normalization,
         task=cfg.task,
+        instance_config=instance_config,
     )
 
 
@@ -130,17 +138,12 @@ def save_checkpoint(
         "state_sha256": _state_digest(state),
         "training": _to_plain(training or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if model.instance_config is not None:
+        payload["instance_config"] = model.instance_config.to_dict()
+    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
     logger.info("Saved checkpoint %s", path)
     return path
 
@@ -154,10 +157,16 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]
     package_version: str
     training: dict[str, Any] = field(default_factory=dict)
+    instance_config: InstanceConfig | None = None
 
     def build(self, device: str | torch.device = "cpu") -> ResUNet:
         """Instantiate the network with these weights, in eval mode, on ``device``."""
-        model = build_model(self.model_config, self.normalization)
+        model = build_model(
+            self.model_config,
+            self.normalization,
+            seed=None,
+            instance_config=self.instance_config,
+        )
         try:
             model.load_state_dict(self.state_dict, strict=True)
         except RuntimeError as err:
@@ -226,6 +235,11 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     try:
         model_config = ModelConfig.from_dict(dict(raw["model_config"]))
         normalization = NormalizationConfig.from_dict(dict(raw["normalization"]))
+        instance_config = (
+            InstanceConfig.from_dict(dict(raw["instance_config"]))
+            if raw.get("instance_config") is not None
+            else None
+        )
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: invalid configuration: {err}") from err
     training = raw.get("training") or {}
@@ -235,6 +249,7 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         state_dict=state,
         package_version=str(raw.get("package_version", "unknown")),
         training=dict(training),
+        instance_config=instance_config,
     )
 
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from napari_resunet.core.config import ModelConfig, NormalizationConfig
+from napari_resunet.core.config import InstanceConfig, ModelConfig, NormalizationConfig
 from napari_resunet.core.models.blocks import ResidualBlock, layer
 
 
@@ -35,6 +35,8 @@ class ResUNet(nn.Module):
             1-99.8 per channel).
         task: ``"semantic"`` or ``"instance"`` (3 outputs: background, interior,
             boundary; see :class:`ModelConfig`). Recorded for post-processing.
+        instance_config: watershed settings tuned for this network (instance
+            models); ``None`` means the :class:`InstanceConfig` defaults.
 
     Example:
         >>> net = ResUNet(spatial_dims=2, features=(8, 16, 32))
@@ -52,11 +54,14 @@ class ResUNet(nn.Module):
         dropout: float = 0.0,
         normalization: NormalizationConfig | None = None,
         task: str = "semantic",
+        instance_config: InstanceConfig | None = None,
     ) -> None:
         super().__init__()
         # The intensity scheme the network expects travels with it (and with its
-        # checkpoint) so that prediction always matches training.
+        # checkpoint) so that prediction always matches training; so do the cell
+        # post-processing settings tuned for it, if any.
         self.normalization = normalization or NormalizationConfig()
+        self.instance_config = instance_config
         # ModelConfig validates every argument and raises ValueError with a fix.
         self.config = ModelConfig(
             spatial_dims=spatial_dims,
