@@ -247,3 +247,24 @@ def test_demo_command_opens_sample_and_widgets(make_napari_viewer, monkeypatch):
     ]
     docks = set(viewer.window.dock_widgets)
     assert {"Segment (napari-resunet)", "Fine-tune (napari-resunet)"} <= docks
+
+
+def test_starter_model_gives_one_label_per_nucleus(make_napari_viewer, qtbot, nuclei2d, sync_jobs):
+    from napari_resunet.core.metrics import match_instances
+    from napari_resunet.ui.predict_widget import STARTER_PREFIX
+
+    image, truth = nuclei2d
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    widget = dock(viewer, "Segment")
+    assert f"{STARTER_PREFIX}nuclei2d" in widget._model_combo.choices
+    widget._model_combo.value = f"{STARTER_PREFIX}nuclei2d"
+    assert not widget._mode_combo.visible  # the model decides what it predicts
+    _segment(qtbot, widget)
+    out = viewer.layers["nuclei [resunet]"]
+    assert out.data.dtype == np.uint32 and out.data.max() > 10
+    # a 192x256 crop with many cut nuclei at its edges; an untrained net scores ~0
+    assert match_instances(out.data, truth, (0.5,))[0]["f1"] > 0.6
+    # the model's tuned cell settings are shown in the advanced settings
+    assert widget._seed_threshold_spin.value == pytest.approx(0.9)
+    assert "cells" in widget._status.value or "Segmented" in widget._status.value

@@ -141,8 +141,9 @@ def iter_train(
     cfg = cfg or TrainConfig()
     rng = np.random.default_rng(cfg.seed)
     train_list, val_list = _as_list(data), _as_list(val_data)
-    samples = [
-        prepare_sample(
+
+    def prepare(d: TrainData):
+        return prepare_sample(
             d.image,
             d.labels,
             d.mask,
@@ -152,19 +153,10 @@ def iter_train(
             d.channel_axis,
             rng,
         )
-        for d in train_list
-    ]
+
+    samples = [prepare(d) for d in train_list]
     for d in val_list:  # fail early, before any training time is spent
-        prepare_sample(
-            d.image,
-            d.labels,
-            d.mask,
-            model.config,
-            model.normalization,
-            cfg.label_mode,
-            d.channel_axis,
-            rng,
-        )
+        prepare(d)
     sampler = PatchSampler(samples, model.config, cfg, rng)
     device = resolve_device(cfg.device)
     net = copy.deepcopy(model).to(device)
