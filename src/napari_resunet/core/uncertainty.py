@@ -1,0 +1,176 @@
+"""Where the model is unsure: per-voxel uncertainty and patch ranking (numpy + core).
+
+Uncertainty combines what one prediction says (entropy of the class
+probabilities) with how much the prediction changes under test-time flips (a
+model that is sure of a voxel predicts it the same way when the image is
+mirrored). :func:`rank_patches` turns a voxel map into a ranked list of patches
+for the annotation queue.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from napari_resunet.core.config import InferenceConfig
+from napari_resunet.core.inference.predict import iter_predict, make_tile_plan
+from napari_resunet.core.models.resunet import ResUNet
+from napari_resunet.core.progress import Progress
+
+
+def entropy_map(probabilities: NDArray) -> NDArray[np.float32]:
+    """Normalised entropy of ``(C, *spatial)`` probabilities, in [0, 1]."""
+    p = np.clip(np.asarray(probabilities, np.float32), 1e-7, 1.0)
+    h = -(p * np.log(p)).sum(axis=0)
+    return (h / math.log(p.shape[0])).astype(np.float32)
+
+
+def margin_map(probabilities: NDArray) -> NDArray[np.float32]:
+    """1 - (largest - second largest probability), in [0, 1]."""
+    p = np.sort(np.asarray(probabilities, np.float32), axis=0)
+    return (1.0 - (p[-1] - p[-2])).astype(np.float32)
+
+
+@dataclass
+class UncertaintyResult:
+    """Mean prediction and uncertainty maps (spatial shape of the image).
+
+    Attributes:
+        probabilities: ``(C, *spatial)`` mean over the test-time flips.
+        entropy: normalised entropy of the mean prediction.
+        disagreement: mean absolute deviation of the flipped predictions from their
+            mean, summed over classes and scaled to [0, 1].
+        uncertainty: ``0.5 * (entropy + disagreement)``, what the queue ranks by.
+    """
+
+    probabilities: NDArray[np.float32]
+    entropy: NDArray[np.float32]
+    disagreement: NDArray[np.float32]
+
+    @property
+    def uncertainty(self) -> NDArray[np.float32]:
+        return (0.5 * (self.entropy + self.disagreement)).astype(np.float32)
+
+
+def _flip_sets(spatial_ndim: int, model_dims: int, n: int) -> list[tuple[int, ...]]:
+    """Up to ``n`` axis sets to mirror: none, then single axes, then pairs (in-plane
+    axes first, since Z is often coarser)."""
+    axes = list(range(spatial_ndim))[::-1]
+    if model_dims == 2 and spatial_ndim == 3:
+        axes = axes[:2]  # a 2D net on a stack: mirror in-plane only
+    sets: list[tuple[int, ...]] = [()]
+    for k in (1, 2):
+        sets += [tuple(sorted(c)) for c in itertools.combinations(axes, k)]
+    return sets[: max(1, n)]
+
+
+def iter_uncertainty(
+    model: ResUNet,
+    image: NDArray,
+    cfg: InferenceConfig | None = None,
+    n_flips: int = 3,
+    channel_axis: int | None = None,
+    voxel_size: Sequence[float] | None = None,
+) -> Generator[Progress, None, UncertaintyResult]:
+    """Predict ``image`` under ``n_flips`` mirrorings and measure their disagreement.
+
+    Yields:
+        :class:`Progress` after every batch of tiles of every pass.
+
+    Returns:
+        :class:`UncertaintyResult`.
+    """
+    cfg = cfg or InferenceConfig()
+    image = np.asarray(image)
+    spatial_axes = [
+        a
+        for a in range(image.ndim)
+        if channel_axis is None or a != channel_axis % image.ndim
+    ]
+    flips = _flip_sets(len(spatial_axes), model.spatial_dims, n_flips)
+    spatial_shape = tuple(image.shape[a] for a in spatial_axes)
+    per_pass = make_tile_plan(model, spatial_shape, cfg, voxel_size).n_batches(
+        cfg.batch_size
+    )
+    total = per_pass * len(flips)
+    preds = []
+    for k, flip in enumerate(flips):
+        img_axes = tuple(spatial_axes[a] for a in flip)
+        flipped = np.flip(image, img_axes) if img_axes else image
+        gen = iter_predict(
+            model, np.ascontiguousarray(flipped), cfg, channel_axis, voxel_size
+        )
+        while True:
+            try:
+                rec = next(gen)
+            except StopIteration as stop:
+                probs = stop.value
+                break
+            yield Progress(
+                k * per_pass + rec.step,
+                total,
+                f"pass {k + 1}/{len(flips)}, {rec.message}",
+                "uncertainty",
+            )
+        out_axes = tuple(a + 1 for a in flip)  # probabilities: (C, *spatial)
+        preds.append(np.flip(probs, out_axes) if out_axes else probs)
+    stack = np.stack(preds)
+    mean = stack.mean(axis=0)
+    disagreement = np.abs(stack - mean).mean(axis=0).sum(axis=0)
+    disagreement = np.clip(disagreement, 0.0, 1.0).astype(np.float32)
+    return UncertaintyResult(mean.astype(np.float32), entropy_map(mean), disagreement)
+
+
+@dataclass(frozen=True)
+class RankedPatch:
+    """One entry of the annotation queue."""
+
+    score: float
+    slices: tuple[slice, ...]
+
+    @property
+    def start(self) -> tuple[int, ...]:
+        return tuple(s.start for s in self.slices)
+
+    @property
+    def centre(self) -> tuple[float, ...]:
+        return tuple((s.start + s.stop - 1) / 2 for s in self.slices)
+
+
+def rank_patches(
+    uncertainty: NDArray,
+    patch_shape: Sequence[int],
+    exclude: NDArray | None = None,
+    top_k: int | None = None,
+) -> list[RankedPatch]:
+    """Non-overlapping patches ranked by mean uncertainty, most uncertain first.
+
+    Args:
+        uncertainty: per-voxel map (any non-negative score).
+        patch_shape: patch size per axis (clipped to the image; edge patches are
+            smaller).
+        exclude: boolean map of voxels already reviewed; a patch that is more than
+            half reviewed is left out.
+        top_k: keep only the best ``top_k``.
+    """
+    u = np.asarray(uncertainty, np.float32)
+    if len(patch_shape) != u.ndim:
+        raise ValueError(
+            f"patch_shape {tuple(patch_shape)} does not match a {u.ndim}D map."
+        )
+    ranges = [range(0, s, max(1, int(p))) for s, p in zip(u.shape, patch_shape)]
+    out = []
+    for start in itertools.product(*ranges):
+        sl = tuple(
+            slice(a, min(a + int(p), s)) for a, p, s in zip(start, patch_shape, u.shape)
+        )
+        if exclude is not None and np.asarray(exclude[sl], bool).mean() > 0.5:
+            continue
+        out.append(RankedPatch(float(u[sl].mean()), sl))
+    out.sort(key=lambda r: (-r.score, r.start))
+    return out[:top_k] if top_k else out
