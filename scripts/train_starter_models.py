@@ -163,7 +163,7 @@ def tune_and_save(name: str, path: Path) -> None:
     model.instance_config = best
     meta = dict(ckpt.training)
     meta["postprocessing_tuning"] = info
-    save_checkpoint(path, model, meta)
+    save_checkpoint(path, model, meta, half=True)  # float16 weights: half the size
     print(f"{name}: tuned {best}")
 
 
@@ -185,7 +185,7 @@ def train_one(name: str, steps_scale: float) -> Path:
         k: v[:: max(1, len(v) // 200)] for k, v in meta["history"].items()
     }
     OUT.mkdir(parents=True, exist_ok=True)
-    path = save_checkpoint(OUT / f"{name}.pt", result.model, meta)
+    path = save_checkpoint(OUT / f"{name}.pt", result.model, meta, half=True)
     losses = np.asarray(result.history["loss"])
     print(
         f"{name}: {cfg.steps} steps in {minutes:.1f} min, loss "

@@ -115,11 +115,16 @@ def save_checkpoint(
     path: str | os.PathLike,
     model: ResUNet,
     training: dict[str, Any] | None = None,
+    half: bool = False,
 ) -> Path:
     """Write ``model`` (weights, config, normalisation) and ``training`` to ``path``.
 
     The write is atomic: the data go to a temporary file in the same folder, which
     is then renamed over ``path``.
+
+    Args:
+        half: store floating-point weights as float16 (half the size; they are
+            widened to float32 on load). Used for the shipped starter models.
 
     Returns:
         The path written.
@@ -128,6 +133,8 @@ def save_checkpoint(
 
     path = Path(path)
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     payload = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
