@@ -124,3 +124,20 @@ def test_failed_save_keeps_previous_file(tmp_path, monkeypatch):
         save_checkpoint(path, tiny_model(2, features=(8, 16)))
     assert path.read_bytes() == good
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+
+
+def test_half_precision_storage_loads_as_float32(tmp_path):
+    model = tiny_model(2)
+    full = save_checkpoint(tmp_path / "f.pt", model)
+    half = save_checkpoint(tmp_path / "h.pt", model, half=True)
+    assert half.stat().st_size < 0.7 * full.stat().st_size
+    loaded, ckpt = load_checkpoint(half)
+    assert all(
+        v.dtype == torch.float16
+        for v in ckpt.state_dict.values()
+        if v.is_floating_point()
+    )
+    for k, v in model.state_dict().items():
+        got = loaded.state_dict()[k]
+        assert got.dtype == v.dtype
+        torch.testing.assert_close(got, v, rtol=1e-3, atol=1e-3)

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from tests.conftest import tiny_model
 
 from napari_resunet.core import InferenceConfig
 from napari_resunet.core.progress import run_generator
@@ -9,7 +10,6 @@ from napari_resunet.core.uncertainty import (
     margin_map,
     rank_patches,
 )
-from tests.conftest import tiny_model
 
 
 def test_entropy_and_margin_known_values():
@@ -32,7 +32,7 @@ def test_flip_uncertainty_contract(dims, blobs2d, blobs3d):
     assert res.probabilities.shape == (2, *image.shape)
     for m in (res.entropy, res.disagreement, res.uncertainty):
         assert m.shape == image.shape and m.dtype == np.float32
-        assert 0 <= m.min() and m.max() <= 1
+        assert m.min() >= 0 and m.max() <= 1
     # an untrained, randomly initialised net is not flip-equivariant: it disagrees
     assert res.disagreement.mean() > 0
     # with one pass there is nothing to disagree about

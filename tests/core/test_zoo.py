@@ -1,7 +1,7 @@
 """Shipped starter models: present, loadable, and doing their job on shipped data."""
 
-import numpy as np
 import pytest
+from tests.conftest import tiny_model
 
 from napari_resunet.core import InferenceConfig, predict, save_checkpoint
 from napari_resunet.core.config import InstanceConfig
@@ -14,7 +14,6 @@ from napari_resunet.core.models.zoo import (
     load_model,
     starter_model_card,
 )
-from tests.conftest import tiny_model
 
 
 def test_all_starter_models_ship_with_cards():
@@ -43,7 +42,9 @@ def test_unknown_names_and_paths(tmp_path):
 
     with pytest.raises(CheckpointError, match="not found"):
         load_model(tmp_path / "none.pt")
-    path = save_checkpoint(tmp_path / "nuclei2d", tiny_model(2))  # a path wins over a name
+    path = save_checkpoint(
+        tmp_path / "nuclei2d", tiny_model(2)
+    )  # a path wins over a name
     model, _ = load_model(path)
     assert model.config.features == (4, 8, 16)
 

@@ -249,7 +249,9 @@ def test_demo_command_opens_sample_and_widgets(make_napari_viewer, monkeypatch):
     assert {"Segment (napari-resunet)", "Fine-tune (napari-resunet)"} <= docks
 
 
-def test_starter_model_gives_one_label_per_nucleus(make_napari_viewer, qtbot, nuclei2d, sync_jobs):
+def test_starter_model_gives_one_label_per_nucleus(
+    make_napari_viewer, qtbot, nuclei2d, sync_jobs
+):
     from napari_resunet.core.metrics import match_instances
     from napari_resunet.ui.predict_widget import STARTER_PREFIX
 

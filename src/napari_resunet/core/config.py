@@ -293,12 +293,13 @@ class InstanceConfig(_ConfigBase):
         seed_threshold: seeds are connected regions where ``p(interior)``
             exceeds this (``seeds="interior"``).
         seeds: ``"interior"`` (connected interior regions) or ``"distance"``
-            (maxima of the distance transform of the interior, in physical units
-            when a voxel size is given; splits touching cells the network merged).
+            (maxima of the distance transform of the interior, with anisotropic
+            voxels weighted by their size; splits touching cells the network merged).
         min_seed_size: seeds smaller than this (voxels) are dropped.
         min_size: cells smaller than this (voxels) are removed.
-        seed_min_distance: minimal distance (physical units) between distance
-            seeds.
+        seed_min_distance: minimal distance between distance seeds, in voxels of
+            the finest axis (unit-free, so a tuned value holds whatever unit the
+            voxel size is given in).
     """
 
     foreground_threshold: float = 0.5

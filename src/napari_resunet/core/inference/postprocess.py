@@ -109,8 +109,10 @@ def _distance_seeds(
     Maxima closer than ``seed_min_distance`` merge, and a flat ridge of equal
     maxima counts as one seed (it is one connected region).
     """
-    dist = ndimage.distance_transform_edt(inside, sampling=sampling)
+    # distances in voxels of the finest axis: unit-free, anisotropy kept as ratios
     spacing = np.ones(inside.ndim) if sampling is None else np.asarray(sampling, float)
+    spacing = spacing / spacing.min()
+    dist = ndimage.distance_transform_edt(inside, sampling=spacing)
     size = tuple(int(2 * max(1, round(cfg.seed_min_distance / s)) + 1) for s in spacing)
     maxima = (dist == ndimage.maximum_filter(dist, size=size)) & (dist > 0)
     full = ndimage.generate_binary_structure(inside.ndim, inside.ndim)
