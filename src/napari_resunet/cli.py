@@ -129,14 +129,19 @@ def _build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--min-size",
         type=int,
-        default=InstanceConfig().min_size,
-        help="cell models: remove cells smaller than this (voxels)",
+        help="cell models: remove cells smaller than this many voxels (default: "
+        f"the model's tuned value, else {InstanceConfig().min_size})",
     )
     sp.add_argument(
         "--seeds",
         choices=["interior", "distance"],
-        default=InstanceConfig().seeds,
-        help="cell models: seed cells from interiors or distance maxima",
+        help="cell models: seed cells from interiors or distance maxima (default: "
+        "the model's tuned choice)",
+    )
+    sp.add_argument(
+        "--seed-threshold",
+        type=float,
+        help="cell models: interior probability that makes a seed",
     )
     sp.add_argument(
         "--scale",

@@ -274,3 +274,47 @@ def test_train_semantic_from_instance_labels(files, capsys):
         == 1
     )
     assert "--labels-are instances" in capsys.readouterr().err
+
+
+def test_predict_with_a_starter_model_and_overrides(files, capsys):
+    from napari_resunet.core.io import load_sample
+
+    image, _ = load_sample("nuclei2d")
+    d = files["dir"]
+    tifffile.imwrite(d / "crop.tif", image.data[:128, :128])
+    out = d / "cells.tif"
+    assert main(["predict", str(d / "crop.tif"), "-m", "nuclei2d", "-o", str(out)]) == 0
+    assert "cells" in capsys.readouterr().out
+    tuned = tifffile.imread(out)
+    assert tuned.dtype == np.uint32 and tuned.max() > 3
+    big = d / "big_only.tif"
+    assert (
+        main(
+            [
+                "predict",
+                str(d / "crop.tif"),
+                "-m",
+                "nuclei2d",
+                "-o",
+                str(big),
+                "--min-size",
+                "100000",
+            ]
+        )
+        == 0
+    )
+    assert tifffile.imread(big).max() == 0  # the override removed every cell
+    assert (
+        main(
+            [
+                "predict",
+                str(d / "crop.tif"),
+                "-m",
+                "nosuchmodel",
+                "-o",
+                str(d / "x.tif"),
+            ]
+        )
+        == 1
+    )
+    assert "not found" in capsys.readouterr().err

@@ -59,6 +59,7 @@ class EvaluateWidget(Container):
         self._stop_spin = SpinBox(label="to (excl.)", value=1, min=1, max=10**6)
         self._run_button = PushButton(text="Evaluate")
         self._table = Table(value=[], columns=["metric", "value"])
+        self._table.min_height = 260
         self._copy_button = PushButton(text="Copy as CSV")
         self._csv_path = FileEdit(label="CSV file", mode="w", filter="*.csv")
         self._export_button = PushButton(text="Export CSV")

@@ -241,7 +241,7 @@ class FinetuneWidget(Container):
 
     def _on_repredicted(self, layer: Any, kept: int) -> None:
         self._on_store_changed()
-        self._status.value += f" Updated '{layer.name}'."
+        self._status.value = f"{self._status.value}. Updated '{layer.name}'."
 
     def _on_train_aborted(self) -> None:
         self._status.value = "Fine-tuning cancelled; the model is unchanged."
