@@ -91,7 +91,7 @@ def run_case(case: str, rounds: int) -> list[dict]:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_resunet.ui.predict_widget import NEW_2D, NEW_3D
+    from napari_resunet.ui.predict_widget import MODE_SEMANTIC, NEW_2D, NEW_3D
 
     image, truth, label = _data(case)
     viewer = napari.Viewer(show=True)
@@ -100,6 +100,8 @@ def run_case(case: str, rounds: int) -> list[dict]:
     _, seg = viewer.window.add_plugin_dock_widget("napari-resunet", "Segment")
     _, ft = viewer.window.add_plugin_dock_widget("napari-resunet", "Fine-tune")
     seg._model_combo.value = NEW_2D if case == "2d" else NEW_3D
+    # foreground (2D) and membrane (3D) classes: the corrections paste 0/1 truth
+    seg._mode_combo.value = MODE_SEMANTIC
     probe = StallProbe()
     probe.start()
     t0 = time.perf_counter()
