@@ -1,0 +1,1 @@
+"""Starter model weights and their model cards (package data)."""
