@@ -1,4 +1,4 @@
-"""Shared fixtures: small deterministic data, tiny networks, the shared data folder."""
+"""Shared fixtures: small deterministic data and tiny networks."""
 
 from __future__ import annotations
 
