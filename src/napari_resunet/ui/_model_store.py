@@ -42,11 +42,15 @@ class ModelStore:
         model: the current network (``None`` until one is chosen).
         source: a short description ("new 2D network", a checkpoint path, ...).
         rounds: fine-tuning rounds applied to the current model.
+        reviewed: patches the user marked "correct as shown" (queue).
     """
 
     model: ResUNet | None = None
     source: str = ""
     rounds: int = 0
+    reviewed: list[tuple[slice, ...]] = field(default_factory=list)
+    # the Fine-tune widget's "run a round" (weakly held), for the queue's button
+    finetune_hook: Any = None
     _undo: list[tuple[Any, str, int]] = field(default_factory=list)
     _tracks: weakref.WeakKeyDictionary = field(
         default_factory=weakref.WeakKeyDictionary

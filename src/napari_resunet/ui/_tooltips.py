@@ -43,6 +43,18 @@ TOOLTIPS: dict[str, str] = {
     "undo": "Restore the model from before the last fine-tuning round.",
     "save_path": "Where 'Save model' writes the checkpoint.",
     "save": "Save the session model as a checkpoint file.",
+    "queue_patch": "Side of the patches to rank, in pixels (3D networks: cubes, Z "
+    "clipped to the stack; 2D networks on stacks: single slices).",
+    "queue_flips": "Predictions under this many mirrorings; their disagreement adds to "
+    "the entropy of the prediction. 1 = entropy only (fastest).",
+    "queue_refresh": "Measure where the session model is unsure and rank patches, most "
+    "uncertain first. Reviewed patches are left out.",
+    "queue_list": "Choosing an entry moves the view there and outlines the patch.",
+    "queue_next": "Go to the next patch in the queue.",
+    "queue_review": "The patch is correct as shown: all its voxels count as corrections "
+    "in the next fine-tuning round, and it leaves the queue.",
+    "queue_finetune": "Run a fine-tuning round now with the Fine-tune widget's "
+    "settings (your corrections and reviewed patches); the queue refreshes after it.",
     "eval_pred": "The segmentation to score (e.g. '<image> [resunet]').",
     "eval_truth": "The ground truth to compare with, same shape.",
     "eval_mode": "'instance': one id per object (matching at IoU 0.5-0.9, F1, AP, plus "

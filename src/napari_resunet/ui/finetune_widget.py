@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -112,6 +113,7 @@ class FinetuneWidget(Container):
         self._save_button.changed.connect(self._on_save_clicked)
         self._store.changed.connect(self._on_store_changed)
         self._on_store_changed()
+        self._store.finetune_hook = weakref.WeakMethod(self._on_run_clicked)
         threading.Thread(
             target=_warm_up_training, name="resunet-warm-up", daemon=True
         ).start()

@@ -1,0 +1,282 @@
+"""The Annotation queue dock widget: where the model is least sure, patch by patch."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    Label,
+    PushButton,
+    SpinBox,
+    create_widget,
+)
+from napari.utils.notifications import show_error, show_warning
+
+from napari_resunet.core import InferenceConfig
+from napari_resunet.core.checks import check_image
+from napari_resunet.core.uncertainty import RankedPatch, iter_uncertainty, rank_patches
+from napari_resunet.ui._layers import guess_channel_axis, snapshot_image
+from napari_resunet.ui._model_store import get_store
+from napari_resunet.ui._predict_job import voxel_size_of
+from napari_resunet.ui._tooltips import TOOLTIPS
+from napari_resunet.ui._workers import JobSlot, start_job
+
+if TYPE_CHECKING:
+    import napari
+
+HIGHLIGHT = "[resunet] queue patch"
+UNCERTAINTY_SUFFIX = " [resunet uncertainty]"
+
+
+class QueueWidget(Container):
+    """Rank patches by model uncertainty and walk the user through them."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._store = get_store(viewer)
+        self._job = JobSlot(on_idle=lambda: self._set_running(False))
+        self._entries: list[RankedPatch] = []
+        self._snap: Any = None
+        self._image_combo = create_widget(
+            annotation="napari.layers.Image", label="image"
+        )
+        self._labels_combo = create_widget(
+            annotation="napari.layers.Labels", label="corrected labels"
+        )
+        self._patch_spin = SpinBox(
+            label="patch size", value=64, min=8, max=4096, step=8
+        )
+        self._flips_spin = SpinBox(label="flip passes", value=3, min=1, max=7)
+        self._refresh_button = PushButton(text="Find uncertain patches")
+        self._cancel_button = PushButton(text="Cancel", enabled=False)
+        self._queue_combo = ComboBox(label="queue", choices=self._queue_choices)
+        self._next_button = PushButton(text="Next")
+        self._review_button = PushButton(text="Mark reviewed (correct as shown)")
+        self._finetune_button = PushButton(text="Fine-tune now")
+        self._status = Label(value="")
+        for w, key in (
+            (self._patch_spin, "queue_patch"),
+            (self._flips_spin, "queue_flips"),
+            (self._refresh_button, "queue_refresh"),
+            (self._queue_combo, "queue_list"),
+            (self._next_button, "queue_next"),
+            (self._review_button, "queue_review"),
+            (self._finetune_button, "queue_finetune"),
+        ):
+            w.tooltip = TOOLTIPS[key]
+        self.extend(
+            [
+                self._image_combo,
+                self._labels_combo,
+                self._patch_spin,
+                self._flips_spin,
+                self._refresh_button,
+                self._cancel_button,
+                self._queue_combo,
+                self._next_button,
+                self._review_button,
+                self._finetune_button,
+                self._status,
+            ]
+        )
+        self._refresh_button.changed.connect(self._on_refresh_clicked)
+        self._cancel_button.changed.connect(lambda *_: self._job.cancel())
+        self._queue_combo.changed.connect(self._on_entry_selected)
+        self._next_button.changed.connect(self._on_next_clicked)
+        self._review_button.changed.connect(self._on_review_clicked)
+        self._finetune_button.changed.connect(self._on_finetune_clicked)
+        self._store.changed.connect(self._on_model_changed)
+
+    # ---- state ----------------------------------------------------------------
+    def _queue_choices(self, *_: Any) -> list[tuple[str, int]]:
+        entries = getattr(self, "_entries", [])
+        return [(self._describe(i, e), i) for i, e in enumerate(entries)]
+
+    @staticmethod
+    def _describe(i: int, entry: RankedPatch) -> str:
+        where = ", ".join(
+            f"{a} {s.start}" for a, s in zip("zyx"[-len(entry.slices) :], entry.slices)
+        )
+        return f"{i + 1}. uncertainty {entry.score:.3f} at {where}"
+
+    def _set_running(self, running: bool) -> None:
+        self._refresh_button.enabled = not running
+        self._cancel_button.enabled = running
+
+    def _patch_shape(
+        self, spatial_shape: tuple[int, ...], model_dims: int
+    ) -> tuple[int, ...]:
+        side = int(self._patch_spin.value)
+        if len(spatial_shape) == 2:
+            return (side, side)
+        # 2D networks review one slice at a time; 3D ones get cubes (Z clipped)
+        z = 1 if model_dims == 2 else min(side, spatial_shape[0])
+        return (z, side, side)
+
+    # ---- computing the queue ----------------------------------------------------
+    def _on_refresh_clicked(self, *_: Any) -> None:
+        layer, model = self._image_combo.value, self._store.model
+        if layer is None:
+            show_warning("Choose the image to review.")
+            return
+        if model is None:
+            show_warning("There is no model yet: segment the image first.")
+            return
+        snap = snapshot_image(
+            layer, guess_channel_axis(layer, model.config.in_channels)
+        )
+        try:
+            check_image(snap.data, model.config, snap.channel_axis)
+        except ValueError as err:
+            show_error(f"Cannot rank patches: {err}")
+            return
+        self._snap = snap
+        self._set_running(True)
+        self._status.value = "Measuring uncertainty…"
+        self._job.start(
+            lambda finished: start_job(
+                iter_uncertainty,
+                model,
+                snap.data,
+                InferenceConfig(use_compile="never"),
+                int(self._flips_spin.value),
+                snap.channel_axis,
+                voxel_size_of(snap),
+                desc="Uncertainty",
+                on_returned=self._on_uncertainty,
+                on_errored=lambda err: show_error(f"Uncertainty failed: {err}"),
+                on_finished=finished,
+            )
+        )
+
+    def _reviewed_mask(self, shape: tuple[int, ...]) -> np.ndarray:
+        mask = np.zeros(shape, bool)
+        for sl in self._store.reviewed:
+            if len(sl) == len(shape):
+                mask[sl] = True
+        return mask
+
+    def _on_uncertainty(self, result: Any) -> None:
+        snap = self._snap
+        u = result.uncertainty
+        name = f"{snap.name}{UNCERTAINTY_SUFFIX}"
+        if name in self._viewer.layers:
+            self._viewer.layers[name].data = u
+        else:
+            self._viewer.add_image(
+                u,
+                name=name,
+                scale=snap.scale,
+                translate=snap.translate,
+                colormap="inferno",
+                opacity=0.5,
+                blending="additive",
+                contrast_limits=(0.0, max(float(u.max()), 1e-3)),
+                visible=False,
+            )
+        shape = self._patch_shape(u.shape, self._store.model.spatial_dims)
+        self._entries = rank_patches(u, shape, exclude=self._reviewed_mask(u.shape))
+        self._queue_combo.reset_choices()
+        self._status.value = f"{len(self._entries)} patches ranked; mean uncertainty {float(u.mean()):.3f}."
+        if self._entries:
+            self._queue_combo.value = 0
+            self._on_entry_selected(0)
+
+    # ---- walking the queue ------------------------------------------------------
+    def _on_entry_selected(self, index: Any) -> None:
+        if index is None or not 0 <= int(index) < len(self._entries):
+            return
+        entry = self._entries[int(index)]
+        snap = self._snap
+        scale = np.asarray(snap.scale if snap.scale else (1.0,) * len(entry.slices))
+        offset = np.asarray(
+            snap.translate if snap.translate else (0.0,) * len(entry.slices)
+        )
+        centre = offset + scale * np.asarray(entry.centre)
+        lo = offset + scale * np.asarray([s.start for s in entry.slices])
+        hi = offset + scale * np.asarray([s.stop - 1 for s in entry.slices])
+        ndim = len(entry.slices)
+        # a Z position for stacks, then the camera on the patch's (Y, X) centre
+        if ndim == 3:
+            self._viewer.dims.set_point(self._viewer.dims.ndim - 3, float(centre[0]))
+        # zoom so the patch fills about 60% of the view: relative to the zoom at
+        # which the whole image fits (public API only)
+        self._viewer.reset_view()
+        full_zoom = float(self._viewer.camera.zoom)
+        image_extent = float(max(scale[-2:] * np.asarray(snap.spatial_shape[-2:])))
+        patch_extent = float(max(hi[-2:] - lo[-2:]) + scale[-1])
+        self._viewer.camera.zoom = full_zoom * image_extent / (1.6 * patch_extent)
+        self._viewer.camera.center = tuple(float(c) for c in centre[-2:])
+        (y0, x0), (y1, x1) = lo[-2:], hi[-2:]
+        rect = np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]])
+        if ndim == 3:
+            rect = np.column_stack([np.full(4, centre[0]), rect])
+        if HIGHLIGHT in self._viewer.layers:
+            shapes = self._viewer.layers[HIGHLIGHT]
+            shapes.data = [rect]
+            shapes.shape_type = ["rectangle"]
+        else:
+            self._viewer.add_shapes(
+                [rect],
+                shape_type="rectangle",
+                name=HIGHLIGHT,
+                edge_color="yellow",
+                face_color="transparent",
+                edge_width=2 * float(scale[-1]),
+            )
+        self._status.value = self._describe(int(index), entry)
+
+    def _on_next_clicked(self, *_: Any) -> None:
+        if not self._entries:
+            show_warning("The queue is empty: find uncertain patches first.")
+            return
+        current = self._queue_combo.value
+        nxt = 0 if current is None else (int(current) + 1) % len(self._entries)
+        self._queue_combo.value = nxt
+        self._on_entry_selected(nxt)
+
+    def _on_review_clicked(self, *_: Any) -> None:
+        index = self._queue_combo.value
+        if index is None or not self._entries:
+            show_warning("Select a patch in the queue first.")
+            return
+        entry = self._entries.pop(int(index))
+        self._store.reviewed.append(entry.slices)
+        labels_layer = self._labels_combo.value
+        if (
+            labels_layer is not None
+            and labels_layer.data.shape == self._snap.spatial_shape
+        ):
+            # "correct as shown": every voxel of the patch becomes a correction
+            track = self._store.track(labels_layer)
+            edited = track.refresh(np.asarray(labels_layer.data))
+            edited[entry.slices] = True
+        self._queue_combo.reset_choices()
+        if self._entries:
+            nxt = min(int(index), len(self._entries) - 1)
+            self._queue_combo.value = nxt
+            self._on_entry_selected(nxt)
+        self._status.value = (
+            f"Reviewed; {len(self._store.reviewed)} patch(es) reviewed, "
+            f"{len(self._entries)} left."
+        )
+
+    def _on_finetune_clicked(self, *_: Any) -> None:
+        hook = self._store.finetune_hook() if self._store.finetune_hook else None
+        if hook is None:
+            show_warning("Open the Fine-tune widget (Plugins › ResUNet) to fine-tune.")
+            return
+        hook()
+
+    def _on_model_changed(self) -> None:
+        """A new model (fine-tuned, rolled back): rank the patches again."""
+        if (
+            self._snap is not None
+            and not self._job.busy
+            and self._store.model is not None
+        ):
+            self._on_refresh_clicked()

@@ -1,0 +1,90 @@
+"""The Annotation queue in a real viewer: rank, navigate, review, fine-tune."""
+
+import numpy as np
+from tests.ui.conftest import dock, wait_idle
+
+from napari_resunet.ui._model_store import get_store
+from napari_resunet.ui.predict_widget import MODE_SEMANTIC, NEW_2D, NEW_3D
+from napari_resunet.ui.queue_widget import HIGHLIGHT
+
+
+def _viewer_with_model(make_napari_viewer, qtbot, image, new, scale=None):
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="img", scale=scale)
+    seg = dock(viewer, "Segment")
+    seg._model_combo.value = new
+    seg._mode_combo.value = MODE_SEMANTIC
+    seg._run_button.clicked()
+    wait_idle(qtbot, seg)
+    q = dock(viewer, "Annotation queue")
+    q._image_combo.value = viewer.layers["img"]
+    q._labels_combo.value = viewer.layers["img [resunet]"]
+    return viewer, q
+
+
+def test_queue_ranks_navigates_and_reviews(
+    make_napari_viewer, qtbot, nuclei2d, sync_jobs
+):
+    viewer, q = _viewer_with_model(make_napari_viewer, qtbot, nuclei2d[0], NEW_2D)
+    q._patch_spin.value = 64
+    q._refresh_button.clicked()
+    scores = [e.score for e in q._entries]
+    assert len(scores) == 3 * 4  # 192x256 in 64-pixel patches
+    assert scores == sorted(scores, reverse=True)
+    assert "img [resunet uncertainty]" in viewer.layers
+    # the first entry is shown: camera on its centre, outlined
+    first = q._entries[0]
+    np.testing.assert_allclose(viewer.camera.center[-2:], first.centre, atol=1e-6)
+    rect = viewer.layers[HIGHLIGHT].data[0]
+    assert rect.min(0).tolist() == [first.slices[0].start, first.slices[1].start]
+    q._next_button.clicked()
+    assert q._queue_combo.value == 1
+    np.testing.assert_allclose(
+        viewer.camera.center[-2:], q._entries[1].centre, atol=1e-6
+    )
+    # mark reviewed: leaves the queue, and its voxels count as corrections
+    reviewed = q._entries[1]
+    q._review_button.clicked()
+    assert reviewed not in q._entries and len(q._entries) == 11
+    track = get_store(viewer).track(viewer.layers["img [resunet]"])
+    assert track.edited[reviewed.slices].all() and track.edited.sum() == 64 * 64
+    # ranking again leaves the reviewed patch out
+    q._refresh_button.clicked()
+    assert reviewed.slices not in [e.slices for e in q._entries]
+
+
+def test_fine_tune_now_and_automatic_refresh(
+    make_napari_viewer, qtbot, nuclei2d, sync_jobs, notes
+):
+    viewer, q = _viewer_with_model(make_napari_viewer, qtbot, nuclei2d[0], NEW_2D)
+    q._refresh_button.clicked()
+    q._review_button.clicked()
+    import napari_resunet.ui.queue_widget as qw
+
+    warnings = []
+    qw.show_warning = warnings.append
+    q._finetune_button.clicked()
+    assert warnings and "Fine-tune widget" in warnings[-1]
+    ft = dock(viewer, "Fine-tune")
+    ft._image_combo.value = viewer.layers["img"]
+    ft._labels_combo.value = viewer.layers["img [resunet]"]
+    ft._steps_spin.value = 3
+    before = list(q._entries)
+    q._finetune_button.clicked()
+    assert get_store(viewer).rounds == 1
+    assert len(ft._plot.losses) == 3
+    assert q._entries and q._entries != before  # ranked again with the new model
+
+
+def test_queue_in_3d_moves_the_z_slider(make_napari_viewer, qtbot, nuclei3d, sync_jobs):
+    image, _ = nuclei3d
+    viewer, q = _viewer_with_model(
+        make_napari_viewer, qtbot, image.data, NEW_3D, scale=image.voxel_size
+    )
+    q._patch_spin.value = 32
+    q._flips_spin.value = 2
+    q._refresh_button.clicked()
+    first = q._entries[0]
+    assert len(first.slices) == 3 and first.slices[0].stop - first.slices[0].start <= 32
+    z_world = viewer.dims.point[0]
+    assert abs(z_world - image.voxel_size[0] * first.centre[0]) <= image.voxel_size[0]
