@@ -73,6 +73,21 @@ def main() -> None:
     _settle(viewer)
     viewer.screenshot(str(out / "finetune_2d.png"), canvas_only=False)
 
+    _, queue = viewer.window.add_plugin_dock_widget(
+        "napari-resunet", "Annotation queue"
+    )
+    queue._image_combo.value = viewer.layers["nuclei 2D"]
+    queue._labels_combo.value = out_layer
+    queue._patch_spin.value = 128
+    queue._refresh_button.clicked()
+    viewer.layers["nuclei 2D [resunet uncertainty]"].visible = True
+    _settle(viewer)
+    viewer.screenshot(str(out / "queue_2d.png"), canvas_only=False)
+    viewer.window.remove_dock_widget(queue.native)
+    viewer.layers["nuclei 2D [resunet uncertainty]"].visible = False
+    viewer.layers.remove("[resunet] queue patch")
+    viewer.reset_view()
+
     _, ev = viewer.window.add_plugin_dock_widget("napari-resunet", "Evaluate")
     ev._pred_combo.value = out_layer
     ev._truth_combo.value = viewer.layers["nuclei 2D ground truth"]
