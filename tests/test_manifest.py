@@ -62,4 +62,10 @@ def test_sample_data(key, shape, scale):
 
 def test_widgets_are_contributed():
     names = {w.display_name for w in _manifest().contributions.widgets}
-    assert names == {"Segment", "Fine-tune", "Evaluate", "Annotation queue"}
+    assert names == {
+        "Segment",
+        "Fine-tune",
+        "Evaluate",
+        "Annotation queue",
+        "Model versions",
+    }

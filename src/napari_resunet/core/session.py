@@ -130,6 +130,7 @@ class AnnotationSession:
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "versions": [],
                 "reviewed": [],
+                "held_back": [],
             },
         )
         session._write()
@@ -218,11 +219,19 @@ class AnnotationSession:
     def reviewed(self) -> list[Slices]:
         return [_slices_from_list(r) for r in self._data["reviewed"]]
 
-    def mark_reviewed(self, patch: Slices) -> None:
-        """Record ``patch`` as reviewed ("correct as shown"): all its voxels count."""
+    @property
+    def held_back(self) -> list[Slices]:
+        """Reviewed patches kept out of training, used to score each round."""
+        return [_slices_from_list(r) for r in self._data.get("held_back", [])]
+
+    def mark_reviewed(self, patch: Slices, held_back: bool = False) -> None:
+        """Record ``patch`` as reviewed ("correct as shown"); ``held_back`` keeps it
+        out of training, for scoring."""
         entry = _slices_to_list(patch)
-        if entry not in self._data["reviewed"]:
-            self._data["reviewed"].append(entry)
+        key = "held_back" if held_back else "reviewed"
+        self._data.setdefault(key, [])
+        if entry not in self._data[key]:
+            self._data[key].append(entry)
             self._write()
 
     def reviewed_mask(self, shape: Sequence[int]) -> NDArray[np.bool_]:

@@ -49,6 +49,10 @@ class ModelStore:
     source: str = ""
     rounds: int = 0
     reviewed: list[tuple[slice, ...]] = field(default_factory=list)
+    # reviewed patches kept out of training, to score each round on unseen truth
+    held_back: list[tuple[slice, ...]] = field(default_factory=list)
+    # facts about the round that produced the current model (corrections, steps)
+    last_round: dict[str, Any] = field(default_factory=dict)
     # the Fine-tune widget's "run a round" (weakly held), for the queue's button
     finetune_hook: Any = None
     _undo: list[tuple[Any, str, int]] = field(default_factory=list)

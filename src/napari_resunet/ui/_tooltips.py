@@ -55,6 +55,16 @@ TOOLTIPS: dict[str, str] = {
     "in the next fine-tuning round, and it leaves the queue.",
     "queue_finetune": "Run a fine-tuning round now with the Fine-tune widget's "
     "settings (your corrections and reviewed patches); the queue refreshes after it.",
+    "ver_folder": "Folder of the annotation session (empty: a new folder in your user "
+    "data folder is made at the first fine-tuning round).",
+    "ver_open": "Reopen the session in this folder: versions, corrections and reviewed "
+    "patches.",
+    "ver_save": "Save the corrections, the edited-voxel mask and reviewed patches into "
+    "the session folder (versions are saved automatically).",
+    "ver_restore": "Make the chosen version the session model again (Undo in Fine-tune "
+    "goes back).",
+    "ver_compare": "Segment the image with both versions into two Labels layers shown "
+    "side by side.",
     "eval_pred": "The segmentation to score (e.g. '<image> [resunet]').",
     "eval_truth": "The ground truth to compare with, same shape.",
     "eval_mode": "'instance': one id per object (matching at IoU 0.5-0.9, F1, AP, plus "

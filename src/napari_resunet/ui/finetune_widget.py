@@ -173,6 +173,10 @@ class FinetuneWidget(Container):
             if scope == "all"
             else corrections_mask(edited, scope, spatial_dims=model.spatial_dims)
         )
+        if mask is not None:
+            for sl in self._store.held_back:  # held-back truth is never trained on
+                if len(sl) == mask.ndim:
+                    mask[sl] = False
         if mask is not None and not mask.any():
             show_warning(
                 "No corrections yet: paint or erase on the labels layer first, or "
@@ -196,6 +200,7 @@ class FinetuneWidget(Container):
         n_corr = int(mask.sum()) if mask is not None else labels.size
         self._status.value = f"Fine-tuning on {n_corr} voxels…"
         self._last_image = snap
+        self._round = {"n_corrections": n_corr, "steps": cfg.steps}
         self._job.start(
             lambda finished: start_job(
                 iter_train,
@@ -218,6 +223,7 @@ class FinetuneWidget(Container):
 
     def _on_returned(self, result: Any) -> None:
         losses = result.history["loss"]
+        self._store.last_round = dict(self._round)
         self._store.set_model(result.model, "fine-tuned", undoable=True)
         self._status.value = (
             f"Fine-tuned: loss {losses[0]:.3f} → {losses[-1]:.3f}. Segmenting again…"

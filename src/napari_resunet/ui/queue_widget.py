@@ -247,7 +247,12 @@ class QueueWidget(Container):
         entry = self._entries.pop(int(index))
         self._store.reviewed.append(entry.slices)
         labels_layer = self._labels_combo.value
-        if (
+        # every third reviewed patch is held back from training: the Versions
+        # widget scores each round on it, so a round that got worse shows
+        held_back = len(self._store.reviewed) % 3 == 0
+        if held_back:
+            self._store.held_back.append(entry.slices)
+        elif (
             labels_layer is not None
             and labels_layer.data.shape == self._snap.spatial_shape
         ):
@@ -261,8 +266,8 @@ class QueueWidget(Container):
             self._queue_combo.value = nxt
             self._on_entry_selected(nxt)
         self._status.value = (
-            f"Reviewed; {len(self._store.reviewed)} patch(es) reviewed, "
-            f"{len(self._entries)} left."
+            f"Reviewed{' (held back for scoring)' if held_back else ''}; "
+            f"{len(self._store.reviewed)} patch(es) reviewed, {len(self._entries)} left."
         )
 
     def _on_finetune_clicked(self, *_: Any) -> None:

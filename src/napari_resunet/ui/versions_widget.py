@@ -1,0 +1,292 @@
+"""The Model versions dock widget: every fine-tuning round kept, scored, reversible.
+
+Each successful round of the viewer's session model is saved as an immutable
+checkpoint in an annotation session folder (default: the platform's user data
+folder), with its number of corrections, steps and the foreground Dice on held-back
+reviewed patches before and after the round. A round that lowers that score is
+flagged. Any version can be restored, two can be compared side by side, and the
+session (versions, corrections, reviewed patches) saved and reopened.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    PushButton,
+    Table,
+    create_widget,
+)
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from napari_resunet.core import InferenceConfig, predict
+from napari_resunet.core.inference.postprocess import labels_from_probabilities
+from napari_resunet.core.metrics import dice_per_class
+from napari_resunet.core.session import AnnotationSession, SessionError
+from napari_resunet.ui._layers import snapshot_image
+from napari_resunet.ui._model_store import get_store, unwrap
+from napari_resunet.ui._tooltips import TOOLTIPS
+
+if TYPE_CHECKING:
+    import napari
+
+
+def held_back_score(
+    model: Any, image: np.ndarray, labels: np.ndarray, patches: list
+) -> float | None:
+    """Mean foreground Dice of ``model`` on the held-back patches (None without any)."""
+    scores = []
+    cfg = InferenceConfig(use_compile="never")
+    for sl in patches:
+        if len(sl) != labels.ndim:
+            continue
+        probs = predict(model, np.ascontiguousarray(image[sl]), cfg)
+        pred = labels_from_probabilities(probs, model.config, model.instance_config)
+        truth = labels[sl]
+        scores.append(
+            dice_per_class(
+                (pred > 0).astype(np.uint8), (truth > 0).astype(np.uint8), 2
+            )[1]
+        )
+    return float(np.mean(scores)) if scores else None
+
+
+class VersionsWidget(Container):
+    """List, score, restore and compare the session model's versions."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._store = get_store(viewer)
+        self._session: AnnotationSession | None = None
+        self._recorded: Any = None  # the model last saved as a version
+        self._previous: Any = self._store.model
+        self._image_combo = create_widget(
+            annotation="napari.layers.Image", label="image"
+        )
+        self._labels_combo = create_widget(
+            annotation="napari.layers.Labels", label="corrected labels"
+        )
+        self._folder = FileEdit(label="session folder", mode="d")
+        self._open_button = PushButton(text="Open session")
+        self._save_button = PushButton(text="Save session")
+        self._table = Table(value=[], columns=self._COLUMNS)
+        self._table.min_height = 160
+        self._version_combo = ComboBox(label="version", choices=self._version_choices)
+        self._other_combo = ComboBox(
+            label="compare with", choices=self._version_choices
+        )
+        self._rollback_button = PushButton(text="Restore this version")
+        self._compare_button = PushButton(text="Compare side by side")
+        self._status = Label(value="Versions are saved after each fine-tuning round.")
+        for w, key in (
+            (self._folder, "ver_folder"),
+            (self._open_button, "ver_open"),
+            (self._save_button, "ver_save"),
+            (self._rollback_button, "ver_restore"),
+            (self._compare_button, "ver_compare"),
+        ):
+            w.tooltip = TOOLTIPS[key]
+        self.extend(
+            [
+                self._image_combo,
+                self._labels_combo,
+                self._folder,
+                self._open_button,
+                self._save_button,
+                self._table,
+                self._version_combo,
+                self._other_combo,
+                self._rollback_button,
+                self._compare_button,
+                self._status,
+            ]
+        )
+        self._open_button.changed.connect(self._on_open_clicked)
+        self._save_button.changed.connect(self._on_save_clicked)
+        self._rollback_button.changed.connect(self._on_restore_clicked)
+        self._compare_button.changed.connect(self._on_compare_clicked)
+        self._store.changed.connect(self._on_model_changed)
+
+    _COLUMNS = [
+        "version",
+        "time",
+        "corrections",
+        "steps",
+        "held-back before",
+        "after",
+        "note",
+    ]
+
+    # ---- session --------------------------------------------------------------
+    @property
+    def session(self) -> AnnotationSession:
+        """The current session, created on first use (chosen folder or default)."""
+        if self._session is None:
+            folder = self._folder.value
+            use = folder if folder and str(folder) not in ("", ".") else None
+            if use is not None and (Path(use) / "session.json").exists():
+                self._session = AnnotationSession.open(use)
+            else:
+                image = self._image_combo.value
+                self._session = AnnotationSession.create(
+                    use, image.name if image else ""
+                )
+            self._folder.value = self._session.folder
+        return self._session
+
+    def _version_choices(self, *_: Any) -> list[tuple[str, int]]:
+        s = getattr(self, "_session", None)
+        if s is None:
+            return []
+        return [(f"v{v.number} ({v.created[11:16]})", v.number) for v in s.versions]
+
+    def _refresh(self) -> None:
+        rows = []
+        for v in self.session.versions:
+            fmt = lambda x: "" if x is None else f"{x:.3f}"  # noqa: E731
+            note = "worse on held-back patches" if v.is_worse else v.note
+            rows.append(
+                [
+                    f"v{v.number}",
+                    v.created[11:19],
+                    v.n_corrections,
+                    v.steps,
+                    fmt(v.score_before),
+                    fmt(v.score_after),
+                    note,
+                ]
+            )
+        self._table.value = {
+            "data": rows,
+            "index": list(range(len(rows))),
+            "columns": self._COLUMNS,
+        }
+        self._version_combo.reset_choices()
+        self._other_combo.reset_choices()
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray] | None:
+        image, labels = self._image_combo.value, self._labels_combo.value
+        if image is None or labels is None:
+            return None
+        data = np.asarray(snapshot_image(image).data)
+        lab = np.asarray(labels.data)
+        return (data, lab) if data.shape == lab.shape else None
+
+    # ---- recording rounds -------------------------------------------------------
+    def _on_model_changed(self) -> None:
+        model = self._store.model
+        if (
+            model is None
+            or self._store.source != "fine-tuned"
+            or model is self._recorded
+        ):
+            self._previous = model
+            return
+        arrays = self._arrays()
+        before = after = None
+        if arrays is not None and self._store.held_back:
+            if self._previous is not None:
+                before = held_back_score(self._previous, *arrays, self._store.held_back)
+            after = held_back_score(model, *arrays, self._store.held_back)
+        info = self._store.last_round
+        try:
+            v = self.session.add_version(
+                model, info.get("n_corrections", 0), info.get("steps", 0), before, after
+            )
+        except (OSError, SessionError) as err:
+            show_error(f"Could not save the model version: {err}")
+            return
+        self._recorded, self._previous = model, model
+        self._refresh()
+        self._version_combo.value = v.number
+        msg = f"Saved version v{v.number} in {self.session.folder}."
+        if v.is_worse:
+            msg = (
+                f"Version v{v.number} scores lower on held-back patches "
+                f"({v.score_before:.3f} → {v.score_after:.3f}); consider restoring v{v.number - 1}."
+            )
+            show_warning(msg)
+        self._status.value = msg
+
+    def _on_restore_clicked(self, *_: Any) -> None:
+        number = self._version_combo.value
+        if number is None:
+            show_warning("There is no saved version yet.")
+            return
+        model = self.session.load_version(int(number))
+        self._recorded = model
+        self._store.set_model(model, f"version v{number}", undoable=True)
+        self._status.value = f"Restored version v{number}."
+
+    def _on_compare_clicked(self, *_: Any) -> None:
+        a, b = self._version_combo.value, self._other_combo.value
+        image = self._image_combo.value
+        if a is None or b is None or image is None:
+            show_warning("Choose an image and two versions to compare.")
+            return
+        snap = snapshot_image(image)
+        cfg = InferenceConfig(use_compile="never")
+        for number in (a, b):
+            model = self.session.load_version(int(number))
+            labels = labels_from_probabilities(
+                predict(model, snap.data, cfg), model.config, model.instance_config
+            )
+            name = f"{snap.name} [v{number}]"
+            if name in self._viewer.layers:
+                self._viewer.layers[name].data = labels
+            else:
+                self._viewer.add_labels(
+                    labels, name=name, scale=snap.scale, translate=snap.translate
+                )
+        self._viewer.grid.enabled = True
+        self._status.value = f"Comparing v{a} and v{b} side by side (grid view)."
+
+    # ---- save and reopen ---------------------------------------------------------
+    def _on_save_clicked(self, *_: Any) -> None:
+        labels = self._labels_combo.value
+        s = self.session
+        for sl in self._store.reviewed:
+            if sl not in self._store.held_back:
+                s.mark_reviewed(sl)
+        for sl in self._store.held_back:
+            s.mark_reviewed(sl, held_back=True)
+        if labels is not None:
+            track = self._store.track(labels)
+            edited = track.refresh(np.asarray(labels.data))
+            s.save_corrections(np.asarray(labels.data), edited)
+        show_info(f"Saved the session in {s.folder}.")
+        self._status.value = f"Session saved in {s.folder}."
+
+    def _on_open_clicked(self, *_: Any) -> None:
+        folder = self._folder.value
+        try:
+            self._session = AnnotationSession.open(folder)
+        except SessionError as err:
+            show_error(f"Cannot open the session: {err}")
+            return
+        s = self._session
+        self._store.reviewed[:] = s.reviewed + s.held_back
+        self._store.held_back[:] = s.held_back
+        saved = s.load_corrections()
+        if saved is not None:
+            labels, edited = saved
+            layer = self._viewer.add_labels(
+                labels, name=f"{Path(s.image).stem or 'session'} [corrections]"
+            )
+            track = self._store.track(unwrap(layer))
+            track.last_prediction = labels.copy()  # nothing changed since saving
+            track.edited = edited
+        if s.versions:
+            last = s.versions[-1].number
+            model = s.load_version(last)
+            self._recorded = self._previous = model
+            self._store.set_model(model, f"version v{last}")
+        self._refresh()
+        self._status.value = f"Opened {s.folder}: {len(s.versions)} version(s)."

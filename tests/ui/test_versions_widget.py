@@ -1,0 +1,86 @@
+"""Model versions: every round saved and scored, restore, compare, save and reopen."""
+
+import numpy as np
+import torch
+from tests.ui.conftest import dock, wait_idle
+
+from napari_resunet.core import InferenceConfig, predict
+from napari_resunet.ui._model_store import get_store
+from napari_resunet.ui.predict_widget import MODE_SEMANTIC, NEW_2D
+
+
+def _setup(make_napari_viewer, qtbot, image, truth, folder):
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="img")
+    seg = dock(viewer, "Segment")
+    seg._model_combo.value = NEW_2D
+    seg._mode_combo.value = MODE_SEMANTIC
+    seg._run_button.clicked()
+    wait_idle(qtbot, seg)
+    out = viewer.layers["img [resunet]"]
+    fg = (truth > 0).astype(out.data.dtype)
+    region = (slice(0, 96), slice(0, 128))
+    idx = np.nonzero(out.data[region] != fg[region])
+    out.data_setitem(idx, fg[region][idx])  # corrections in the top-left quarter
+    store = get_store(viewer)
+    # a reviewed patch the queue held back: its truth is painted but never trained on
+    held = (slice(96, 192), slice(128, 256))
+    hidx = np.nonzero(out.data[held] != fg[held])
+    out.data_setitem(tuple(i + s.start for i, s in zip(hidx, held)), fg[held][hidx])
+    store.reviewed.append(held)
+    store.held_back.append(held)
+    ver = dock(viewer, "Model versions")
+    ver._image_combo.value = viewer.layers["img"]
+    ver._labels_combo.value = out
+    ver._folder.value = folder
+    ft = dock(viewer, "Fine-tune")
+    ft._image_combo.value = viewer.layers["img"]
+    ft._labels_combo.value = out
+    ft._steps_spin.value = 15
+    return viewer, ver, ft, out
+
+
+def test_rounds_are_versioned_scored_restored_and_reopened(
+    make_napari_viewer, qtbot, nuclei2d, sync_jobs, tmp_path
+):
+    image, truth = nuclei2d
+    viewer, ver, ft, out = _setup(
+        make_napari_viewer, qtbot, image, truth, tmp_path / "sess"
+    )
+    store = get_store(viewer)
+    ft._run_button.clicked()
+    after_round_1 = store.model
+    ft._run_button.clicked()
+    versions = ver.session.versions
+    assert [v.number for v in versions] == [1, 2]
+    v1 = versions[0]
+    assert v1.n_corrections > 0 and v1.steps == 15
+    assert v1.score_before is not None and v1.score_after is not None
+    assert ver._table.data.to_list()[0][0] == "v1"
+    assert (tmp_path / "sess" / "models" / "v002.pt").is_file()
+    # restore v1: byte-identical predictions to the model of round 1
+    ver._version_combo.value = 1
+    ver._rollback_button.clicked()
+    cfg = InferenceConfig(use_compile="never")
+    np.testing.assert_array_equal(
+        predict(store.model, image, cfg), predict(after_round_1, image, cfg)
+    )
+    assert store.source == "version v1" and len(ver.session.versions) == 2
+    # compare v1 and v2 side by side
+    ver._version_combo.value, ver._other_combo.value = 1, 2
+    ver._compare_button.clicked()
+    assert "img [v1]" in viewer.layers and "img [v2]" in viewer.layers
+    assert viewer.grid.enabled
+    # save, then reopen in a new viewer
+    ver._save_button.clicked()
+    viewer2 = make_napari_viewer()
+    ver2 = dock(viewer2, "Model versions")
+    ver2._folder.value = tmp_path / "sess"
+    ver2._open_button.clicked()
+    store2 = get_store(viewer2)
+    assert len(ver2.session.versions) == 2
+    assert store2.held_back == [(slice(96, 192), slice(128, 256))]
+    restored = viewer2.layers[-1]
+    np.testing.assert_array_equal(restored.data, out.data)
+    for k, v in ver.session.load_version(2).state_dict().items():
+        assert torch.equal(store2.model.state_dict()[k], v)
