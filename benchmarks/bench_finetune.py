@@ -51,6 +51,15 @@ class StallProbe:
         return self.worst
 
 
+def rss_mib() -> float:
+    """Current resident set size of this process (Linux /proc), MiB."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
 def _wait(widget, app, timeout=600.0) -> None:
     t0 = time.perf_counter()
     while widget._job.busy:
@@ -113,11 +122,13 @@ def run_case(case: str, rounds: int) -> list[dict]:
     ft._labels_combo.value = out
     results = []
     for r in range(rounds):
-        # each round the user corrects another corner
+        # each round the user corrects another block (cycling through the image)
         if case == "2d":
-            region = (slice(128 * r, 128 * r + 128), slice(0, 192))
+            k = r % 4
+            region = (slice(128 * k, 128 * k + 128), slice(0, 192))
         else:
-            region = (slice(8 * r, 8 * r + 8), slice(0, 128), slice(0, 128))
+            k = r % 4
+            region = (slice(8 * k, 8 * k + 8), slice(0, 128), slice(0, 128))
         fg = truth[region].astype(out.data.dtype)
         idx = np.nonzero(out.data[region] != fg)
         out.data_setitem(tuple(i + s.start for i, s in zip(idx, region)), fg[idx])
@@ -127,6 +138,7 @@ def run_case(case: str, rounds: int) -> list[dict]:
         _wait(ft, app)
         elapsed, stall = time.perf_counter() - t0, probe.stop()
         acc = float((out.data == truth).mean())
+        rss = rss_mib()
         results.append(
             {
                 "case": label,
@@ -137,6 +149,7 @@ def run_case(case: str, rounds: int) -> list[dict]:
                 "loss_first": ft._plot.losses[0],
                 "loss_last": ft._plot.losses[-1],
                 "pixel_acc": acc,
+                "rss_mib": rss,
                 "segment_s": seg_time,
                 "segment_stall_ms": 1000 * seg_stall,
             }
@@ -159,14 +172,14 @@ def main() -> None:
     for case in args.cases:
         rows += run_case(case, args.rounds)
     print(
-        "\n| case | round | steps | round time (s) | longest stall (ms) | loss first→last | labels = truth |"
+        "\n| case | round | steps | round time (s) | longest stall (ms) | loss first→last | labels = truth | RSS (MiB) |"
     )
-    print("|---|---:|---:|---:|---:|---|---:|")
+    print("|---|---:|---:|---:|---:|---|---:|---:|")
     for r in rows:
         print(
             f"| {r['case']} | {r['round']} | {r['steps']} | {r['round_s']:.1f} | "
             f"{r['stall_ms']:.0f} | {r['loss_first']:.3f}→{r['loss_last']:.3f} | "
-            f"{100 * r['pixel_acc']:.1f}% |"
+            f"{100 * r['pixel_acc']:.1f}% | {r['rss_mib']:.0f} |"
         )
     for case in dict.fromkeys(r["case"] for r in rows):
         r = next(x for x in rows if x["case"] == case)

@@ -54,3 +54,36 @@ def test_rank_patches_orders_and_excludes():
     assert len(edge) == 4 and edge[-1].slices == (slice(4, 5), slice(4, 5))
     with pytest.raises(ValueError):
         rank_patches(u, (4,))
+
+
+def test_mc_dropout_samples_add_disagreement(blobs2d):
+    import torch
+
+    model = tiny_model(2, dropout=0.3)
+    cfg = InferenceConfig(use_compile="never")
+    state = torch.random.get_rng_state()
+    flips_only = run_generator(
+        iter_uncertainty(model, blobs2d[0], cfg, n_flips=1), False, "u"
+    )
+    with_mc = run_generator(
+        iter_uncertainty(model, blobs2d[0], cfg, n_flips=1, mc_samples=3), False, "u"
+    )
+    assert flips_only.disagreement.max() == 0
+    assert with_mc.disagreement.mean() > 0  # dropout samples differ from each other
+    again = run_generator(
+        iter_uncertainty(model, blobs2d[0], cfg, n_flips=1, mc_samples=3), False, "u"
+    )
+    np.testing.assert_array_equal(again.disagreement, with_mc.disagreement)  # seeded
+    assert torch.equal(torch.random.get_rng_state(), state)
+    # the shared inference copy is back in eval mode: plain prediction is unchanged
+    from napari_resunet.core import predict
+
+    a = predict(model, blobs2d[0], cfg)
+    np.testing.assert_array_equal(a, predict(model, blobs2d[0], cfg))
+    # a network without dropout ignores mc_samples
+    plain = run_generator(
+        iter_uncertainty(tiny_model(2), blobs2d[0], cfg, n_flips=1, mc_samples=3),
+        False,
+        "u",
+    )
+    assert plain.disagreement.max() == 0

@@ -15,12 +15,13 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from numpy.typing import NDArray
 
 from napari_resunet.core.config import InferenceConfig
 from napari_resunet.core.inference.predict import iter_predict, make_tile_plan
 from napari_resunet.core.models.resunet import ResUNet
-from napari_resunet.core.progress import Progress
+from napari_resunet.core.progress import Progress, run_generator
 
 
 def entropy_map(probabilities: NDArray) -> NDArray[np.float32]:
@@ -76,8 +77,14 @@ def iter_uncertainty(
     n_flips: int = 3,
     channel_axis: int | None = None,
     voxel_size: Sequence[float] | None = None,
+    mc_samples: int = 0,
+    seed: int = 0,
 ) -> Generator[Progress, None, UncertaintyResult]:
     """Predict ``image`` under ``n_flips`` mirrorings and measure their disagreement.
+
+    With ``mc_samples`` > 0 and a network that has dropout, that many Monte-Carlo
+    dropout samples join the passes (seeded by ``seed``, global torch random
+    state restored afterwards).
 
     Yields:
         :class:`Progress` after every batch of tiles of every pass.
@@ -97,11 +104,37 @@ def iter_uncertainty(
     per_pass = make_tile_plan(model, spatial_shape, cfg, voxel_size).n_batches(
         cfg.batch_size
     )
-    total = per_pass * len(flips)
+    n_mc = mc_samples if model.config.dropout > 0 else 0
+    passes: list[tuple[tuple[int, ...], bool]] = [(f, False) for f in flips]
+    passes += [((), True)] * n_mc
+    total = per_pass * len(passes)
     preds = []
-    for k, flip in enumerate(flips):
+    for k, (flip, stochastic) in enumerate(passes):
         img_axes = tuple(spatial_axes[a] for a in flip)
         flipped = np.flip(image, img_axes) if img_axes else image
+        if stochastic:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed + k)
+                probs = run_generator(
+                    iter_predict(
+                        model,
+                        np.ascontiguousarray(flipped),
+                        cfg,
+                        channel_axis,
+                        voxel_size,
+                        dropout=True,
+                    ),
+                    False,
+                    "dropout",
+                )
+            preds.append(probs)
+            yield Progress(
+                (k + 1) * per_pass,
+                total,
+                f"dropout sample {k + 1 - len(flips)}/{n_mc}",
+                "uncertainty",
+            )
+            continue
         gen = iter_predict(
             model, np.ascontiguousarray(flipped), cfg, channel_axis, voxel_size
         )
@@ -114,7 +147,7 @@ def iter_uncertainty(
             yield Progress(
                 k * per_pass + rec.step,
                 total,
-                f"pass {k + 1}/{len(flips)}, {rec.message}",
+                f"pass {k + 1}/{len(passes)}, {rec.message}",
                 "uncertainty",
             )
         out_axes = tuple(a + 1 for a in flip)  # probabilities: (C, *spatial)

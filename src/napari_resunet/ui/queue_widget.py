@@ -146,6 +146,7 @@ class QueueWidget(Container):
                 int(self._flips_spin.value),
                 snap.channel_axis,
                 voxel_size_of(snap),
+                4 if model.config.dropout > 0 else 0,  # MC dropout samples
                 desc="Uncertainty",
                 on_returned=self._on_uncertainty,
                 on_errored=lambda err: show_error(f"Uncertainty failed: {err}"),

@@ -134,6 +134,7 @@ def iter_predict(
     cfg: InferenceConfig | None = None,
     channel_axis: int | None = None,
     voxel_size: tuple[float, ...] | None = None,
+    dropout: bool = False,
 ) -> Generator[Progress, None, NDArray[np.float32]]:
     """Predict class probabilities for ``image`` tile by tile.
 
@@ -145,6 +146,8 @@ def iter_predict(
         channel_axis: index of the channel axis in ``image``, if any.
         voxel_size: physical voxel size per spatial axis, used to shape automatic
             tiles for anisotropic data.
+        dropout: keep the network's dropout active (Monte-Carlo dropout: each call
+            gives a different sample; draws from torch's global generator).
 
     Yields:
         :class:`Progress` after every batch of tiles (``total`` = number of batches).
@@ -174,6 +177,7 @@ def iter_predict(
     slice_mode = model.spatial_dims == 2 and len(spatial_shape) == 3
     fmt = _memory_format(model.spatial_dims)
     net = prepare_for_inference(model, device, cfg.channels_last)
+    drops = [m for m in net.modules() if isinstance(m, nn.Dropout)] if dropout else []
     use_compiled = cfg.use_compile == "always"
     total = plan.n_batches(cfg.batch_size)
     logger.info(
@@ -184,6 +188,8 @@ def iter_predict(
         device,
     )
     try:
+        for m in drops:
+            m.train()
         for b in range(total):
             idx = range(b * cfg.batch_size, min((b + 1) * cfg.batch_size, plan.n_tiles))
             slices = [plan.tile_slices(i) for i in idx]
@@ -216,6 +222,8 @@ def iter_predict(
                 phase="predict",
             )
     finally:
+        for m in drops:  # the cached inference copy is shared: restore it
+            m.eval()
         release_memory(device)
     crop = tuple(slice(0, s) for s in spatial_shape)
     out = acc[(slice(None), *crop)]
