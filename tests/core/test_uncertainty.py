@@ -51,7 +51,8 @@ def test_rank_patches_orders_and_excludes():
     reviewed[4:8, 0:4] = True
     assert rank_patches(u, (4, 4), exclude=reviewed, top_k=1)[0].start == (0, 4)
     edge = rank_patches(np.ones((5, 5)), (4, 4))
-    assert len(edge) == 4 and edge[-1].slices == (slice(4, 5), slice(4, 5))
+    assert len(edge) == 4 and edge[-1].slices == (slice(1, 5), slice(1, 5))  # full size
+    assert all(s.stop - s.start == 4 for e in edge for s in e.slices)
     with pytest.raises(ValueError):
         rank_patches(u, (4,))
 

@@ -185,8 +185,8 @@ def rank_patches(
 
     Args:
         uncertainty: per-voxel map (any non-negative score).
-        patch_shape: patch size per axis (clipped to the image; edge patches are
-            smaller).
+        patch_shape: patch size per axis (clipped to the image). Every patch has
+            this size; the last one along an axis overlaps its neighbour.
         exclude: boolean map of voxels already reviewed; a patch that is more than
             half reviewed is left out.
         top_k: keep only the best ``top_k``.
@@ -196,12 +196,16 @@ def rank_patches(
         raise ValueError(
             f"patch_shape {tuple(patch_shape)} does not match a {u.ndim}D map."
         )
-    ranges = [range(0, s, max(1, int(p))) for s, p in zip(u.shape, patch_shape)]
+    patch = [min(int(p), s) for p, s in zip(patch_shape, u.shape)]
+    # full-size patches only: the last one per axis sits flush with the image end
+    # (overlapping its neighbour) rather than being a thin sliver, whose mean
+    # uncertainty would be noisy and whose annotation would buy little
+    ranges = [
+        sorted({*range(0, s - p + 1, max(1, p)), s - p}) for s, p in zip(u.shape, patch)
+    ]
     out = []
     for start in itertools.product(*ranges):
-        sl = tuple(
-            slice(a, min(a + int(p), s)) for a, p, s in zip(start, patch_shape, u.shape)
-        )
+        sl = tuple(slice(a, a + p) for a, p in zip(start, patch))
         if exclude is not None and np.asarray(exclude[sl], bool).mean() > 0.5:
             continue
         out.append(RankedPatch(float(u[sl].mean()), sl))
