@@ -35,7 +35,11 @@ from napari_resunet.core import (
     predict,
     train,
 )
-from napari_resunet.core.config import InstanceConfig, finetune_config
+from napari_resunet.core.config import (
+    InstanceConfig,
+    NormalizationConfig,
+    finetune_config,
+)
 from napari_resunet.core.inference.postprocess import (
     labels_from_probabilities,
     probabilities_to_instances,
@@ -136,14 +140,14 @@ def run_strategy(strategy, pool, val, rounds, k, patch, steps, seed, record_mask
 def _features(img):
     from skimage.feature import multiscale_basic_features
 
-    x = normalize_image(img, __import__("napari_resunet").core.NormalizationConfig())
+    x = normalize_image(img, NormalizationConfig())
     return multiscale_basic_features(
         x, intensity=True, edges=True, texture=True, sigma_min=1, sigma_max=16
     )
 
 
 def run_forest(pool, val, masks_per_round, seed):
-    from skimage.future import fit_segmenter, predict_segmenter
+    from skimage.future import fit_segmenter
     from sklearn.ensemble import RandomForestClassifier
 
     pool_feats = [_features(img) for img, _ in pool]
@@ -151,15 +155,18 @@ def run_forest(pool, val, masks_per_round, seed):
     rows = []
     for r, masks in enumerate(masks_per_round, start=1):
         t0 = time.perf_counter()
-        # fit on the stacked annotated pixels of all pool images (labels 1 = bg, 2 = fg)
-        feats = np.concatenate([f[m] for f, m in zip(pool_feats, masks)])
-        labs = np.concatenate(
-            [(lab[m] > 0).astype(np.uint8) + 1 for (_, lab), m in zip(pool, masks)]
+        # fit_segmenter trains on the pixels whose label is > 0: annotated pixels
+        # get 1 (background) or 2 (foreground), the pool fields stacked along Y
+        labels = np.concatenate(
+            [
+                np.where(m, (lab > 0).astype(np.uint8) + 1, 0)
+                for (_, lab), m in zip(pool, masks)
+            ]
         )
         clf = RandomForestClassifier(
             n_estimators=50, n_jobs=2, max_depth=10, random_state=seed
         )
-        clf.fit(feats, labs)
+        clf = fit_segmenter(labels, np.concatenate(pool_feats), clf)
         dice, f1 = [], []
         for (img, lab), f in zip(val, val_feats):
             p_fg = clf.predict_proba(f.reshape(-1, f.shape[-1]))[:, 1].reshape(
@@ -188,7 +195,6 @@ def run_forest(pool, val, masks_per_round, seed):
             f"forest round {r}: Dice {rows[-1]['dice']:.3f} F1@0.5 {rows[-1]['f1']:.3f}",
             flush=True,
         )
-    del fit_segmenter, predict_segmenter
     return rows
 
 
