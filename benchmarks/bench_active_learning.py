@@ -71,7 +71,35 @@ def load_bbbc039(n_pool: int):
     return read(pool_names), read(split["val"])
 
 
+def load_flyem(size: int):
+    """Pool: a 48 x size x size block of the training crop; held out: the same
+    block of the validation crop. Labels: the derived boundary map (0/1)."""
+    d = SHARED / "flyem_medulla3d"
+    sl = (slice(0, 48), slice(0, size), slice(0, size))
+    pool = [
+        (
+            tifffile.imread(d / "train_image.tif")[sl],
+            tifffile.imread(d / "train_boundaries.tif")[sl].astype(np.uint8),
+        )
+    ]
+    val = [
+        (
+            tifffile.imread(d / "val_image.tif")[sl],
+            tifffile.imread(d / "val_boundaries.tif")[sl].astype(np.uint8),
+        )
+    ]
+    return pool, val
+
+
 def score_model(model, val) -> tuple[float, float]:
+    if model.config.task == "semantic":  # boundary classes: Dice only
+        dice = [
+            dice_per_class(
+                predict(model, img, ICFG).argmax(0).astype(np.uint8), lab, 2
+            )[1]
+            for img, lab in val
+        ]
+        return float(np.mean(dice)), float("nan")
     dice, f1 = [], []
     for img, lab in val:
         probs = predict(model, img, ICFG)
@@ -85,11 +113,19 @@ def score_model(model, val) -> tuple[float, float]:
     return float(np.mean(dice)), float(np.mean(f1))
 
 
+def new_model(dims: int, seed: int):
+    """2D: a cell (instance) network; 3D: boundary vs interior classes."""
+    if dims == 2:
+        cfg = ModelConfig(spatial_dims=2, out_channels=3, task="instance")
+    else:
+        cfg = ModelConfig(spatial_dims=3)
+    return build_model(cfg, seed=seed)
+
+
 def run_strategy(strategy, pool, val, rounds, k, patch, steps, seed, record_masks=None):
     rng = np.random.default_rng(seed)
-    model = build_model(
-        ModelConfig(spatial_dims=2, out_channels=3, task="instance"), seed=seed
-    )
+    dims = pool[0][0].ndim
+    model = new_model(dims, seed)
     masks = [np.zeros(lab.shape, bool) for _, lab in pool]
     rows = []
     for r in range(1, rounds + 1):
@@ -100,10 +136,12 @@ def run_strategy(strategy, pool, val, rounds, k, patch, steps, seed, record_mask
                 res = run_generator(
                     iter_uncertainty(model, img, ICFG, n_flips=3), False, "u"
                 )
-                ranked = rank_patches(res.uncertainty, (patch, patch), exclude=masks[i])
+                ranked = rank_patches(
+                    res.uncertainty, (patch,) * dims, exclude=masks[i]
+                )
             else:
                 ranked = rank_patches(
-                    np.zeros(img.shape, np.float32), (patch, patch), exclude=masks[i]
+                    np.zeros(img.shape, np.float32), (patch,) * dims, exclude=masks[i]
                 )
             candidates += [(e.score, i, e.slices) for e in ranked]
         if strategy == "queue":
@@ -114,7 +152,7 @@ def run_strategy(strategy, pool, val, rounds, k, patch, steps, seed, record_mask
         for _, i, sl in candidates[:k]:
             masks[i][sl] = True  # the oracle pastes the truth there: annotated
         data = [TrainData(img, lab, m) for (img, lab), m in zip(pool, masks) if m.any()]
-        cfg = finetune_config(2, steps=steps, seed=seed + r)
+        cfg = finetune_config(dims, steps=steps, seed=seed + r)
         model = train(model, data, cfg).model
         elapsed = time.perf_counter() - t0
         dice, f1 = score_model(model, val)
@@ -142,8 +180,13 @@ def _features(img):
 
     x = normalize_image(img, NormalizationConfig())
     return multiscale_basic_features(
-        x, intensity=True, edges=True, texture=True, sigma_min=1, sigma_max=16
-    )
+        x,
+        intensity=True,
+        edges=True,
+        texture=True,
+        sigma_min=1,
+        sigma_max=16 if img.ndim == 2 else 8,
+    ).astype(np.float32)
 
 
 def run_forest(pool, val, masks_per_round, seed):
@@ -172,14 +215,17 @@ def run_forest(pool, val, masks_per_round, seed):
             p_fg = clf.predict_proba(f.reshape(-1, f.shape[-1]))[:, 1].reshape(
                 img.shape
             )
-            probs = np.stack([1 - p_fg, p_fg, np.zeros_like(p_fg)]).astype(np.float32)
-            cells = probabilities_to_instances(
-                probs, InstanceConfig(seeds="distance", seed_min_distance=6)
-            )
             dice.append(
                 dice_per_class(
                     (p_fg > 0.5).astype(np.uint8), (lab > 0).astype(np.uint8), 2
                 )[1]
+            )
+            if img.ndim == 3:  # boundary maps: no instances to match
+                f1.append(float("nan"))
+                continue
+            probs = np.stack([1 - p_fg, p_fg, np.zeros_like(p_fg)]).astype(np.float32)
+            cells = probabilities_to_instances(
+                probs, InstanceConfig(seeds="distance", seed_min_distance=6)
             )
             f1.append(match_instances(cells, lab, (0.5,))[0]["f1"])
         rows.append(
@@ -199,10 +245,9 @@ def run_forest(pool, val, masks_per_round, seed):
 
 
 def run_full(pool, val, steps, seed):
-    model = build_model(
-        ModelConfig(spatial_dims=2, out_channels=3, task="instance"), seed=seed
-    )
-    cfg = finetune_config(2, steps=steps, seed=seed)
+    dims = pool[0][0].ndim
+    model = new_model(dims, seed)
+    cfg = finetune_config(dims, steps=steps, seed=seed)
     t0 = time.perf_counter()
     model = train(model, [TrainData(img, lab) for img, lab in pool], cfg).model
     dice, f1 = score_model(model, val)
@@ -214,16 +259,22 @@ def run_full(pool, val, steps, seed):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", choices=["bbbc039", "flyem"], default="bbbc039")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--k", type=int, default=4, help="patches corrected per round")
-    p.add_argument("--patch", type=int, default=64)
-    p.add_argument("--steps", type=int, default=60, help="fine-tuning steps per round")
-    p.add_argument("--pool", type=int, default=4, help="training fields to annotate")
+    p.add_argument("--patch", type=int, help="patch side (default 64 in 2D, 24 in 3D)")
+    p.add_argument("--steps", type=int, help="steps per round (default 60 / 40)")
+    p.add_argument(
+        "--pool", type=int, default=4, help="training fields to annotate (2D)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot")
     p.add_argument("--json")
     args = p.parse_args()
-    pool, val = load_bbbc039(args.pool)
+    flyem = args.dataset == "flyem"
+    args.patch = args.patch or (24 if flyem else 64)
+    args.steps = args.steps or (40 if flyem else 60)
+    pool, val = load_flyem(160) if flyem else load_bbbc039(args.pool)
     masks = []
     queue = run_strategy(
         "queue",
@@ -270,10 +321,12 @@ def main() -> None:
         import matplotlib.pyplot as plt
 
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        for ax, key, title in (
-            (axes[0], "dice", "foreground Dice"),
-            (axes[1], "f1", "instance F1@0.5"),
-        ):
+        panels = [(axes[0], "dice", "boundary Dice" if flyem else "foreground Dice")]
+        if not flyem:
+            panels.append((axes[1], "f1", "instance F1@0.5"))
+        else:
+            axes[1].set_visible(False)
+        for ax, key, title in panels:
             for name, rows, style in (
                 ("queue (uncertainty)", queue, "o-"),
                 ("random patches", rand, "s--"),
@@ -286,8 +339,8 @@ def main() -> None:
                     label=name,
                 )
             ax.axhline(full[key], color="k", lw=1, label="full supervision")
-            ax.set_xlabel("annotated pixels (thousands)")
-            ax.set_title(f"BBBC039 val: {title}")
+            ax.set_xlabel(f"annotated {'voxels' if flyem else 'pixels'} (thousands)")
+            ax.set_title(f"{'FlyEM val' if flyem else 'BBBC039 val'}: {title}")
             ax.grid(alpha=0.3)
         axes[0].legend(loc="lower right", fontsize=8)
         fig.tight_layout()
