@@ -309,7 +309,7 @@ def main() -> None:
             f"{r['f1']:.3f} | {f['dice']:.3f} | {f['f1']:.3f} | {q['seconds']:.1f} |"
         )
     print(
-        f"\nfull supervision on all {args.pool} pool fields ({full['steps']} steps): "
+        f"\nfull supervision on the whole pool ({full['steps']} steps): "
         f"Dice {full['dice']:.3f}, F1@0.5 {full['f1']:.3f}"
     )
     if args.json:
@@ -320,7 +320,7 @@ def main() -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))  # FlyEM: one panel used
         panels = [(axes[0], "dice", "boundary Dice" if flyem else "foreground Dice")]
         if not flyem:
             panels.append((axes[1], "f1", "instance F1@0.5"))
