@@ -83,6 +83,24 @@ def output_name(image_name: str) -> str:
     return f"{image_name}{OUTPUT_SUFFIX}"
 
 
+def show_layer(
+    viewer: napari.viewer.Viewer,
+    kind: str,
+    data: np.ndarray,
+    name: str,
+    snap: ImageSnapshot,
+    **style: Any,
+) -> Any:
+    """Put ``data`` in the layer called ``name``, adding it (an ``"image"`` or
+    ``"labels"`` layer with the snapshot's scale and translate) if it is missing."""
+    if name in viewer.layers:
+        layer = viewer.layers[name]
+        layer.data = data
+        return layer
+    add = viewer.add_image if kind == "image" else viewer.add_labels
+    return add(data, name=name, scale=snap.scale, translate=snap.translate, **style)
+
+
 def find_output_layer(
     viewer: napari.viewer.Viewer, name: str, shape: tuple[int, ...]
 ) -> Any:

@@ -15,7 +15,7 @@ from napari_resunet.core import InferenceConfig, iter_predict
 from napari_resunet.core.config import InstanceConfig
 from napari_resunet.core.inference.postprocess import labels_from_probabilities
 from napari_resunet.core.inference.predict import make_tile_plan
-from napari_resunet.ui._layers import ImageSnapshot, write_prediction
+from napari_resunet.ui._layers import ImageSnapshot, show_layer, write_prediction
 from napari_resunet.ui._workers import start_job
 
 if TYPE_CHECKING:
@@ -64,19 +64,17 @@ def start_prediction(
             name = f"{snap.name} [resunet probabilities]"
             # instance models: show the cell interior; semantic: all foreground
             fg = probs[1] if is_instance else probs[1:].sum(axis=0)
-            if name in viewer.layers:
-                viewer.layers[name].data = fg
-            else:
-                viewer.add_image(
-                    fg,
-                    name=name,
-                    scale=snap.scale,
-                    translate=snap.translate,
-                    colormap="magma",
-                    opacity=0.6,
-                    blending="additive",
-                    contrast_limits=(0.0, 1.0),
-                )
+            show_layer(
+                viewer,
+                "image",
+                fg,
+                name,
+                snap,
+                colormap="magma",
+                opacity=0.6,
+                blending="additive",
+                contrast_limits=(0.0, 1.0),
+            )
         if on_done is not None:
             on_done(layer, kept)
 

@@ -18,7 +18,7 @@ from napari.utils.notifications import show_error, show_warning
 from napari_resunet.core import InferenceConfig
 from napari_resunet.core.checks import check_image
 from napari_resunet.core.uncertainty import RankedPatch, iter_uncertainty, rank_patches
-from napari_resunet.ui._layers import guess_channel_axis, snapshot_image
+from napari_resunet.ui._layers import guess_channel_axis, show_layer, snapshot_image
 from napari_resunet.ui._model_store import get_store
 from napari_resunet.ui._predict_job import voxel_size_of
 from napari_resunet.ui._tooltips import TOOLTIPS
@@ -165,20 +165,18 @@ class QueueWidget(Container):
         snap = self._snap
         u = result.uncertainty
         name = f"{snap.name}{UNCERTAINTY_SUFFIX}"
-        if name in self._viewer.layers:
-            self._viewer.layers[name].data = u
-        else:
-            self._viewer.add_image(
-                u,
-                name=name,
-                scale=snap.scale,
-                translate=snap.translate,
-                colormap="inferno",
-                opacity=0.5,
-                blending="additive",
-                contrast_limits=(0.0, max(float(u.max()), 1e-3)),
-                visible=False,
-            )
+        show_layer(
+            self._viewer,
+            "image",
+            u,
+            name,
+            snap,
+            colormap="inferno",
+            opacity=0.5,
+            blending="additive",
+            contrast_limits=(0.0, max(float(u.max()), 1e-3)),
+            visible=False,
+        )
         shape = self._patch_shape(u.shape, self._store.model.spatial_dims)
         self._entries = rank_patches(u, shape, exclude=self._reviewed_mask(u.shape))
         self._queue_combo.reset_choices()

@@ -29,7 +29,7 @@ from napari_resunet.core import InferenceConfig, predict
 from napari_resunet.core.inference.postprocess import labels_from_probabilities
 from napari_resunet.core.metrics import dice_per_class
 from napari_resunet.core.session import AnnotationSession, SessionError
-from napari_resunet.ui._layers import snapshot_image
+from napari_resunet.ui._layers import show_layer, snapshot_image
 from napari_resunet.ui._model_store import get_store, unwrap
 from napari_resunet.ui._tooltips import TOOLTIPS
 
@@ -55,6 +55,10 @@ def held_back_score(
             )[1]
         )
     return float(np.mean(scores)) if scores else None
+
+
+def _fmt(x: float | None) -> str:
+    return "" if x is None else f"{x:.3f}"
 
 
 class VersionsWidget(Container):
@@ -150,7 +154,6 @@ class VersionsWidget(Container):
     def _refresh(self) -> None:
         rows = []
         for v in self.session.versions:
-            fmt = lambda x: "" if x is None else f"{x:.3f}"  # noqa: E731
             note = "worse on held-back patches" if v.is_worse else v.note
             rows.append(
                 [
@@ -158,8 +161,8 @@ class VersionsWidget(Container):
                     v.created[11:19],
                     v.n_corrections,
                     v.steps,
-                    fmt(v.score_before),
-                    fmt(v.score_after),
+                    _fmt(v.score_before),
+                    _fmt(v.score_after),
                     note,
                 ]
             )
@@ -238,13 +241,7 @@ class VersionsWidget(Container):
             labels = labels_from_probabilities(
                 predict(model, snap.data, cfg), model.config, model.instance_config
             )
-            name = f"{snap.name} [v{number}]"
-            if name in self._viewer.layers:
-                self._viewer.layers[name].data = labels
-            else:
-                self._viewer.add_labels(
-                    labels, name=name, scale=snap.scale, translate=snap.translate
-                )
+            show_layer(self._viewer, "labels", labels, f"{snap.name} [v{number}]", snap)
         self._viewer.grid.enabled = True
         self._status.value = f"Comparing v{a} and v{b} side by side (grid view)."
 

@@ -81,17 +81,15 @@ def prepare_for_inference(
 
 
 # model -> (cache key, compiled module); compiled graphs are reused across calls
-_COMPILED: weakref.WeakKeyDictionary[nn.Module, tuple[Any, nn.Module]] = (
-    weakref.WeakKeyDictionary()
-)
+_COMPILED: weakref.WeakKeyDictionary[nn.Module, nn.Module] = weakref.WeakKeyDictionary()
 
 
 def _compiled(prepared: nn.Module) -> nn.Module:
-    cached = _COMPILED.get(prepared)
-    if cached is None:
-        cached = (None, torch.compile(prepared, dynamic=False))
-        _COMPILED[prepared] = cached
-    return cached[1]
+    compiled = _COMPILED.get(prepared)
+    if compiled is None:
+        compiled = torch.compile(prepared, dynamic=False)
+        _COMPILED[prepared] = compiled
+    return compiled
 
 
 def make_tile_plan(
@@ -237,7 +235,7 @@ def _forward(net: nn.Module, inp: torch.Tensor, use_compiled: bool) -> torch.Ten
             return _compiled(net)(inp)
         except Exception as err:  # noqa: BLE001 - any compiler failure falls back
             logger.warning("torch.compile failed (%s); running eagerly.", err)
-            _COMPILED[net] = (None, net)
+            _COMPILED[net] = net  # run eagerly from now on
     return net(inp)
 
 
