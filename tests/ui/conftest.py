@@ -56,3 +56,17 @@ def paint(layer, region, value):
     idx = np.nonzero(np.ones(layer.data[region].shape, bool))
     full = tuple(i + (s.start or 0) for i, s in zip(idx, region))
     layer.data_setitem(full, value)
+
+
+def segment_with_new_network(viewer, qtbot, image_name: str, choice: str):
+    """Segment ``image_name`` with a new class (semantic) network chosen as ``choice``
+    in the Segment widget; return the widget once its job is done."""
+    from napari_resunet.ui.predict_widget import MODE_SEMANTIC
+
+    seg = dock(viewer, "Segment")
+    seg._image_combo.value = viewer.layers[image_name]
+    seg._model_combo.value = choice
+    seg._mode_combo.value = MODE_SEMANTIC
+    seg._run_button.clicked()
+    wait_idle(qtbot, seg)
+    return seg

@@ -2,21 +2,17 @@
 
 import numpy as np
 import torch
-from tests.ui.conftest import dock, paint, wait_idle
+from tests.ui.conftest import dock, paint, segment_with_new_network, wait_idle
 
 from napari_resunet.core import InferenceConfig, predict
 from napari_resunet.ui._model_store import get_store
-from napari_resunet.ui.predict_widget import MODE_SEMANTIC, NEW_2D
+from napari_resunet.ui.predict_widget import NEW_2D
 
 
 def _segmented_viewer(make_napari_viewer, qtbot, image):
     viewer = make_napari_viewer()
     viewer.add_image(image, name="nuclei")
-    seg = dock(viewer, "Segment")
-    seg._model_combo.value = NEW_2D
-    seg._mode_combo.value = MODE_SEMANTIC
-    seg._run_button.clicked()
-    wait_idle(qtbot, seg)
+    seg = segment_with_new_network(viewer, qtbot, "nuclei", NEW_2D)
     ft = dock(viewer, "Fine-tune")
     ft._image_combo.value = viewer.layers["nuclei"]
     ft._labels_combo.value = viewer.layers["nuclei [resunet]"]

@@ -1,21 +1,17 @@
 """The Annotation queue in a real viewer: rank, navigate, review, fine-tune."""
 
 import numpy as np
-from tests.ui.conftest import dock, wait_idle
+from tests.ui.conftest import dock, segment_with_new_network
 
 from napari_resunet.ui._model_store import get_store
-from napari_resunet.ui.predict_widget import MODE_SEMANTIC, NEW_2D, NEW_3D
+from napari_resunet.ui.predict_widget import NEW_2D, NEW_3D
 from napari_resunet.ui.queue_widget import HIGHLIGHT
 
 
 def _viewer_with_model(make_napari_viewer, qtbot, image, new, scale=None):
     viewer = make_napari_viewer()
     viewer.add_image(image, name="img", scale=scale)
-    seg = dock(viewer, "Segment")
-    seg._model_combo.value = new
-    seg._mode_combo.value = MODE_SEMANTIC
-    seg._run_button.clicked()
-    wait_idle(qtbot, seg)
+    segment_with_new_network(viewer, qtbot, "img", new)
     q = dock(viewer, "Annotation queue")
     q._image_combo.value = viewer.layers["img"]
     q._labels_combo.value = viewer.layers["img [resunet]"]

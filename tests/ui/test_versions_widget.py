@@ -2,21 +2,17 @@
 
 import numpy as np
 import torch
-from tests.ui.conftest import dock, wait_idle
+from tests.ui.conftest import dock, segment_with_new_network
 
 from napari_resunet.core import InferenceConfig, predict
 from napari_resunet.ui._model_store import get_store
-from napari_resunet.ui.predict_widget import MODE_SEMANTIC, NEW_2D
+from napari_resunet.ui.predict_widget import NEW_2D
 
 
 def _setup(make_napari_viewer, qtbot, image, truth, folder):
     viewer = make_napari_viewer()
     viewer.add_image(image, name="img")
-    seg = dock(viewer, "Segment")
-    seg._model_combo.value = NEW_2D
-    seg._mode_combo.value = MODE_SEMANTIC
-    seg._run_button.clicked()
-    wait_idle(qtbot, seg)
+    segment_with_new_network(viewer, qtbot, "img", NEW_2D)
     out = viewer.layers["img [resunet]"]
     fg = (truth > 0).astype(out.data.dtype)
     region = (slice(0, 96), slice(0, 128))
