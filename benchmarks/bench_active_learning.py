@@ -1,20 +1,27 @@
 """Simulated-user benchmark: does the annotation queue pick better patches?
 
-An oracle user, playing from ground truth, starts from an untrained network and in
-each round corrects the top-k queue patches (pastes the truth there, marks them
-reviewed), then fine-tunes on all corrections so far (the widget's settings).
-Compared in the same run, with the same annotation budget:
+An oracle user, playing from ground truth, starts from a model (untrained, or a
+starter model) and in each round corrects the top-k queue patches (pastes the
+truth there, marks them reviewed), then fine-tunes on all corrections so far (the
+Fine-tune widget's settings). Compared in the same run, with the same budget:
 
 - random patch choice;
 - an ilastik-style random forest (scikit-image ``multiscale_basic_features`` +
-  ``fit_segmenter``) trained on exactly the voxels the queue had annotated, its
-  foreground going through the same distance-seeded watershed;
-- the network fully supervised on all ground truth of the pool images.
+  ``fit_segmenter``) trained on exactly the voxels the queue had annotated (2D: its
+  foreground through the same distance-seeded watershed);
+- the network fully supervised on all ground truth of the pool, for the same
+  total number of steps.
 
-    python benchmarks/bench_active_learning.py [--rounds 5] [--k 4] [--plot out.png]
+    python benchmarks/bench_active_learning.py [--dataset bbbc039|flyem]
+        [--start untrained|starter] [--seeds 0 1 2] [--rounds 5] [--k 4]
+        [--plot out.png] [--json out.json]
 
-BBBC039 (2D): pool = 4 training fields, held out = the 10 validation fields.
-Needs ``pip install -e .[bench]`` (scikit-learn, matplotlib) and ../shared/data.
+BBBC039 (2D cells): pool = 4 training fields, held out = the 10 validation fields.
+FlyEM medulla (3D boundaries): pool = the 48x160x160 corner of the validation
+crop; held out = the rest of the validation crop beside it (two blocks, 75x90x250
+and 75x160x90), so the starter model (trained on the training crop) has seen
+neither. Needs ``pip install -e .[bench]`` (scikit-learn, matplotlib) and
+../shared/data.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,15 +53,37 @@ from napari_resunet.core.inference.postprocess import (
     probabilities_to_instances,
 )
 from napari_resunet.core.metrics import dice_per_class, match_instances
+from napari_resunet.core.models.zoo import load_model
 from napari_resunet.core.normalize import normalize_image
 from napari_resunet.core.progress import run_generator
 from napari_resunet.core.uncertainty import iter_uncertainty, rank_patches
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 ICFG = InferenceConfig(use_compile="never")
+STARTERS = {"bbbc039": "nuclei2d", "flyem": "em_boundaries3d"}
 
 
-def load_bbbc039(n_pool: int):
+@dataclass
+class Task:
+    """Pool images the oracle annotates and held-out images it is scored on.
+
+    ``pool`` / ``held`` hold (image, instance labels); ``forest_targets`` what the
+    forest learns per pool image (foreground or boundary, 0/1) and ``held_truth``
+    the 0/1 map the pixel Dice is scored against.
+    """
+
+    name: str
+    pool: list
+    held: list
+    forest_targets: list
+    held_truth: list
+
+    @property
+    def boundaries(self) -> bool:
+        return self.name == "flyem"
+
+
+def load_bbbc039(n_pool: int) -> Task:
     d = SHARED / "bbbc039_nuclei2d"
     split = json.loads((d / "split.json").read_text())
 
@@ -67,95 +97,104 @@ def load_bbbc039(n_pool: int):
         ]
 
     # skip the empty field: an oracle learns nothing from it
-    pool_names = [n for n in split["train"] if "F13_s7" not in n][:n_pool]
-    return read(pool_names), read(split["val"])
+    pool = read([n for n in split["train"] if "F13_s7" not in n][:n_pool])
+    held = read(split["val"])
+    return Task(
+        "bbbc039",
+        pool,
+        held,
+        [(lab > 0).astype(np.uint8) for _, lab in pool],
+        [(lab > 0).astype(np.uint8) for _, lab in held],
+    )
 
 
-def load_flyem(size: int):
-    """Pool: a 48 x size x size block of the training crop; held out: the same
-    block of the validation crop. Labels: the derived boundary map (0/1)."""
+def load_flyem() -> Task:
+    """Pool: val[0:48, 0:160, 0:160]; held out: val[:, 160:, :] and val[:, :160, 160:].
+
+    Boundaries are the dataset's derived map (a voxel whose neuron differs from a
+    face neighbour's), the same definition as the instance networks' boundary class.
+    """
     d = SHARED / "flyem_medulla3d"
-    sl = (slice(0, 48), slice(0, size), slice(0, size))
-    pool = [
-        (
-            tifffile.imread(d / "train_image.tif")[sl],
-            tifffile.imread(d / "train_boundaries.tif")[sl].astype(np.uint8),
-        )
+    img = tifffile.imread(d / "val_image.tif")
+    lab = tifffile.imread(d / "val_labels.tif")
+    bnd = tifffile.imread(d / "val_boundaries.tif").astype(np.uint8)
+    pool_sl = (slice(0, 48), slice(0, 160), slice(0, 160))
+    held_sl = [
+        (slice(None), slice(160, None), slice(None)),
+        (slice(None), slice(0, 160), slice(160, None)),
     ]
-    val = [
-        (
-            tifffile.imread(d / "val_image.tif")[sl],
-            tifffile.imread(d / "val_boundaries.tif")[sl].astype(np.uint8),
-        )
-    ]
-    return pool, val
+    return Task(
+        "flyem",
+        [(img[pool_sl], lab[pool_sl])],
+        [(img[s], lab[s]) for s in held_sl],
+        [bnd[pool_sl]],
+        [bnd[s] for s in held_sl],
+    )
 
 
-def score_model(model, val) -> tuple[float, float]:
-    if model.config.task == "semantic":  # boundary classes: Dice only
-        dice = [
-            dice_per_class(
-                predict(model, img, ICFG).argmax(0).astype(np.uint8), lab, 2
-            )[1]
-            for img, lab in val
-        ]
-        return float(np.mean(dice)), float("nan")
+def score_model(model, task: Task) -> tuple[float, float]:
+    """Pixel Dice (foreground / boundary) and, for cells, instance F1@0.5."""
     dice, f1 = [], []
-    for img, lab in val:
+    for (img, lab), truth in zip(task.held, task.held_truth):
         probs = predict(model, img, ICFG)
+        if task.boundaries:  # interior (1) vs boundary (2); no background in FlyEM
+            pred = (probs[2] > probs[1]).astype(np.uint8)
+            dice.append(dice_per_class(pred, truth, 2)[1])
+            continue
         cells = labels_from_probabilities(probs, model.config, InstanceConfig())
-        dice.append(
-            dice_per_class((cells > 0).astype(np.uint8), (lab > 0).astype(np.uint8), 2)[
-                1
-            ]
-        )
+        dice.append(dice_per_class((cells > 0).astype(np.uint8), truth, 2)[1])
         f1.append(match_instances(cells, lab, (0.5,))[0]["f1"])
-    return float(np.mean(dice)), float(np.mean(f1))
+    return float(np.mean(dice)), float(np.mean(f1)) if f1 else float("nan")
 
 
-def new_model(dims: int, seed: int):
-    """2D: a cell (instance) network; 3D: boundary vs interior classes."""
-    if dims == 2:
-        cfg = ModelConfig(spatial_dims=2, out_channels=3, task="instance")
-    else:
-        cfg = ModelConfig(spatial_dims=3)
+def initial_model(task: Task, start: str, seed: int):
+    """The starter model for the task, or an untrained cell network of its kind."""
+    if start == "starter":
+        return load_model(STARTERS[task.name])[0]
+    dims = task.pool[0][0].ndim
+    cfg = ModelConfig(spatial_dims=dims, out_channels=3, task="instance")
     return build_model(cfg, seed=seed)
 
 
-def run_strategy(strategy, pool, val, rounds, k, patch, steps, seed, record_masks=None):
+def round_config(task: Task, start: str, steps: int, lr: float | None, seed: int):
+    """The Fine-tune widget's settings for this start (or ``lr`` when given)."""
+    cfg = finetune_config(
+        task.pool[0][0].ndim, steps=steps, seed=seed, pretrained=start == "starter"
+    )
+    return cfg.replace(lr=lr) if lr else cfg
+
+
+def run_strategy(strategy, task, start, rounds, k, patch, steps, lr, seed, record=None):
     rng = np.random.default_rng(seed)
-    dims = pool[0][0].ndim
-    model = new_model(dims, seed)
-    masks = [np.zeros(lab.shape, bool) for _, lab in pool]
+    dims = task.pool[0][0].ndim
+    model = initial_model(task, start, seed)
+    masks = [np.zeros(lab.shape, bool) for _, lab in task.pool]
     rows = []
     for r in range(1, rounds + 1):
         t0 = time.perf_counter()
         candidates = []
-        for i, (img, _) in enumerate(pool):
+        for i, (img, _) in enumerate(task.pool):
             if strategy == "queue":
                 res = run_generator(
                     iter_uncertainty(model, img, ICFG, n_flips=3), False, "u"
                 )
-                ranked = rank_patches(
-                    res.uncertainty, (patch,) * dims, exclude=masks[i]
-                )
+                score_map = res.uncertainty
             else:
-                ranked = rank_patches(
-                    np.zeros(img.shape, np.float32), (patch,) * dims, exclude=masks[i]
-                )
+                score_map = np.zeros(img.shape, np.float32)
+            ranked = rank_patches(score_map, (patch,) * dims, exclude=masks[i])
             candidates += [(e.score, i, e.slices) for e in ranked]
         if strategy == "queue":
             candidates.sort(key=lambda c: -c[0])
         else:
-            order = rng.permutation(len(candidates))
-            candidates = [candidates[j] for j in order]
+            candidates = [candidates[j] for j in rng.permutation(len(candidates))]
         for _, i, sl in candidates[:k]:
             masks[i][sl] = True  # the oracle pastes the truth there: annotated
-        data = [TrainData(img, lab, m) for (img, lab), m in zip(pool, masks) if m.any()]
-        cfg = finetune_config(dims, steps=steps, seed=seed + r)
-        model = train(model, data, cfg).model
+        data = [
+            TrainData(img, lab, m) for (img, lab), m in zip(task.pool, masks) if m.any()
+        ]
+        model = train(model, data, round_config(task, start, steps, lr, seed + r)).model
         elapsed = time.perf_counter() - t0
-        dice, f1 = score_model(model, val)
+        dice, f1 = score_model(model, task)
         rows.append(
             {
                 "round": r,
@@ -166,12 +205,12 @@ def run_strategy(strategy, pool, val, rounds, k, patch, steps, seed, record_mask
             }
         )
         print(
-            f"{strategy} round {r}: Dice {dice:.3f} F1@0.5 {f1:.3f} "
+            f"seed {seed} {strategy} round {r}: Dice {dice:.3f} F1@0.5 {f1:.3f} "
             f"({elapsed:.1f} s, {rows[-1]['annotated']} px annotated)",
             flush=True,
         )
-        if record_masks is not None:
-            record_masks.append([m.copy() for m in masks])
+        if record is not None:
+            record.append([m.copy() for m in masks])
     return rows
 
 
@@ -189,41 +228,31 @@ def _features(img):
     ).astype(np.float32)
 
 
-def run_forest(pool, val, masks_per_round, seed):
+def run_forest(task: Task, masks_per_round, seed, feats):
     from skimage.future import fit_segmenter
     from sklearn.ensemble import RandomForestClassifier
 
-    pool_feats = [_features(img) for img, _ in pool]
-    val_feats = [_features(img) for img, _ in val]
+    pool_feats, held_feats = feats
     rows = []
     for r, masks in enumerate(masks_per_round, start=1):
         t0 = time.perf_counter()
         # fit_segmenter trains on the pixels whose label is > 0: annotated pixels
-        # get 1 (background) or 2 (foreground), the pool fields stacked along Y
+        # get 1 (background / interior) or 2 (foreground / boundary), the pool
+        # images stacked along the first axis
         labels = np.concatenate(
-            [
-                np.where(m, (lab > 0).astype(np.uint8) + 1, 0)
-                for (_, lab), m in zip(pool, masks)
-            ]
+            [np.where(m, t + 1, 0) for t, m in zip(task.forest_targets, masks)]
         )
         clf = RandomForestClassifier(
             n_estimators=50, n_jobs=2, max_depth=10, random_state=seed
         )
         clf = fit_segmenter(labels, np.concatenate(pool_feats), clf)
         dice, f1 = [], []
-        for (img, lab), f in zip(val, val_feats):
-            p_fg = clf.predict_proba(f.reshape(-1, f.shape[-1]))[:, 1].reshape(
-                img.shape
-            )
-            dice.append(
-                dice_per_class(
-                    (p_fg > 0.5).astype(np.uint8), (lab > 0).astype(np.uint8), 2
-                )[1]
-            )
-            if img.ndim == 3:  # boundary maps: no instances to match
-                f1.append(float("nan"))
+        for (img, lab), truth, f in zip(task.held, task.held_truth, held_feats):
+            p = clf.predict_proba(f.reshape(-1, f.shape[-1]))[:, 1].reshape(img.shape)
+            dice.append(dice_per_class((p > 0.5).astype(np.uint8), truth, 2)[1])
+            if task.boundaries:
                 continue
-            probs = np.stack([1 - p_fg, p_fg, np.zeros_like(p_fg)]).astype(np.float32)
+            probs = np.stack([1 - p, p, np.zeros_like(p)]).astype(np.float32)
             cells = probabilities_to_instances(
                 probs, InstanceConfig(seeds="distance", seed_min_distance=6)
             )
@@ -232,120 +261,167 @@ def run_forest(pool, val, masks_per_round, seed):
             {
                 "round": r,
                 "dice": float(np.mean(dice)),
-                "f1": float(np.mean(f1)),
+                "f1": float(np.mean(f1)) if f1 else float("nan"),
                 "seconds": time.perf_counter() - t0,
                 "annotated": int(sum(m.sum() for m in masks)),
             }
         )
         print(
-            f"forest round {r}: Dice {rows[-1]['dice']:.3f} F1@0.5 {rows[-1]['f1']:.3f}",
+            f"seed {seed} forest round {r}: Dice {rows[-1]['dice']:.3f} "
+            f"F1@0.5 {rows[-1]['f1']:.3f}",
             flush=True,
         )
     return rows
 
 
-def run_full(pool, val, steps, seed):
-    dims = pool[0][0].ndim
-    model = new_model(dims, seed)
-    cfg = finetune_config(dims, steps=steps, seed=seed)
+def run_full(task: Task, start, steps, lr, seed):
+    model = initial_model(task, start, seed)
+    cfg = round_config(task, start, steps, lr, seed)
     t0 = time.perf_counter()
-    model = train(model, [TrainData(img, lab) for img, lab in pool], cfg).model
-    dice, f1 = score_model(model, val)
+    model = train(model, [TrainData(img, lab) for img, lab in task.pool], cfg).model
+    dice, f1 = score_model(model, task)
     print(
-        f"full supervision ({steps} steps): Dice {dice:.3f} F1@0.5 {f1:.3f}", flush=True
+        f"seed {seed} full supervision ({steps} steps): Dice {dice:.3f} F1@0.5 {f1:.3f}",
+        flush=True,
     )
     return {"dice": dice, "f1": f1, "seconds": time.perf_counter() - t0, "steps": steps}
+
+
+def run_seed(task, args, seed, feats) -> dict:
+    masks: list = []
+    common = (task, args.start, args.rounds, args.k, args.patch, args.steps, args.lr)
+    common = (*common, seed)
+    queue = run_strategy("queue", *common, record=masks)
+    rand = run_strategy("random", *common)
+    forest = run_forest(task, masks, seed, feats)
+    full = run_full(task, args.start, args.steps * args.rounds, args.lr, seed)
+    return {"queue": queue, "random": rand, "forest": forest, "full": full}
+
+
+def _mean(runs, method, key, r):
+    return float(np.mean([run[method][r][key] for run in runs]))
+
+
+def print_tables(runs: list[dict], seeds: list[int], boundaries: bool) -> None:
+    metric = "boundary Dice" if boundaries else "F1@0.5"
+    key = "dice" if boundaries else "f1"
+    for seed, run in zip(seeds, runs):
+        print(f"\nseed {seed}")
+        print(
+            "| round | annotated | queue Dice | queue F1@0.5 | random Dice | "
+            "random F1@0.5 | forest Dice | forest F1@0.5 | queue round (s) |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for q, r, f in zip(run["queue"], run["random"], run["forest"]):
+            print(
+                f"| {q['round']} | {q['annotated']} | {q['dice']:.3f} | {q['f1']:.3f} "
+                f"| {r['dice']:.3f} | {r['f1']:.3f} | {f['dice']:.3f} | {f['f1']:.3f} "
+                f"| {q['seconds']:.1f} |"
+            )
+        full = run["full"]
+        print(
+            f"full supervision ({full['steps']} steps): Dice {full['dice']:.3f}, "
+            f"F1@0.5 {full['f1']:.3f}"
+        )
+    n = len(runs[0]["queue"])
+    print(f"\nmean over seeds {seeds}: {metric}")
+    print(
+        "| round | queue | random | queue - random (per seed) | forest "
+        "| queue - forest | full - queue | queue round (s, max) |"
+    )
+    print("|---:|---:|---:|---|---:|---:|---:|---:|")
+    full = float(np.mean([run["full"][key] for run in runs]))
+    for r in range(n):
+        q = _mean(runs, "queue", key, r)
+        diffs = " ".join(
+            f"{run['queue'][r][key] - run['random'][r][key]:+.3f}" for run in runs
+        )
+        secs = max(run["queue"][r]["seconds"] for run in runs)
+        f = _mean(runs, "forest", key, r)
+        print(
+            f"| {r + 1} | {q:.3f} | {_mean(runs, 'random', key, r):.3f} | {diffs} "
+            f"| {f:.3f} | {q - f:+.3f} | {full - q:+.3f} | {secs:.1f} |"
+        )
+    print(f"full supervision, mean: {metric} {full:.3f}")
+
+
+def plot(runs: list[dict], task: Task, args) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("dice", "boundary Dice" if task.boundaries else "foreground Dice")]
+    if not task.boundaries:
+        panels.append(("f1", "instance F1@0.5"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    axes = np.atleast_1d(axes)
+    title = "FlyEM held out" if task.boundaries else "BBBC039 val"
+    for ax, (key, label) in zip(axes, panels):
+        for name, method, style in (
+            ("queue (uncertainty)", "queue", "o-"),
+            ("random patches", "random", "s--"),
+            ("random forest, queue's voxels", "forest", "^:"),
+        ):
+            x = [row["annotated"] / 1e3 for row in runs[0][method]]
+            ys = np.array([[row[key] for row in run[method]] for run in runs])
+            (line,) = ax.plot(x, ys.mean(0), style, label=name)
+            if len(runs) > 1:
+                ax.fill_between(
+                    x, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.15
+                )
+        full = float(np.mean([run["full"][key] for run in runs]))
+        ax.axhline(full, color="k", lw=1, label="full supervision")
+        ax.set_xlabel(
+            f"annotated {'voxels' if task.boundaries else 'pixels'} (thousands, seed 0)"
+        )
+        ax.set_title(f"{title}: {label}\n{args.start} start, {len(runs)} seed(s)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(args.plot, dpi=110)
+    print(f"plot written to {args.plot}")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", choices=["bbbc039", "flyem"], default="bbbc039")
+    p.add_argument("--start", choices=["untrained", "starter"], default="untrained")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--k", type=int, default=4, help="patches corrected per round")
     p.add_argument("--patch", type=int, help="patch side (default 64 in 2D, 24 in 3D)")
     p.add_argument("--steps", type=int, help="steps per round (default 60 / 40)")
     p.add_argument(
+        "--lr", type=float, help="fine-tuning rate (default: the widget's choice)"
+    )
+    p.add_argument(
         "--pool", type=int, default=4, help="training fields to annotate (2D)"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--plot")
     p.add_argument("--json")
     args = p.parse_args()
     flyem = args.dataset == "flyem"
+    if args.start == "starter" and not flyem:
+        p.error(
+            "nuclei2d was trained on the BBBC039 training fields the pool is drawn "
+            "from: a starter start there measures nothing; use --start untrained."
+        )
     args.patch = args.patch or (24 if flyem else 64)
     args.steps = args.steps or (40 if flyem else 60)
-    pool, val = load_flyem(160) if flyem else load_bbbc039(args.pool)
-    masks = []
-    queue = run_strategy(
-        "queue",
-        pool,
-        val,
-        args.rounds,
-        args.k,
-        args.patch,
-        args.steps,
-        args.seed,
-        masks,
+    task = load_flyem() if flyem else load_bbbc039(args.pool)
+    feats = (
+        [_features(img) for img, _ in task.pool],
+        [_features(img) for img, _ in task.held],
     )
-    rand = run_strategy(
-        "random", pool, val, args.rounds, args.k, args.patch, args.steps, args.seed
-    )
-    forest = run_forest(pool, val, masks, args.seed)
-    full = run_full(pool, val, args.steps * args.rounds, args.seed)
-    result = {
-        "queue": queue,
-        "random": rand,
-        "forest": forest,
-        "full": full,
-        "args": vars(args),
-    }
-    print(
-        "\n| round | annotated px | queue Dice | queue F1@0.5 | random Dice | random F1@0.5 | forest Dice | forest F1@0.5 | queue round (s) |"
-    )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for q, r, f in zip(queue, rand, forest):
-        print(
-            f"| {q['round']} | {q['annotated']} | {q['dice']:.3f} | {q['f1']:.3f} | {r['dice']:.3f} | "
-            f"{r['f1']:.3f} | {f['dice']:.3f} | {f['f1']:.3f} | {q['seconds']:.1f} |"
-        )
-    print(
-        f"\nfull supervision on the whole pool ({full['steps']} steps): "
-        f"Dice {full['dice']:.3f}, F1@0.5 {full['f1']:.3f}"
-    )
+    runs = [run_seed(task, args, seed, feats) for seed in args.seeds]
+    print_tables(runs, args.seeds, task.boundaries)
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"runs": runs, "args": vars(args)}, indent=1)
+        )
     if args.plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))  # FlyEM: one panel used
-        panels = [(axes[0], "dice", "boundary Dice" if flyem else "foreground Dice")]
-        if not flyem:
-            panels.append((axes[1], "f1", "instance F1@0.5"))
-        else:
-            axes[1].set_visible(False)
-        for ax, key, title in panels:
-            for name, rows, style in (
-                ("queue (uncertainty)", queue, "o-"),
-                ("random patches", rand, "s--"),
-                ("random forest, same pixels", forest, "^:"),
-            ):
-                ax.plot(
-                    [r["annotated"] / 1e3 for r in rows],
-                    [r[key] for r in rows],
-                    style,
-                    label=name,
-                )
-            ax.axhline(full[key], color="k", lw=1, label="full supervision")
-            ax.set_xlabel(f"annotated {'voxels' if flyem else 'pixels'} (thousands)")
-            ax.set_title(f"{'FlyEM val' if flyem else 'BBBC039 val'}: {title}")
-            ax.grid(alpha=0.3)
-        axes[0].legend(loc="lower right", fontsize=8)
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=110)
-        print(f"plot written to {args.plot}")
+        plot(runs, task, args)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The Fine-tune widget in a real viewer: learn from painted corrections."""
 
 import numpy as np
+import pytest
 import torch
 from tests.ui.conftest import dock, paint, segment_with_new_network, wait_idle
 
@@ -171,3 +172,44 @@ def test_cell_model_finetunes_on_painted_cells(
         mask = truth == cell
         assert (out.data[mask] == new_id).all()
         assert not (out.data[~mask] == new_id).any()  # no predicted cell took the id
+
+
+def test_starter_model_is_finetuned_gently(
+    make_napari_viewer, qtbot, nuclei2d, sync_jobs
+):
+    """A starter model is fine-tuned at the pretrained rate, keeps that lineage
+    through rounds and undo, and a round on a few painted cells does not undo its
+    training (a new network gets the fast rate)."""
+    from napari_resunet.core.metrics import match_instances
+    from napari_resunet.ui.predict_widget import STARTER_PREFIX
+
+    image, truth = nuclei2d
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    seg = dock(viewer, "Segment")
+    seg._model_combo.value = f"{STARTER_PREFIX}nuclei2d"
+    seg._run_button.clicked()
+    out = viewer.layers["nuclei [resunet]"]
+    f1_before = match_instances(out.data, truth, (0.5,))[0]["f1"]
+    store = get_store(viewer)
+    assert store.pretrained
+    ft = dock(viewer, "Fine-tune")
+    ft._image_combo.value = viewer.layers["nuclei"]
+    ft._labels_combo.value = out
+    assert ft._read_config(2, 2, "auto").lr == pytest.approx(1e-4)
+    # the user repaints three nuclei exactly as the truth has them
+    region = (slice(0, 96), slice(0, 128))
+    for k, cell in enumerate([i for i in np.unique(truth[region]) if i][:3]):
+        out.data_setitem(np.nonzero(truth == cell), int(out.data.max()) + 1 + k)
+    ft._steps_spin.value = 40
+    ft._run_button.clicked()
+    assert store.rounds == 1 and store.pretrained
+    f1_after = match_instances(out.data, truth, (0.5,))[0]["f1"]
+    assert f1_after > f1_before - 0.05, (f1_before, f1_after)
+    ft._undo_button.clicked()
+    assert store.pretrained and store.rounds == 0
+    # a new network is not pretrained: the fast rate
+    seg._model_combo.value = NEW_2D
+    seg._run_button.clicked()
+    assert not store.pretrained
+    assert ft._read_config(2, 2, "auto").lr == pytest.approx(1e-3)

@@ -42,12 +42,16 @@ class ModelStore:
         model: the current network (``None`` until one is chosen).
         source: a short description ("new 2D network", a checkpoint path, ...).
         rounds: fine-tuning rounds applied to the current model.
+        pretrained: the current model descends from finished training (a starter
+            model, a checkpoint, a saved version) rather than a new network; it is
+            then fine-tuned at a lower rate (see ``finetune_config``).
         reviewed: patches the user marked "correct as shown" (queue).
     """
 
     model: ResUNet | None = None
     source: str = ""
     rounds: int = 0
+    pretrained: bool = False
     reviewed: list[tuple[slice, ...]] = field(default_factory=list)
     # reviewed patches kept out of training, to score each round on unseen truth
     held_back: list[tuple[slice, ...]] = field(default_factory=list)
@@ -55,21 +59,37 @@ class ModelStore:
     last_round: dict[str, Any] = field(default_factory=dict)
     # the Fine-tune widget's "run a round" (weakly held), for the queue's button
     finetune_hook: Any = None
-    _undo: list[tuple[Any, str, int]] = field(default_factory=list)
+    _undo: list[tuple[Any, str, int, bool]] = field(default_factory=list)
     _tracks: weakref.WeakKeyDictionary = field(
         default_factory=weakref.WeakKeyDictionary
     )
 
     changed = Signal()
 
-    def set_model(self, model: ResUNet, source: str, undoable: bool = False) -> None:
-        """Make ``model`` current; ``undoable`` keeps the previous one for undo."""
+    def set_model(
+        self,
+        model: ResUNet,
+        source: str,
+        undoable: bool = False,
+        pretrained: bool | None = None,
+    ) -> None:
+        """Make ``model`` current; ``undoable`` keeps the previous one for undo.
+
+        ``pretrained`` defaults to the current value for undoable changes (a
+        fine-tuning round keeps its lineage) and otherwise to "not a new network".
+        """
+        if pretrained is None:
+            pretrained = (
+                self.pretrained
+                if undoable and self.model is not None
+                else not source.startswith("new ")
+            )
         if undoable and self.model is not None:
-            self._undo.append((self.model, self.source, self.rounds))
+            self._undo.append((self.model, self.source, self.rounds, self.pretrained))
             del self._undo[:-5]  # keep the last five versions
         else:
             self._undo.clear()
-        self.model, self.source = model, source
+        self.model, self.source, self.pretrained = model, source, pretrained
         self.rounds = self.rounds + 1 if undoable else 0
         self.changed.emit()
 
@@ -81,7 +101,7 @@ class ModelStore:
         """Restore the model before the last undoable change; False if none."""
         if not self._undo:
             return False
-        self.model, self.source, self.rounds = self._undo.pop()
+        self.model, self.source, self.rounds, self.pretrained = self._undo.pop()
         self.changed.emit()
         return True
 

@@ -138,6 +138,7 @@ class FinetuneWidget(Container):
         return finetune_config(
             spatial_dims,
             image_ndim,
+            pretrained=self._store.pretrained,
             steps=int(self._steps_spin.value),
             label_mode=label_mode,
         )
