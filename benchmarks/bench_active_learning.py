@@ -291,11 +291,19 @@ def run_seed(task, args, seed, feats) -> dict:
     masks: list = []
     common = (task, args.start, args.rounds, args.k, args.patch, args.steps, args.lr)
     common = (*common, seed)
+    dice0, f10 = score_model(initial_model(task, args.start, seed), task)
+    print(f"seed {seed} start ({args.start}): Dice {dice0:.3f} F1@0.5 {f10:.3f}")
     queue = run_strategy("queue", *common, record=masks)
     rand = run_strategy("random", *common)
     forest = run_forest(task, masks, seed, feats)
     full = run_full(task, args.start, args.steps * args.rounds, args.lr, seed)
-    return {"queue": queue, "random": rand, "forest": forest, "full": full}
+    return {
+        "start": {"dice": dice0, "f1": f10},
+        "queue": queue,
+        "random": rand,
+        "forest": forest,
+        "full": full,
+    }
 
 
 def _mean(runs, method, key, r):
@@ -318,7 +326,8 @@ def print_tables(runs: list[dict], seeds: list[int], boundaries: bool) -> None:
                 f"| {r['dice']:.3f} | {r['f1']:.3f} | {f['dice']:.3f} | {f['f1']:.3f} "
                 f"| {q['seconds']:.1f} |"
             )
-        full = run["full"]
+        full, start = run["full"], run["start"]
+        print(f"start model: Dice {start['dice']:.3f}, F1@0.5 {start['f1']:.3f}")
         print(
             f"full supervision ({full['steps']} steps): Dice {full['dice']:.3f}, "
             f"F1@0.5 {full['f1']:.3f}"
@@ -342,6 +351,8 @@ def print_tables(runs: list[dict], seeds: list[int], boundaries: bool) -> None:
             f"| {r + 1} | {q:.3f} | {_mean(runs, 'random', key, r):.3f} | {diffs} "
             f"| {f:.3f} | {q - f:+.3f} | {full - q:+.3f} | {secs:.1f} |"
         )
+    start = float(np.mean([run["start"][key] for run in runs]))
+    print(f"start model, mean: {metric} {start:.3f}")
     print(f"full supervision, mean: {metric} {full:.3f}")
 
 
@@ -372,6 +383,8 @@ def plot(runs: list[dict], task: Task, args) -> None:
                 )
         full = float(np.mean([run["full"][key] for run in runs]))
         ax.axhline(full, color="k", lw=1, label="full supervision")
+        start = float(np.mean([run["start"][key] for run in runs]))
+        ax.axhline(start, color="0.5", lw=1, ls="--", label="start model")
         ax.set_xlabel(
             f"annotated {'voxels' if task.boundaries else 'pixels'} (thousands, seed 0)"
         )

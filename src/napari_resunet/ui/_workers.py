@@ -16,6 +16,8 @@ from typing import Any
 
 from psygnal import Signal
 
+from napari_resunet.core.device import trim_host_memory
+
 logger = logging.getLogger(__name__)
 
 Handler = Callable[..., Any] | None
@@ -120,6 +122,9 @@ def start_job(
 
     def _close(*_: Any) -> None:
         pbar.close()
+        # the job's thread is done with its tensors: give the freed pages back
+        # (core.device.release_memory explains the per-thread arenas)
+        trim_host_memory()
 
     if threads_disabled():
         worker: Any = SyncJob(gen_func(*args, **kwargs))
