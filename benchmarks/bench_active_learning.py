@@ -384,7 +384,19 @@ def plot(runs: list[dict], task: Task, args) -> None:
         full = float(np.mean([run["full"][key] for run in runs]))
         ax.axhline(full, color="k", lw=1, label="full supervision")
         start = float(np.mean([run["start"][key] for run in runs]))
-        ax.axhline(start, color="0.5", lw=1, ls="--", label="start model")
+        lo = min(ax.get_ylim()[0], full)
+        if start >= lo:
+            ax.axhline(start, color="0.5", lw=1, ls="--", label="start model")
+        else:  # an untrained start far below the curves would flatten them
+            ax.text(
+                0.02,
+                0.02,
+                f"start model: {start:.3f}",
+                ha="left",
+                transform=ax.transAxes,
+                fontsize=8,
+                color="0.4",
+            )
         ax.set_xlabel(
             f"annotated {'voxels' if task.boundaries else 'pixels'} (thousands, seed 0)"
         )
@@ -413,6 +425,9 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--plot")
     p.add_argument("--json")
+    p.add_argument(
+        "--from-json", help="re-print the tables and re-plot a saved run, no training"
+    )
     args = p.parse_args()
     flyem = args.dataset == "flyem"
     if args.start == "starter" and not flyem:
@@ -423,6 +438,13 @@ def main() -> None:
     args.patch = args.patch or (24 if flyem else 64)
     args.steps = args.steps or (40 if flyem else 60)
     task = load_flyem() if flyem else load_bbbc039(args.pool)
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        args.start = saved["args"]["start"]
+        print_tables(saved["runs"], saved["args"]["seeds"], task.boundaries)
+        if args.plot:
+            plot(saved["runs"], task, args)
+        return
     feats = (
         [_features(img) for img, _ in task.pool],
         [_features(img) for img, _ in task.held],
