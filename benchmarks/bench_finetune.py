@@ -96,6 +96,51 @@ def _data(case: str):
     return img, lab > 0, "synthetic 32x256x256"
 
 
+def live_tensor_mib() -> float:
+    """Storage of all torch tensors Python can still reach, in MiB (shared counted once)."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    seen: dict[int, int] = {}
+    for obj in gc.get_objects():
+        try:
+            if isinstance(obj, torch.Tensor) and obj.device.type == "cpu":
+                st = obj.untyped_storage()
+                seen[st.data_ptr()] = st.nbytes()
+        except Exception:  # noqa: BLE001 - odd tensor subclasses, freed storages
+            continue
+    return sum(seen.values()) / 2**20
+
+
+_SNAPSHOT: list = []
+
+
+def _trace_round(number: int, rounds: int) -> None:
+    """With tracemalloc on: snapshot after round 5, compare after the last."""
+    import tracemalloc
+
+    if not tracemalloc.is_tracing() or number not in (5, rounds):
+        return
+    import gc
+
+    gc.collect()
+    snap = tracemalloc.take_snapshot()
+    if number == 5 and rounds > 5:
+        _SNAPSHOT[:] = [snap]
+        return
+    if not _SNAPSHOT:
+        return
+    stats = snap.compare_to(_SNAPSHOT[0], "traceback")
+    total = sum(st.size_diff for st in stats) / 2**20
+    print(f"traced Python/numpy memory, round 5 -> {number}: {total:+.1f} MiB")
+    for st in stats[:8]:
+        print(f"{st.size_diff / 2**20:+.2f} MiB in {st.count_diff:+d} blocks")
+        for line in st.traceback.format()[-6:]:
+            print("    " + line)
+
+
 def run_case(case: str, rounds: int) -> list[dict]:
     import napari
     from qtpy.QtWidgets import QApplication
@@ -139,6 +184,8 @@ def run_case(case: str, rounds: int) -> list[dict]:
         elapsed, stall = time.perf_counter() - t0, probe.stop()
         acc = float((out.data == truth).mean())
         rss = rss_mib()
+        _trace_round(r + 1, rounds)
+        tensors = live_tensor_mib()
         results.append(
             {
                 "case": label,
@@ -150,6 +197,7 @@ def run_case(case: str, rounds: int) -> list[dict]:
                 "loss_last": ft._plot.losses[-1],
                 "pixel_acc": acc,
                 "rss_mib": rss,
+                "tensor_mib": tensors,
                 "segment_s": seg_time,
                 "segment_stall_ms": 1000 * seg_stall,
             }
@@ -164,7 +212,16 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--cases", nargs="+", default=["2d", "3d"], choices=["2d", "3d"])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="print where Python/numpy memory grew between round 5 and the last",
+    )
     args = p.parse_args()
+    if args.tracemalloc:
+        import tracemalloc
+
+        tracemalloc.start(12)
     import torch
 
     torch.set_num_threads(args.threads)
@@ -172,14 +229,14 @@ def main() -> None:
     for case in args.cases:
         rows += run_case(case, args.rounds)
     print(
-        "\n| case | round | steps | round time (s) | longest stall (ms) | loss first→last | labels = truth | RSS (MiB) |"
+        "\n| case | round | steps | round time (s) | longest stall (ms) | loss first→last | labels = truth | RSS (MiB) | live tensors (MiB) |"
     )
-    print("|---|---:|---:|---:|---:|---|---:|---:|")
+    print("|---|---:|---:|---:|---:|---|---:|---:|---:|")
     for r in rows:
         print(
             f"| {r['case']} | {r['round']} | {r['steps']} | {r['round_s']:.1f} | "
             f"{r['stall_ms']:.0f} | {r['loss_first']:.3f}→{r['loss_last']:.3f} | "
-            f"{100 * r['pixel_acc']:.1f}% | {r['rss_mib']:.0f} |"
+            f"{100 * r['pixel_acc']:.1f}% | {r['rss_mib']:.0f} | {r['tensor_mib']:.1f} |"
         )
     for case in dict.fromkeys(r["case"] for r in rows):
         r = next(x for x in rows if x["case"] == case)

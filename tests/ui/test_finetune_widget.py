@@ -213,3 +213,35 @@ def test_starter_model_is_finetuned_gently(
     seg._run_button.clicked()
     assert not store.pretrained
     assert ft._read_config(2, 2, "auto").lr == pytest.approx(1e-3)
+
+
+def test_rounds_release_old_models(make_napari_viewer, qtbot, nuclei2d):
+    """With real worker threads, a model older than the undo history is freed:
+    finished jobs must not keep their handlers (and the models they close over)."""
+    import gc
+    import weakref
+
+    image, truth = nuclei2d
+    viewer, _, ft = _segmented_viewer(make_napari_viewer, qtbot, image)
+    out = viewer.layers["nuclei [resunet]"]
+    store = get_store(viewer)
+    ft._steps_spin.value = 2
+    refs = []
+    for r in range(8):
+        region = (slice(24 * r, 24 * r + 24), slice(0, 96))
+        fg = (truth[region] > 0).astype(out.data.dtype)
+        idx = np.nonzero(out.data[region] != fg)
+        if idx[0].size == 0:  # make sure there is something to learn from
+            idx = (np.array([0]), np.array([0]))
+            fg = fg.copy()
+            fg[0, 0] = 1 - out.data[region][0, 0]
+        out.data_setitem(tuple(i + s.start for i, s in zip(idx, region)), fg[idx])
+        ft._run_button.clicked()
+        wait_idle(qtbot, ft)
+        assert store.rounds == r + 1
+        refs.append(weakref.ref(store.model))
+    gc.collect()
+    alive = [ref() is not None for ref in refs]
+    # the current model and the five undo steps before it live; older ones do not
+    assert alive == [False, False, True, True, True, True, True, True], alive
+    assert all(p.grad is None for p in store.model.parameters())

@@ -9,6 +9,7 @@ runs inline with the same signals, for debugging, deterministic tests and timing
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Generator
@@ -132,17 +133,35 @@ def start_job(
         from napari.qt.threading import create_worker
 
         worker = create_worker(gen_func, *args, _ignore_errors=True, **kwargs)
-    worker.yielded.connect(_advance)
-    worker.finished.connect(_close)
-    worker.errored.connect(_error)
-    for signal, handler in (
-        (worker.yielded, on_yielded),
-        (worker.returned, on_returned),
-        (worker.aborted, on_aborted),
-        (worker.finished, on_finished),
-    ):
-        if handler is not None:
-            signal.connect(handler)
+    connected = [
+        (worker.yielded, _advance),
+        (worker.finished, _close),
+        (worker.errored, _error),
+    ]
+    connected += [
+        (signal, handler)
+        for signal, handler in (
+            (worker.yielded, on_yielded),
+            (worker.returned, on_returned),
+            (worker.aborted, on_aborted),
+            (worker.finished, on_finished),
+        )
+        if handler is not None
+    ]
+
+    def _release(*_: Any) -> None:
+        # napari's finished workers (and their Qt signal objects) outlive the job,
+        # and every connected handler with them: the closures hold the job's model,
+        # image snapshot and results, which leaked one fine-tuned network per
+        # round. Disconnecting lets all of that go.
+        for signal, handler in connected:
+            with contextlib.suppress(TypeError, RuntimeError, ValueError):
+                signal.disconnect(handler)
+        connected.clear()
+
+    for signal, handler in connected:
+        signal.connect(handler)
+    worker.finished.connect(_release)  # last: runs after every finished handler
     worker.pbar = pbar
     logger.debug("starting %s", getattr(gen_func, "__name__", gen_func))
     worker.start()

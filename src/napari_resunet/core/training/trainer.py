@@ -242,6 +242,7 @@ def iter_train(
             yield validate(cfg.steps)
     finally:
         net.eval()
+        net.zero_grad(set_to_none=True)  # the returned model carries no gradients
         release_memory(device)
     net = net.to(memory_format=torch.contiguous_format)
     return TrainResult(model=net, history=history, config=cfg)
