@@ -46,17 +46,12 @@ class UncertaintyResult:
         entropy: normalised entropy of the mean prediction.
         disagreement: mean absolute deviation of the flipped predictions from their
             mean, summed over classes and scaled to [0, 1].
-        mutual_information: entropy of the mean minus the passes' mean entropy
-            (normalised like ``entropy``): the part of the uncertainty the passes
-            disagree about, without the ambiguity every pass shares (a cell's
-            edge is uncertain by a pixel in any model, however well trained).
         uncertainty: ``0.5 * (entropy + disagreement)``, what the queue ranks by.
     """
 
     probabilities: NDArray[np.float32]
     entropy: NDArray[np.float32]
     disagreement: NDArray[np.float32]
-    mutual_information: NDArray[np.float32] | None = None
 
     @property
     def uncertainty(self) -> NDArray[np.float32]:
@@ -161,10 +156,7 @@ def iter_uncertainty(
     mean = stack.mean(axis=0)
     disagreement = np.abs(stack - mean).mean(axis=0).sum(axis=0)
     disagreement = np.clip(disagreement, 0.0, 1.0).astype(np.float32)
-    entropy = entropy_map(mean)
-    mean_entropy = np.mean([entropy_map(p) for p in preds], axis=0)
-    mutual = np.clip(entropy - mean_entropy, 0.0, 1.0).astype(np.float32)
-    return UncertaintyResult(mean.astype(np.float32), entropy, disagreement, mutual)
+    return UncertaintyResult(mean.astype(np.float32), entropy_map(mean), disagreement)
 
 
 @dataclass(frozen=True)
