@@ -5,12 +5,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
-import logging
 import sys
 
 import torch
-
-logger = logging.getLogger(__name__)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -66,8 +63,8 @@ def release_memory(device: torch.device) -> None:
     Accelerators: the caching allocator's unused blocks. Host (Linux/glibc): the
     free pages of every malloc arena. Jobs run in worker threads and glibc gives
     each thread its own arena, which otherwise keeps the megabytes of a job's
-    freed activations; without trimming, RSS of a viewer grew about 25 MiB a
-    fine-tuning round (``benchmarks/bench_finetune.py --rounds 20``).
+    freed activations (about half of the RSS a viewer once gained per
+    fine-tuning round; ``benchmarks/bench_finetune.py --rounds 20``).
     """
     if device.type == "cuda":
         torch.cuda.empty_cache()
