@@ -197,6 +197,7 @@ def test_starter_model_is_finetuned_gently(
     ft._image_combo.value = viewer.layers["nuclei"]
     ft._labels_combo.value = out
     assert ft._read_config(2, 2, "auto").lr == pytest.approx(1e-4)
+    assert "pretrained" in ft._status.value
     # the user repaints three nuclei exactly as the truth has them
     region = (slice(0, 96), slice(0, 128))
     for k, cell in enumerate([i for i in np.unique(truth[region]) if i][:3]):
@@ -211,7 +212,7 @@ def test_starter_model_is_finetuned_gently(
     # a new network is not pretrained: the fast rate
     seg._model_combo.value = NEW_2D
     seg._run_button.clicked()
-    assert not store.pretrained
+    assert not store.pretrained and "pretrained" not in ft._status.value
     assert ft._read_config(2, 2, "auto").lr == pytest.approx(1e-3)
 
 

@@ -38,7 +38,11 @@ TOOLTIPS: dict[str, str] = {
     "the last prediction plus a small margin, the rest is ignored. 'edited "
     "slices/patches': every slice (3D) or 64-pixel patch (2D) you touched, densely. "
     "'the whole layer': every voxel, as it is now.",
-    "steps": "Optimiser steps for this round. More steps learn more but take longer.",
+    "steps": (
+        "Optimiser steps for this round. More steps learn more but take longer. "
+        "A pretrained model (starter, checkpoint, saved version) is fine-tuned at a "
+        "ten times lower rate than a new network, so it keeps what it knows."
+    ),
     "finetune": "Fine-tune the session model on your corrections, then segment again.",
     "undo": "Restore the model from before the last fine-tuning round.",
     "save_path": "Where 'Save model' writes the checkpoint.",

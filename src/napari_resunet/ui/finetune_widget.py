@@ -126,6 +126,7 @@ class FinetuneWidget(Container):
             if m is None
             else f"Session model: {m.spatial_dims}D, {self._store.source}"
             + (f", {self._store.rounds} round(s)" if self._store.rounds else "")
+            + (", pretrained: gentle rate" if self._store.pretrained else "")
         )
 
     def _set_running(self, running: bool) -> None:
