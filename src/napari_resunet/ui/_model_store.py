@@ -76,13 +76,12 @@ class ModelStore:
         """Make ``model`` current; ``undoable`` keeps the previous one for undo.
 
         ``pretrained`` defaults to the current value for undoable changes (a
-        fine-tuning round keeps its lineage) and otherwise to "not a new network".
+        fine-tuning round keeps its lineage) and otherwise to True: a model from
+        anywhere but a freshly built network is taken to be trained.
         """
         if pretrained is None:
             pretrained = (
-                self.pretrained
-                if undoable and self.model is not None
-                else not source.startswith("new ")
+                self.pretrained if undoable and self.model is not None else True
             )
         if undoable and self.model is not None:
             self._undo.append((self.model, self.source, self.rounds, self.pretrained))

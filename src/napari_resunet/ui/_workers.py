@@ -123,9 +123,6 @@ def start_job(
 
     def _close(*_: Any) -> None:
         pbar.close()
-        # the job's thread is done with its tensors: give the freed pages back
-        # (core.device.release_memory explains the per-thread arenas)
-        trim_host_memory()
 
     if threads_disabled():
         worker: Any = SyncJob(gen_func(*args, **kwargs))
@@ -158,6 +155,9 @@ def start_job(
             with contextlib.suppress(TypeError, RuntimeError, ValueError):
                 signal.disconnect(handler)
         connected.clear()
+        # now that nothing holds the job's tensors, give their pages back
+        # (core.device.release_memory explains the per-thread arenas)
+        trim_host_memory()
 
     for signal, handler in connected:
         signal.connect(handler)

@@ -299,7 +299,8 @@ class PredictWidget(Container):
             show_error(f"Cannot segment '{layer.name}': {err}")
             return
         if source is not None:  # a new or loaded model becomes the session model
-            self._store.set_model(model, source)
+            new = self._model_combo.value in (NEW_AUTO, NEW_2D, NEW_3D)
+            self._store.set_model(model, source, pretrained=not new)
             self._model_combo.value = SESSION
         self._set_running(True)
         self._status.value = f"Segmenting {layer.name}…"
