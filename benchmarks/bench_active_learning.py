@@ -2,8 +2,9 @@
 
 An oracle user, playing from ground truth, starts from a model (untrained, or a
 starter model) and in each round corrects the top-k queue patches (pastes the
-truth there, marks them reviewed), then fine-tunes on all corrections so far (the
-Fine-tune widget's settings). Compared in the same run, with the same budget:
+truth there, marks them reviewed; the queue ranks all pool images together, in
+the Annotation queue's order: uncertainty, with variety), then fine-tunes on all
+corrections so far (the Fine-tune widget's settings). Compared in the same run, with the same budget:
 
 - random patch choice;
 - an ilastik-style random forest (scikit-image ``multiscale_basic_features`` +
@@ -14,6 +15,7 @@ Fine-tune widget's settings). Compared in the same run, with the same budget:
 
     python benchmarks/bench_active_learning.py [--dataset bbbc039|flyem]
         [--start untrained|starter] [--seeds 0 1 2] [--rounds 5] [--k 4]
+        [--variety 1.0]
         [--plot out.png] [--json out.json]
 
 BBBC039 (2D cells): pool = 4 training fields, held out = the 10 validation fields.
@@ -56,7 +58,7 @@ from napari_resunet.core.metrics import dice_per_class, match_instances
 from napari_resunet.core.models.zoo import load_model
 from napari_resunet.core.normalize import normalize_image
 from napari_resunet.core.progress import run_generator
-from napari_resunet.core.uncertainty import iter_uncertainty, rank_patches
+from napari_resunet.core.uncertainty import diversify, iter_uncertainty, rank_patches
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 ICFG = InferenceConfig(use_compile="never")
@@ -164,7 +166,9 @@ def round_config(task: Task, start: str, steps: int, lr: float | None, seed: int
     return cfg.replace(lr=lr) if lr else cfg
 
 
-def run_strategy(strategy, task, start, rounds, k, patch, steps, lr, seed, record=None):
+def run_strategy(
+    strategy, task, start, rounds, k, patch, steps, lr, seed, variety, record=None
+):
     rng = np.random.default_rng(seed)
     dims = task.pool[0][0].ndim
     model = initial_model(task, start, seed)
@@ -172,22 +176,26 @@ def run_strategy(strategy, task, start, rounds, k, patch, steps, lr, seed, recor
     rows = []
     for r in range(1, rounds + 1):
         t0 = time.perf_counter()
-        candidates = []
+        candidates = []  # (field, RankedPatch)
         for i, (img, _) in enumerate(task.pool):
             if strategy == "queue":
                 res = run_generator(
                     iter_uncertainty(model, img, ICFG, n_flips=3), False, "u"
                 )
-                score_map = res.uncertainty
+                score_map, probs = res.uncertainty, res.probabilities
             else:
-                score_map = np.zeros(img.shape, np.float32)
-            ranked = rank_patches(score_map, (patch,) * dims, exclude=masks[i])
-            candidates += [(e.score, i, e.slices) for e in ranked]
-        if strategy == "queue":
-            candidates.sort(key=lambda c: -c[0])
+                score_map, probs = np.zeros(img.shape, np.float32), None
+            ranked = rank_patches(
+                score_map, (patch,) * dims, exclude=masks[i], probabilities=probs
+            )
+            candidates += [(i, e) for e in ranked]
+        if strategy == "queue":  # the widget's order, over all pool images at once
+            candidates.sort(key=lambda c: (-c[1].score, c[0], c[1].start))
+            order = diversify([e for _, e in candidates], variety)
         else:
-            candidates = [candidates[j] for j in rng.permutation(len(candidates))]
-        for _, i, sl in candidates[:k]:
+            order = rng.permutation(len(candidates))
+        for i, e in (candidates[j] for j in order[:k]):
+            sl = e.slices
             masks[i][sl] = True  # the oracle pastes the truth there: annotated
         data = [
             TrainData(img, lab, m) for (img, lab), m in zip(task.pool, masks) if m.any()
@@ -290,7 +298,7 @@ def run_full(task: Task, start, steps, lr, seed):
 def run_seed(task, args, seed, feats) -> dict:
     masks: list = []
     common = (task, args.start, args.rounds, args.k, args.patch, args.steps, args.lr)
-    common = (*common, seed)
+    common = (*common, seed, args.variety)
     dice0, f10 = score_model(initial_model(task, args.start, seed), task)
     print(f"seed {seed} start ({args.start}): Dice {dice0:.3f} F1@0.5 {f10:.3f}")
     queue = run_strategy("queue", *common, record=masks)
@@ -421,6 +429,12 @@ def main() -> None:
     )
     p.add_argument(
         "--pool", type=int, default=4, help="training fields to annotate (2D)"
+    )
+    p.add_argument(
+        "--variety",
+        type=float,
+        default=1.0,
+        help="the queue's variety (0 = pure uncertainty order; default: the widget's)",
     )
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--plot")

@@ -5,6 +5,8 @@ from tests.conftest import tiny_model
 from napari_resunet.core import InferenceConfig
 from napari_resunet.core.progress import run_generator
 from napari_resunet.core.uncertainty import (
+    RankedPatch,
+    diversify,
     entropy_map,
     iter_uncertainty,
     margin_map,
@@ -55,6 +57,51 @@ def test_rank_patches_orders_and_excludes():
     assert all(s.stop - s.start == 4 for e in edge for s in e.slices)
     with pytest.raises(ValueError):
         rank_patches(u, (4,))
+
+
+def _patch(score, comp, x=0):
+    return RankedPatch(score, (slice(0, 4), slice(x, x + 4)), comp)
+
+
+def test_diversify_lets_a_different_patch_past_look_alikes():
+    blank = (0.95, 0.05)
+    entries = [
+        _patch(0.50, blank, 0),
+        _patch(0.49, (0.94, 0.06), 4),  # all but the same as the first
+        _patch(0.48, blank, 8),
+        _patch(0.40, (0.50, 0.50), 12),  # half foreground: something new
+        _patch(0.10, (0.10, 0.90), 16),
+    ]
+    order = diversify(entries, strength=1.0)
+    assert sorted(order) == list(range(5))
+    assert order[:3] == [0, 3, 4]  # both distinct patches before the look-alikes
+    assert diversify(entries, strength=0.0) == [0, 1, 2, 3, 4]
+    # a mild strength only demotes near-duplicates past clearly lower scores
+    assert diversify(entries, strength=0.2)[:2] == [0, 3]
+    assert diversify(entries, strength=0.05) == [0, 1, 2, 3, 4]
+    # only the first `limit` entries are reordered
+    assert diversify(entries, limit=4) == [0, 3, 1, 2, 4]
+    # without compositions there is nothing to compare
+    bare = [RankedPatch(e.score, e.slices) for e in entries]
+    assert diversify(bare) == [0, 1, 2, 3, 4]
+
+
+def test_rank_patches_records_composition_and_varies_the_order():
+    u = np.zeros((8, 12), np.float32)
+    u[:, 0:8] = 1.0  # two equally unsure blank patches
+    u[:, 8:12] = 0.8  # a less unsure patch with cells
+    probs = np.zeros((2, 8, 12), np.float32)
+    probs[0] = 1.0
+    probs[:, 4:8, 8:12] = 0.5
+    plain = rank_patches(u, (4, 4), probabilities=probs)
+    assert plain[0].composition == (1.0, 0.0)
+    assert [e.start for e in plain[:5]] == [(0, 0), (0, 4), (4, 0), (4, 4), (0, 8)]
+    varied = rank_patches(u, (4, 4), probabilities=probs, variety=1.0)
+    assert [e.start for e in varied[:2]] == [(0, 0), (4, 8)]
+    assert varied[1].composition == pytest.approx((0.5, 0.5))
+    assert sorted(e.start for e in varied) == sorted(e.start for e in plain)
+    with pytest.raises(ValueError, match="do not match"):
+        rank_patches(u, (4, 4), probabilities=probs[:, :4])
 
 
 def test_mc_dropout_samples_add_disagreement(blobs2d):

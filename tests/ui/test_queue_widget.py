@@ -3,6 +3,7 @@
 import numpy as np
 from tests.ui.conftest import dock, segment_with_new_network
 
+from napari_resunet.core.uncertainty import diversify
 from napari_resunet.ui._model_store import get_store
 from napari_resunet.ui.predict_widget import NEW_2D, NEW_3D
 from napari_resunet.ui.queue_widget import HIGHLIGHT
@@ -23,10 +24,18 @@ def test_queue_ranks_navigates_and_reviews(
 ):
     viewer, q = _viewer_with_model(make_napari_viewer, qtbot, nuclei2d[0], NEW_2D)
     q._patch_spin.value = 64
+    q._variety_spin.value = 0.0
     q._refresh_button.clicked()
     scores = [e.score for e in q._entries]
     assert len(scores) == 3 * 4  # 192x256 in 64-pixel patches
     assert scores == sorted(scores, reverse=True)
+    # with variety, the same patches in diversify's order of that ranking
+    plain = list(q._entries)
+    n_classes = get_store(viewer).model.config.out_channels
+    assert all(len(e.composition) == n_classes for e in plain)
+    q._variety_spin.value = 1.0
+    q._refresh_button.clicked()
+    assert q._entries == [plain[i] for i in diversify(plain, 1.0)]
     assert "img [resunet uncertainty]" in viewer.layers
     # the first entry is shown: camera on its centre, outlined
     first = q._entries[0]

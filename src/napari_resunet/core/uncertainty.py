@@ -4,7 +4,8 @@ Uncertainty combines what one prediction says (entropy of the class
 probabilities) with how much the prediction changes under test-time flips (a
 model that is sure of a voxel predicts it the same way when the image is
 mirrored). :func:`rank_patches` turns a voxel map into a ranked list of patches
-for the annotation queue.
+for the annotation queue, and :func:`diversify` keeps near-identical patches from
+crowding its top.
 """
 
 from __future__ import annotations
@@ -161,10 +162,18 @@ def iter_uncertainty(
 
 @dataclass(frozen=True)
 class RankedPatch:
-    """One entry of the annotation queue."""
+    """One entry of the annotation queue.
+
+    Attributes:
+        score: mean uncertainty in the patch.
+        slices: where the patch is, in the image's spatial axes.
+        composition: mean predicted probability of each class in the patch (empty
+            when no probabilities were given); what :func:`diversify` compares.
+    """
 
     score: float
     slices: tuple[slice, ...]
+    composition: tuple[float, ...] = ()
 
     @property
     def start(self) -> tuple[int, ...]:
@@ -180,6 +189,8 @@ def rank_patches(
     patch_shape: Sequence[int],
     exclude: NDArray | None = None,
     top_k: int | None = None,
+    probabilities: NDArray | None = None,
+    variety: float = 0.0,
 ) -> list[RankedPatch]:
     """Non-overlapping patches ranked by mean uncertainty, most uncertain first.
 
@@ -190,6 +201,10 @@ def rank_patches(
         exclude: boolean map of voxels already reviewed; a patch that is more than
             half reviewed is left out.
         top_k: keep only the best ``top_k``.
+        probabilities: ``(C, *spatial)`` class probabilities; each patch then
+            records its :attr:`RankedPatch.composition`.
+        variety: with probabilities, reorder by :func:`diversify` with this
+            strength (0 = pure uncertainty order).
     """
     u = np.asarray(uncertainty, np.float32)
     if len(patch_shape) != u.ndim:
@@ -203,11 +218,73 @@ def rank_patches(
     ranges = [
         sorted({*range(0, s - p + 1, max(1, p)), s - p}) for s, p in zip(u.shape, patch)
     ]
+    probs = None if probabilities is None else np.asarray(probabilities)
+    if probs is not None and probs.shape[1:] != u.shape:
+        raise ValueError(
+            f"probabilities {probs.shape} do not match the {u.shape} uncertainty map."
+        )
     out = []
     for start in itertools.product(*ranges):
         sl = tuple(slice(a, a + p) for a, p in zip(start, patch))
         if exclude is not None and np.asarray(exclude[sl], bool).mean() > 0.5:
             continue
-        out.append(RankedPatch(float(u[sl].mean()), sl))
+        comp: tuple[float, ...] = ()
+        if probs is not None:
+            comp = tuple(
+                float(v)
+                for v in probs[(slice(None), *sl)].reshape(len(probs), -1).mean(1)
+            )
+        out.append(RankedPatch(float(u[sl].mean()), sl, comp))
     out.sort(key=lambda r: (-r.score, r.start))
+    if variety > 0 and probs is not None:
+        out = [out[i] for i in diversify(out, variety)]
     return out[:top_k] if top_k else out
+
+
+def diversify(
+    entries: Sequence[RankedPatch],
+    strength: float = 1.0,
+    radius: float = 0.25,
+    limit: int = 256,
+) -> list[int]:
+    """Order patches so that near-identical ones do not crowd the top.
+
+    Pure uncertainty order puts look-alikes side by side: a young network is
+    unsure of all empty background in the same way, and its top four patches can
+    all be blank corners of one field, three of which teach nothing the first did
+    not. Each next entry is chosen greedily (maximal marginal relevance) by its
+    score times ``1 - strength * similarity``, where similarity to the entries
+    already chosen is ``1 - TV / radius`` (clipped to [0, 1]) and TV is the total
+    variation distance between predicted class compositions: patches whose class
+    mix differs by ``radius`` or more do not hold each other back.
+
+    Args:
+        entries: patches sorted by score, most uncertain first, with
+            compositions (from :func:`rank_patches` with ``probabilities``); they
+            may come from several images.
+        strength: 0 keeps the score order, 1 lets an identical patch drop to the
+            back.
+        radius: total variation distance at which patches count as different.
+        limit: only the first ``limit`` entries are reordered (the cost is
+            quadratic); the rest keep their order.
+
+    Returns:
+        Indices into ``entries`` in the new order.
+    """
+    n = len(entries)
+    head = min(n, limit)
+    if head < 2 or strength <= 0 or not all(e.composition for e in entries[:head]):
+        return list(range(n))
+    scores = np.array([e.score for e in entries[:head]], np.float64)
+    comps = np.array([e.composition for e in entries[:head]], np.float64)
+    similarity = np.zeros(head)
+    free = np.ones(head, bool)
+    order: list[int] = []
+    for _ in range(head):
+        gain = np.where(free, scores * (1.0 - strength * similarity), -np.inf)
+        j = int(np.argmax(gain))  # ties: the earlier (higher-scored) entry
+        order.append(j)
+        free[j] = False
+        tv = 0.5 * np.abs(comps - comps[j]).sum(axis=1)
+        similarity = np.maximum(similarity, np.clip(1.0 - tv / radius, 0.0, 1.0))
+    return order + list(range(head, n))

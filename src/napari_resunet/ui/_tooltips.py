@@ -51,8 +51,11 @@ TOOLTIPS: dict[str, str] = {
     "clipped to the stack; 2D networks on stacks: single slices).",
     "queue_flips": "Predictions under this many mirrorings; their disagreement adds to "
     "the entropy of the prediction. 1 = entropy only (fastest).",
+    "queue_variety": "0 = strictly most uncertain first. Higher values move a patch "
+    "back when one already ahead of it has the same predicted class mix (e.g. a "
+    "fourth blank corner), so the first entries show different kinds of content.",
     "queue_refresh": "Measure where the session model is unsure and rank patches, most "
-    "uncertain first. Reviewed patches are left out.",
+    "uncertain first (see variety). Reviewed patches are left out.",
     "queue_list": "Choosing an entry moves the view there and outlines the patch.",
     "queue_next": "Go to the next patch in the queue.",
     "queue_review": "The patch is correct as shown: all its voxels count as corrections "

@@ -8,6 +8,7 @@ import numpy as np
 from magicgui.widgets import (
     ComboBox,
     Container,
+    FloatSpinBox,
     Label,
     PushButton,
     SpinBox,
@@ -51,6 +52,9 @@ class QueueWidget(Container):
             label="patch size", value=64, min=8, max=4096, step=8
         )
         self._flips_spin = SpinBox(label="flip passes", value=3, min=1, max=7)
+        self._variety_spin = FloatSpinBox(
+            label="variety", value=1.0, min=0.0, max=1.0, step=0.1
+        )
         self._refresh_button = PushButton(text="Find uncertain patches")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._queue_combo = ComboBox(label="queue", choices=self._queue_choices)
@@ -61,6 +65,7 @@ class QueueWidget(Container):
         for w, key in (
             (self._patch_spin, "queue_patch"),
             (self._flips_spin, "queue_flips"),
+            (self._variety_spin, "queue_variety"),
             (self._refresh_button, "queue_refresh"),
             (self._queue_combo, "queue_list"),
             (self._next_button, "queue_next"),
@@ -74,6 +79,7 @@ class QueueWidget(Container):
                 self._labels_combo,
                 self._patch_spin,
                 self._flips_spin,
+                self._variety_spin,
                 self._refresh_button,
                 self._cancel_button,
                 self._queue_combo,
@@ -178,7 +184,13 @@ class QueueWidget(Container):
             visible=False,
         )
         shape = self._patch_shape(u.shape, self._store.model.spatial_dims)
-        self._entries = rank_patches(u, shape, exclude=self._reviewed_mask(u.shape))
+        self._entries = rank_patches(
+            u,
+            shape,
+            exclude=self._reviewed_mask(u.shape),
+            probabilities=result.probabilities,
+            variety=float(self._variety_spin.value),
+        )
         self._queue_combo.reset_choices()
         self._status.value = f"{len(self._entries)} patches ranked; mean uncertainty {float(u.mean()):.3f}."
         if self._entries:
