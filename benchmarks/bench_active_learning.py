@@ -3,7 +3,7 @@
 An oracle user, playing from ground truth, starts from a model (untrained, or a
 starter model) and in each round corrects the top-k queue patches (pastes the
 truth there, marks them reviewed; the queue ranks all pool images together, in
-the Annotation queue's order: uncertainty, with variety), then fine-tunes on all
+the Annotation queue's order), then fine-tunes on all
 corrections so far (the Fine-tune widget's settings). Compared in the same run, with the same budget:
 
 - random patch choice;
@@ -15,7 +15,7 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
 
     python benchmarks/bench_active_learning.py [--dataset bbbc039|flyem]
         [--start untrained|starter] [--seeds 0 1 2] [--rounds 5] [--k 4]
-        [--variety 1.0]
+        [--variety 0]
         [--plot out.png] [--json out.json]
 
 BBBC039 (2D cells): pool = 4 training fields, held out = the 10 validation fields.
@@ -433,8 +433,8 @@ def main() -> None:
     p.add_argument(
         "--variety",
         type=float,
-        default=1.0,
-        help="the queue's variety (0 = pure uncertainty order; default: the widget's)",
+        default=0.0,
+        help="the queue's variety (0 = pure uncertainty order, the widget's default)",
     )
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--plot")

@@ -53,7 +53,7 @@ class QueueWidget(Container):
         )
         self._flips_spin = SpinBox(label="flip passes", value=3, min=1, max=7)
         self._variety_spin = FloatSpinBox(
-            label="variety", value=1.0, min=0.0, max=1.0, step=0.1
+            label="variety", value=0.0, min=0.0, max=1.0, step=0.1
         )
         self._refresh_button = PushButton(text="Find uncertain patches")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
