@@ -9,6 +9,12 @@ records the longest gap between ticks while jobs run (target <= 100 ms).
 
     xvfb-run -a env QT_QPA_PLATFORM=xcb python benchmarks/bench_finetune.py [--rounds 2]
 
+With ``--queue`` the Annotation queue is open on the image too, and re-ranks after
+every round: ``after`` is the plugin's behaviour (the queue waits until the round
+has segmented again), ``eager`` the behaviour before it (the queue's uncertainty
+starts as soon as the model changes and shares the cores with the
+re-segmentation). The "queue ready" column is click -> queue ranked.
+
 Cases: 2D nuclei, 512x512 crop of the shipped BBBC039 field; 3D, a 32x256x256
 volume (FlyEM medulla from ../shared/data when present, synthetic blobs otherwise).
 """
@@ -67,6 +73,16 @@ def _wait(widget, app, timeout=600.0) -> None:
         time.sleep(0.002)
         if time.perf_counter() - t0 > timeout:
             raise TimeoutError("job did not finish")
+
+
+def _wait_queue(q, app, timeout=600.0) -> None:
+    """Until the queue has ranked again (it may start only after the round)."""
+    t0 = time.perf_counter()
+    while q._job.busy or q._status.value.startswith("Measuring"):
+        app.processEvents()
+        time.sleep(0.002)
+        if time.perf_counter() - t0 > timeout:
+            raise TimeoutError("queue did not finish")
 
 
 def _data(case: str):
@@ -141,7 +157,20 @@ def _trace_round(number: int, rounds: int) -> None:
             print("    " + line)
 
 
-def run_case(case: str, rounds: int) -> list[dict]:
+class _NeverSettling:
+    """The model store as the queue saw it before it waited for rounds to settle."""
+
+    def __init__(self, store) -> None:
+        self.__dict__["_store"] = store
+
+    def __getattr__(self, name):
+        return False if name == "settling" else getattr(self._store, name)
+
+    def __setattr__(self, name, value) -> None:
+        setattr(self._store, name, value)
+
+
+def run_case(case: str, rounds: int, queue: str = "off") -> list[dict]:
     import napari
     from qtpy.QtWidgets import QApplication
 
@@ -153,6 +182,13 @@ def run_case(case: str, rounds: int) -> list[dict]:
     viewer.add_image(image, name="img")
     _, seg = viewer.window.add_plugin_dock_widget("napari-resunet", "Segment")
     _, ft = viewer.window.add_plugin_dock_widget("napari-resunet", "Fine-tune")
+    q = None
+    if queue != "off":
+        _, q = viewer.window.add_plugin_dock_widget(
+            "napari-resunet", "Annotation queue"
+        )
+        if queue == "eager":  # the queue no longer sees that a round is settling
+            q._store = _NeverSettling(q._store)
     seg._model_combo.value = NEW_2D if case == "2d" else NEW_3D
     # foreground (2D) and membrane (3D) classes: the corrections paste 0/1 truth
     seg._mode_combo.value = MODE_SEMANTIC
@@ -165,6 +201,11 @@ def run_case(case: str, rounds: int) -> list[dict]:
     out = viewer.layers["img [resunet]"]
     ft._image_combo.value = viewer.layers["img"]
     ft._labels_combo.value = out
+    if q is not None:
+        q._image_combo.value = viewer.layers["img"]
+        q._labels_combo.value = out
+        q._refresh_button.clicked()
+        _wait(q, app)
     results = []
     for r in range(rounds):
         # each round the user corrects another block (cycling through the image)
@@ -181,7 +222,11 @@ def run_case(case: str, rounds: int) -> list[dict]:
         t0 = time.perf_counter()
         ft._run_button.clicked()
         _wait(ft, app)
-        elapsed, stall = time.perf_counter() - t0, probe.stop()
+        elapsed = time.perf_counter() - t0
+        if q is not None:
+            _wait_queue(q, app)
+        queue_s = time.perf_counter() - t0 if q is not None else float("nan")
+        stall = probe.stop()
         acc = float((out.data == truth).mean())
         rss = rss_mib()
         _trace_round(r + 1, rounds)
@@ -191,6 +236,7 @@ def run_case(case: str, rounds: int) -> list[dict]:
                 "case": label,
                 "round": r + 1,
                 "round_s": elapsed,
+                "queue_s": queue_s,
                 "stall_ms": 1000 * stall,
                 "steps": ft._steps_spin.value,
                 "loss_first": ft._plot.losses[0],
@@ -213,6 +259,13 @@ def main() -> None:
     p.add_argument("--cases", nargs="+", default=["2d", "3d"], choices=["2d", "3d"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
+        "--queue",
+        choices=["off", "after", "eager"],
+        default="off",
+        help="open the Annotation queue too (after: as the plugin does; eager: as "
+        "before, the queue's uncertainty running beside the re-segmentation)",
+    )
+    p.add_argument(
         "--tracemalloc",
         action="store_true",
         help="print where Python/numpy memory grew between round 5 and the last",
@@ -227,14 +280,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = []
     for case in args.cases:
-        rows += run_case(case, args.rounds)
+        rows += run_case(case, args.rounds, args.queue)
     print(
-        "\n| case | round | steps | round time (s) | longest stall (ms) | loss first→last | labels = truth | RSS (MiB) | live tensors (MiB) |"
+        "\n| case | round | steps | round time (s) | queue ready (s) | longest stall (ms) | loss first→last | labels = truth | RSS (MiB) | live tensors (MiB) |"
     )
-    print("|---|---:|---:|---:|---:|---|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
     for r in rows:
         print(
             f"| {r['case']} | {r['round']} | {r['steps']} | {r['round_s']:.1f} | "
+            f"{r['queue_s']:.1f} | "
             f"{r['stall_ms']:.0f} | {r['loss_first']:.3f}→{r['loss_last']:.3f} | "
             f"{100 * r['pixel_acc']:.1f}% | {r['rss_mib']:.0f} | {r['tensor_mib']:.1f} |"
         )

@@ -75,10 +75,29 @@ def test_fine_tune_now_and_automatic_refresh(
     ft._labels_combo.value = viewer.layers["img [resunet]"]
     ft._steps_spin.value = 3
     before = list(q._entries)
+    # the queue ranks again once, after the round has segmented the image again,
+    # not side by side with that segmentation
+    store = get_store(viewer)
+    layer = viewer.layers["img [resunet]"]
+    seen = []
+    refresh = q._on_refresh_clicked
+
+    def spy(*args):
+        seen.append((store.settling, np.array(layer.data)))
+        refresh(*args)
+
+    q._on_refresh_clicked = spy
     q._finetune_button.clicked()
-    assert get_store(viewer).rounds == 1
+    assert store.rounds == 1
     assert len(ft._plot.losses) == 3
     assert q._entries and q._entries != before  # ranked again with the new model
+    assert len(seen) == 1 and not seen[0][0]
+    np.testing.assert_array_equal(seen[0][1], layer.data)  # labels already updated
+    # undo segments again too: the queue waits for that as well
+    seen.clear()
+    ft._undo_button.clicked()
+    assert store.rounds == 0 and len(seen) == 1 and not seen[0][0]
+    assert not store.settling
 
 
 def test_queue_in_3d_moves_the_z_slider(make_napari_viewer, qtbot, nuclei3d, sync_jobs):

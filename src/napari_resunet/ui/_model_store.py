@@ -46,6 +46,10 @@ class ModelStore:
             model, a checkpoint, a saved version) rather than a new network; it is
             then fine-tuned at a lower rate (see ``finetune_config``).
         reviewed: patches the user marked "correct as shown" (queue).
+        settling: the widget that changed the model is still segmenting with it
+            (a fine-tuning round's re-segmentation). Work that can wait, such as
+            the queue's uncertainty, waits for ``settled`` instead of competing
+            for the same cores and delaying the labels the user is waiting for.
     """
 
     model: ResUNet | None = None
@@ -59,12 +63,14 @@ class ModelStore:
     last_round: dict[str, Any] = field(default_factory=dict)
     # the Fine-tune widget's "run a round" (weakly held), for the queue's button
     finetune_hook: Any = None
+    settling: bool = False
     _undo: list[tuple[Any, str, int, bool]] = field(default_factory=list)
     _tracks: weakref.WeakKeyDictionary = field(
         default_factory=weakref.WeakKeyDictionary
     )
 
     changed = Signal()
+    settled = Signal()
 
     def set_model(
         self,
@@ -91,6 +97,12 @@ class ModelStore:
         self.model, self.source, self.pretrained = model, source, pretrained
         self.rounds = self.rounds + 1 if undoable else 0
         self.changed.emit()
+
+    def end_settling(self) -> None:
+        """The follow-up work of a model change is over: tell whoever waited."""
+        if self.settling:
+            self.settling = False
+            self.settled.emit()
 
     @property
     def can_undo(self) -> bool:

@@ -73,6 +73,7 @@ TOOLTIPS: dict[str, str] = {
     "goes back).",
     "ver_compare": "Segment the image with both versions into two Labels layers shown "
     "side by side.",
+    "ver_cancel": "Stop the comparison; no layers are added.",
     "eval_pred": "The segmentation to score (e.g. '<image> [resunet]').",
     "eval_truth": "The ground truth to compare with, same shape.",
     "eval_mode": "'instance': one id per object (matching at IoU 0.5-0.9, F1, AP, plus "

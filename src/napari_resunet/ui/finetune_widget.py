@@ -59,7 +59,7 @@ class FinetuneWidget(Container):
         super().__init__(labels=True)
         self._viewer = viewer
         self._store = get_store(viewer)
-        self._job = JobSlot(on_idle=lambda: self._set_running(False))
+        self._job = JobSlot(on_idle=self._on_idle)
         self._last_image: Any = None  # snapshot of the image of the last round
         self._image_combo = create_widget(
             annotation="napari.layers.Image", label="image"
@@ -128,6 +128,10 @@ class FinetuneWidget(Container):
             + (f", {self._store.rounds} round(s)" if self._store.rounds else "")
             + (", pretrained: gentle rate" if self._store.pretrained else "")
         )
+
+    def _on_idle(self) -> None:
+        self._set_running(False)
+        self._store.end_settling()  # the round, re-segmentation included, is over
 
     def _set_running(self, running: bool) -> None:
         self._run_button.enabled = not running
@@ -226,6 +230,7 @@ class FinetuneWidget(Container):
     def _on_returned(self, result: Any) -> None:
         losses = result.history["loss"]
         self._store.last_round = dict(self._round)
+        self._store.settling = True  # until the image is segmented again
         self._store.set_model(result.model, "fine-tuned", undoable=True)
         self._status.value = (
             f"Fine-tuned: loss {losses[0]:.3f} → {losses[-1]:.3f}. Segmenting again…"
@@ -267,10 +272,14 @@ class FinetuneWidget(Container):
         self._job.cancel()
 
     def _on_undo_clicked(self, *_: Any) -> None:
+        # segmenting again follows at once: the queue waits for it (settling)
+        self._store.settling = self._last_image is not None
         if self._store.undo():
             show_info("Restored the model from before the last fine-tune.")
             if self._last_image is not None:
                 self._repredict(self._last_image)
+                return
+        self._store.end_settling()
 
     def _on_save_clicked(self, *_: Any) -> None:
         path = self._save_path.value

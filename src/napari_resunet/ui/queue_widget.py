@@ -96,6 +96,7 @@ class QueueWidget(Container):
         self._review_button.changed.connect(self._on_review_clicked)
         self._finetune_button.changed.connect(self._on_finetune_clicked)
         self._store.changed.connect(self._on_model_changed)
+        self._store.settled.connect(self._on_model_changed)
 
     # ---- state ----------------------------------------------------------------
     def _queue_choices(self, *_: Any) -> list[tuple[str, int]]:
@@ -289,9 +290,15 @@ class QueueWidget(Container):
         hook()
 
     def _on_model_changed(self) -> None:
-        """A new model (fine-tuned, rolled back): rank the patches again."""
+        """A new model (fine-tuned, rolled back): rank the patches again.
+
+        After a fine-tuning round this waits until the round has segmented the
+        image again (``settled``): run side by side on the same cores, the two jobs
+        would delay the new labels the user is waiting for.
+        """
         if (
-            self._snap is not None
+            not self._store.settling
+            and self._snap is not None
             and not self._job.busy
             and self._store.model is not None
         ):

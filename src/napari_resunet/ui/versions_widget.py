@@ -10,6 +10,7 @@ session (versions, corrections, reviewed patches) saved and reopened.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,11 +28,15 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_resunet.core import InferenceConfig, predict
 from napari_resunet.core.inference.postprocess import labels_from_probabilities
+from napari_resunet.core.inference.predict import iter_predict
 from napari_resunet.core.metrics import dice_per_class
+from napari_resunet.core.progress import Progress
 from napari_resunet.core.session import AnnotationSession, SessionError
-from napari_resunet.ui._layers import show_layer, snapshot_image
+from napari_resunet.ui._layers import guess_channel_axis, show_layer, snapshot_image
 from napari_resunet.ui._model_store import get_store, unwrap
+from napari_resunet.ui._predict_job import voxel_size_of
 from napari_resunet.ui._tooltips import TOOLTIPS
+from napari_resunet.ui._workers import JobSlot, start_job
 
 if TYPE_CHECKING:
     import napari
@@ -55,6 +60,38 @@ def held_back_score(
             )[1]
         )
     return float(np.mean(scores)) if scores else None
+
+
+def iter_compare(
+    models: list[tuple[int, Any]],
+    image: np.ndarray,
+    channel_axis: int | None = None,
+    voxel_size: tuple[float, ...] | None = None,
+) -> Generator[Progress, None, list[tuple[int, np.ndarray]]]:
+    """Segment ``image`` with each ``(number, model)``, reporting tile progress.
+
+    Returns:
+        ``(number, labels)`` per model, in order.
+    """
+    cfg = InferenceConfig(use_compile="never")
+    out = []
+    for k, (number, model) in enumerate(models):
+        gen = iter_predict(model, image, cfg, channel_axis, voxel_size)
+        while True:
+            try:
+                rec = next(gen)
+            except StopIteration as stop:
+                probs = stop.value
+                break
+            yield Progress(
+                k * rec.total + rec.step,
+                len(models) * rec.total,
+                f"v{number}: {rec.message}",
+                "compare",
+            )
+        labels = labels_from_probabilities(probs, model.config, model.instance_config)
+        out.append((number, labels))
+    return out
 
 
 def _fmt(x: float | None) -> str:
@@ -88,6 +125,8 @@ class VersionsWidget(Container):
         )
         self._rollback_button = PushButton(text="Restore this version")
         self._compare_button = PushButton(text="Compare side by side")
+        self._cancel_button = PushButton(text="Cancel", enabled=False)
+        self._job = JobSlot(on_idle=lambda: self._set_running(False))
         self._status = Label(value="Versions are saved after each fine-tuning round.")
         for w, key in (
             (self._folder, "ver_folder"),
@@ -95,6 +134,7 @@ class VersionsWidget(Container):
             (self._save_button, "ver_save"),
             (self._rollback_button, "ver_restore"),
             (self._compare_button, "ver_compare"),
+            (self._cancel_button, "ver_cancel"),
         ):
             w.tooltip = TOOLTIPS[key]
         self.extend(
@@ -109,6 +149,7 @@ class VersionsWidget(Container):
                 self._other_combo,
                 self._rollback_button,
                 self._compare_button,
+                self._cancel_button,
                 self._status,
             ]
         )
@@ -116,6 +157,7 @@ class VersionsWidget(Container):
         self._save_button.changed.connect(self._on_save_clicked)
         self._rollback_button.changed.connect(self._on_restore_clicked)
         self._compare_button.changed.connect(self._on_compare_clicked)
+        self._cancel_button.changed.connect(lambda *_: self._job.cancel())
         self._store.changed.connect(self._on_model_changed)
 
     _COLUMNS = [
@@ -228,22 +270,46 @@ class VersionsWidget(Container):
         self._store.set_model(model, f"version v{number}", undoable=True)
         self._status.value = f"Restored version v{number}."
 
+    def _set_running(self, running: bool) -> None:
+        self._compare_button.enabled = not running
+        self._cancel_button.enabled = running
+
     def _on_compare_clicked(self, *_: Any) -> None:
         a, b = self._version_combo.value, self._other_combo.value
         image = self._image_combo.value
         if a is None or b is None or image is None:
             show_warning("Choose an image and two versions to compare.")
             return
-        snap = snapshot_image(image)
-        cfg = InferenceConfig(use_compile="never")
-        for number in (a, b):
-            model = self.session.load_version(int(number))
-            labels = labels_from_probabilities(
-                predict(model, snap.data, cfg), model.config, model.instance_config
+        models = [(int(n), self.session.load_version(int(n))) for n in (a, b)]
+        in_channels = models[0][1].config.in_channels
+        snap = snapshot_image(image, guess_channel_axis(image, in_channels))
+
+        def shown(result: list[tuple[int, np.ndarray]]) -> None:
+            for number, labels in result:
+                show_layer(
+                    self._viewer, "labels", labels, f"{snap.name} [v{number}]", snap
+                )
+            self._viewer.grid.enabled = True
+            self._status.value = f"Comparing v{a} and v{b} side by side (grid view)."
+
+        self._set_running(True)
+        self._status.value = f"Segmenting with v{a} and v{b}…"
+        self._job.start(
+            lambda finished: start_job(
+                iter_compare,
+                models,
+                snap.data,
+                snap.channel_axis,
+                voxel_size_of(snap),
+                desc="Compare versions",
+                on_returned=shown,
+                on_aborted=lambda: setattr(
+                    self._status, "value", "Comparison cancelled."
+                ),
+                on_errored=lambda err: show_error(f"Comparison failed: {err}"),
+                on_finished=finished,
             )
-            show_layer(self._viewer, "labels", labels, f"{snap.name} [v{number}]", snap)
-        self._viewer.grid.enabled = True
-        self._status.value = f"Comparing v{a} and v{b} side by side (grid view)."
+        )
 
     # ---- save and reopen ---------------------------------------------------------
     def _on_save_clicked(self, *_: Any) -> None:
