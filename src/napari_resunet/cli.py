@@ -220,7 +220,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help=f"optimiser steps (default {tdef.steps})",
     )
     st.add_argument(
-        "--patch", type=_ints, help="patch shape (default 256x256 / 64x64x64)"
+        "--patch",
+        type=_ints,
+        help="patch shape such as 256x256, or one size for a square / cube "
+        "(default 256x256 / 64x64x64)",
     )
     st.add_argument(
         "--batch-size",

@@ -235,6 +235,17 @@ def test_evaluate_command(files, capsys):
     assert "integer" in capsys.readouterr().err
 
 
+def test_one_patch_size_means_a_square(files, capsys):
+    out = files["dir"] / "sq.pt"
+    argv = ["train", str(files["good.tif"]), str(files["labels.tif"])]
+    argv += ["--steps", "1", "--patch", "32", "--features", "4,8", "-o", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert list(read_checkpoint(out).training["train_config"]["patch_shape"]) == [
+        32,
+        32,
+    ]
+
+
 def test_train_semantic_from_instance_labels(files, capsys):
     out = files["dir"] / "fg.pt"
     code = main(
