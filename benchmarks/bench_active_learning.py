@@ -150,9 +150,11 @@ def score_model(model, task: Task) -> tuple[float, float]:
 
 
 def initial_model(task: Task, start: str, seed: int):
-    """The starter model for the task, or an untrained cell network of its kind."""
+    """The starter model for the task, a checkpoint, or an untrained cell network."""
     if start == "starter":
         return load_model(STARTERS[task.name])[0]
+    if start != "untrained":  # a checkpoint trained elsewhere
+        return load_model(start)[0]
     dims = task.pool[0][0].ndim
     cfg = ModelConfig(spatial_dims=dims, out_channels=3, task="instance")
     return build_model(cfg, seed=seed)
@@ -161,7 +163,7 @@ def initial_model(task: Task, start: str, seed: int):
 def round_config(task: Task, start: str, steps: int, lr: float | None, seed: int):
     """The Fine-tune widget's settings for this start (or ``lr`` when given)."""
     cfg = finetune_config(
-        task.pool[0][0].ndim, steps=steps, seed=seed, pretrained=start == "starter"
+        task.pool[0][0].ndim, steps=steps, seed=seed, pretrained=start != "untrained"
     )
     return cfg.replace(lr=lr) if lr else cfg
 
@@ -408,7 +410,10 @@ def plot(runs: list[dict], task: Task, args) -> None:
         ax.set_xlabel(
             f"annotated {'voxels' if task.boundaries else 'pixels'} (thousands, seed 0)"
         )
-        ax.set_title(f"{title}: {label}\n{args.start} start, {len(runs)} seed(s)")
+        start = args.start
+        if start not in ("untrained", "starter"):
+            start = f"{Path(start).stem} (checkpoint)"
+        ax.set_title(f"{title}: {label}\n{start} start, {len(runs)} seed(s)")
         ax.grid(alpha=0.3)
     axes[0].legend(loc="lower right", fontsize=8)
     fig.tight_layout()
@@ -419,7 +424,12 @@ def plot(runs: list[dict], task: Task, args) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", choices=["bbbc039", "flyem"], default="bbbc039")
-    p.add_argument("--start", choices=["untrained", "starter"], default="untrained")
+    p.add_argument(
+        "--start",
+        default="untrained",
+        help="untrained, starter (the task's starter model) or a checkpoint path "
+        "(a model trained on other data)",
+    )
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--k", type=int, default=4, help="patches corrected per round")
     p.add_argument("--patch", type=int, help="patch side (default 64 in 2D, 24 in 3D)")

@@ -1,7 +1,7 @@
 """The Annotation queue in a real viewer: rank, navigate, review, fine-tune."""
 
 import numpy as np
-from tests.ui.conftest import dock, segment_with_new_network
+from tests.ui.conftest import dock, segment_with_new_network, wait_idle
 
 from napari_resunet.core.uncertainty import diversify
 from napari_resunet.ui._model_store import get_store
@@ -98,6 +98,35 @@ def test_fine_tune_now_and_automatic_refresh(
     ft._undo_button.clicked()
     assert store.rounds == 0 and len(seen) == 1 and not seen[0][0]
     assert not store.settling
+
+
+def test_with_threads_the_queue_ranks_after_the_round(
+    make_napari_viewer, qtbot, nuclei2d
+):
+    """Real worker threads: the queue's uncertainty starts only once the round has
+    segmented the image again, never beside it."""
+    viewer, q = _viewer_with_model(make_napari_viewer, qtbot, nuclei2d[0], NEW_2D)
+    q._refresh_button.clicked()
+    wait_idle(qtbot, q)
+    q._review_button.clicked()
+    ft = dock(viewer, "Fine-tune")
+    ft._image_combo.value = viewer.layers["img"]
+    ft._labels_combo.value = viewer.layers["img [resunet]"]
+    ft._steps_spin.value = 2
+    seen = []
+    refresh = q._on_refresh_clicked
+
+    def spy(*args):
+        seen.append((ft._job.busy, get_store(viewer).settling))
+        refresh(*args)
+
+    q._on_refresh_clicked = spy
+    q._finetune_button.clicked()
+    wait_idle(qtbot, ft)
+    qtbot.waitUntil(lambda: seen and not q._job.busy, timeout=60_000)
+    assert get_store(viewer).rounds == 1
+    assert seen == [(False, False)]
+    assert q._entries
 
 
 def test_queue_in_3d_moves_the_z_slider(make_napari_viewer, qtbot, nuclei3d, sync_jobs):
