@@ -272,14 +272,14 @@ class FinetuneWidget(Container):
         self._job.cancel()
 
     def _on_undo_clicked(self, *_: Any) -> None:
+        if not self._store.can_undo:
+            return
         # segmenting again follows at once: the queue waits for it (settling)
         self._store.settling = self._last_image is not None
-        if self._store.undo():
-            show_info("Restored the model from before the last fine-tune.")
-            if self._last_image is not None:
-                self._repredict(self._last_image)
-                return
-        self._store.end_settling()
+        self._store.undo()
+        show_info("Restored the model from before the last fine-tune.")
+        if self._last_image is not None:
+            self._repredict(self._last_image)
 
     def _on_save_clicked(self, *_: Any) -> None:
         path = self._save_path.value
