@@ -188,6 +188,7 @@ def run_case(case: str, rounds: int, queue: str = "off") -> list[dict]:
             "napari-resunet", "Annotation queue"
         )
         if queue == "eager":  # the queue no longer sees that a round is settling
+            q._store.settled.disconnect(q._on_model_changed)
             q._store = _NeverSettling(q._store)
     seg._model_combo.value = NEW_2D if case == "2d" else NEW_3D
     # foreground (2D) and membrane (3D) classes: the corrections paste 0/1 truth
