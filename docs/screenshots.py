@@ -39,6 +39,7 @@ def main() -> None:
     import napari
 
     from napari_resunet.core.io import load_sample
+    from napari_resunet.ui._layers import camera_of
     from napari_resunet.ui.predict_widget import STARTER_PREFIX
 
     # 1. 2D nuclei segmented, then corrected and fine-tuned
@@ -117,8 +118,9 @@ def main() -> None:
     _settle(viewer)
     viewer.dims.ndisplay = 3
     viewer.reset_view()
-    viewer.camera.angles = (0, 25, 55)
-    viewer.camera.zoom *= 0.8
+    camera = camera_of(viewer)
+    camera.angles = (0, 25, 55)
+    camera.zoom *= 0.8
     _settle(viewer)
     viewer.screenshot(str(out / "segment_3d.png"), canvas_only=False)
     viewer.close()

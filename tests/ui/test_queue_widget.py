@@ -4,6 +4,7 @@ import numpy as np
 from tests.ui.conftest import dock, segment_with_new_network, wait_idle
 
 from napari_resunet.core.uncertainty import diversify
+from napari_resunet.ui._layers import camera_of
 from napari_resunet.ui._model_store import get_store
 from napari_resunet.ui.predict_widget import NEW_2D, NEW_3D
 from napari_resunet.ui.queue_widget import HIGHLIGHT
@@ -39,13 +40,13 @@ def test_queue_ranks_navigates_and_reviews(
     assert "img [resunet uncertainty]" in viewer.layers
     # the first entry is shown: camera on its centre, outlined
     first = q._entries[0]
-    np.testing.assert_allclose(viewer.camera.center[-2:], first.centre, atol=1e-6)
+    np.testing.assert_allclose(camera_of(viewer).center[-2:], first.centre, atol=1e-6)
     rect = viewer.layers[HIGHLIGHT].data[0]
     assert rect.min(0).tolist() == [first.slices[0].start, first.slices[1].start]
     q._next_button.clicked()
     assert q._queue_combo.value == 1
     np.testing.assert_allclose(
-        viewer.camera.center[-2:], q._entries[1].centre, atol=1e-6
+        camera_of(viewer).center[-2:], q._entries[1].centre, atol=1e-6
     )
     # mark reviewed: leaves the queue, and its voxels count as corrections
     reviewed = q._entries[1]

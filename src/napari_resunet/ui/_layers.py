@@ -79,6 +79,13 @@ def guess_channel_axis(layer: Any, in_channels: int) -> int | None:
     return None
 
 
+def camera_of(viewer: Any) -> Any:
+    """The viewer's camera: ``viewer.scene.camera`` from napari 0.9 (where
+    ``viewer.camera`` is deprecated), ``viewer.camera`` before."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
 def output_name(image_name: str) -> str:
     return f"{image_name}{OUTPUT_SUFFIX}"
 

@@ -19,7 +19,12 @@ from napari.utils.notifications import show_error, show_warning
 from napari_resunet.core import InferenceConfig
 from napari_resunet.core.checks import check_image
 from napari_resunet.core.uncertainty import RankedPatch, iter_uncertainty, rank_patches
-from napari_resunet.ui._layers import guess_channel_axis, show_layer, snapshot_image
+from napari_resunet.ui._layers import (
+    camera_of,
+    guess_channel_axis,
+    show_layer,
+    snapshot_image,
+)
 from napari_resunet.ui._model_store import get_store
 from napari_resunet.ui._predict_job import voxel_size_of
 from napari_resunet.ui._tooltips import TOOLTIPS
@@ -218,11 +223,12 @@ class QueueWidget(Container):
         # zoom so the patch fills about 60% of the view: relative to the zoom at
         # which the whole image fits (public API only)
         self._viewer.reset_view()
-        full_zoom = float(self._viewer.camera.zoom)
+        camera = camera_of(self._viewer)
+        full_zoom = float(camera.zoom)
         image_extent = float(max(scale[-2:] * np.asarray(snap.spatial_shape[-2:])))
         patch_extent = float(max(hi[-2:] - lo[-2:]) + scale[-1])
-        self._viewer.camera.zoom = full_zoom * image_extent / (1.6 * patch_extent)
-        self._viewer.camera.center = tuple(float(c) for c in centre[-2:])
+        camera.zoom = full_zoom * image_extent / (1.6 * patch_extent)
+        camera.center = tuple(float(c) for c in centre[-2:])
         (y0, x0), (y1, x1) = lo[-2:], hi[-2:]
         rect = np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]])
         if ndim == 3:
