@@ -31,6 +31,23 @@ def test_versions_are_immutable_and_reload_exactly(tmp_path, blobs2d):
         s.load_version(3)
 
 
+def test_scores_measured_later_are_recorded_without_touching_the_checkpoint(
+    tmp_path,
+):
+    s = AnnotationSession.create(tmp_path / "s")
+    v = s.add_version(tiny_model(2), n_corrections=4, steps=3)
+    assert v.score_before is None and v.score_after is None
+    weights = (s.folder / v.file).read_bytes()
+    scored = s.set_scores(1, 0.7, 0.6)
+    assert (scored.score_before, scored.score_after) == (0.7, 0.6) and scored.is_worse
+    assert scored.n_corrections == 4 and scored.file == v.file
+    assert AnnotationSession.open(s.folder).versions == [scored]
+    assert (s.folder / v.file).read_bytes() == weights
+    assert s.set_scores(1, None, 0.8).score_before is None
+    with pytest.raises(SessionError, match="no version v2"):
+        s.set_scores(2, 0.1, 0.2)
+
+
 def test_save_and_reopen_round_trip(tmp_path):
     s = AnnotationSession.create(tmp_path / "s", image="img.tif")
     s.add_version(tiny_model(2), n_corrections=3, steps=2)

@@ -67,6 +67,45 @@ def _setup(make_napari_viewer, qtbot, image, truth, folder):
     return viewer, ver, ft, out
 
 
+def test_held_back_scores_are_measured_off_the_main_thread_after_the_round(
+    make_napari_viewer, qtbot, nuclei2d, tmp_path, monkeypatch
+):
+    """Real threads: a round's version is saved at once, and its held-back patches
+    are scored in a worker, once the round has segmented again."""
+    import threading
+
+    import napari_resunet.ui.versions_widget as vw
+
+    image, truth = nuclei2d
+    viewer, ver, ft, out = _setup(
+        make_napari_viewer, qtbot, image, truth, tmp_path / "sess"
+    )
+    store = get_store(viewer)
+    calls = []
+    real_predict = vw.predict
+
+    def spy(*args, **kwargs):
+        calls.append(
+            (threading.current_thread() is threading.main_thread(), store.settling)
+        )
+        return real_predict(*args, **kwargs)
+
+    monkeypatch.setattr(vw, "predict", spy)
+    ft._steps_spin.value = 3
+    ft._run_button.clicked()
+    qtbot.waitUntil(lambda: len(ver.session.versions) == 1, timeout=60_000)
+    qtbot.waitUntil(
+        lambda: ver.session.versions[0].score_after is not None, timeout=60_000
+    )
+    v1 = ver.session.versions[0]
+    assert v1.score_before is not None and 0 <= v1.score_after <= 1
+    # one crop, scored with the model before and after the round
+    assert calls == [(False, False), (False, False)]
+    assert f"{v1.score_after:.3f}" in ver._table.data.to_list()[0][5]
+    # the scores are in the session file too
+    assert vw.AnnotationSession.open(tmp_path / "sess").versions[0] == v1
+
+
 def test_rounds_are_versioned_scored_restored_and_reopened(
     make_napari_viewer, qtbot, nuclei2d, sync_jobs, tmp_path
 ):

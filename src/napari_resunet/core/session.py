@@ -204,6 +204,25 @@ class AnnotationSession:
         self._write()
         return version
 
+    def set_scores(
+        self, number: int, score_before: float | None, score_after: float | None
+    ) -> ModelVersion:
+        """Record held-back scores measured after version ``number`` was saved.
+
+        The checkpoint stays as it was; only its entry in ``session.json`` changes.
+        """
+        for entry in self._data["versions"]:
+            if entry["number"] == number:
+                entry["score_before"] = (
+                    None if score_before is None else float(score_before)
+                )
+                entry["score_after"] = (
+                    None if score_after is None else float(score_after)
+                )
+                self._write()
+                return ModelVersion(**entry)
+        raise SessionError(f"There is no version v{number}.")
+
     def load_version(self, number: int, device: str = "cpu") -> ResUNet:
         """The model of version ``number`` (1-based)."""
         versions = self.versions

@@ -42,24 +42,28 @@ if TYPE_CHECKING:
     import napari
 
 
-def held_back_score(
-    model: Any, image: np.ndarray, labels: np.ndarray, patches: list
-) -> float | None:
-    """Mean foreground Dice of ``model`` on the held-back patches (None without any)."""
-    scores = []
+def iter_held_back_scores(
+    models: list[Any], crops: list[tuple[np.ndarray, np.ndarray]]
+) -> Generator[Progress, None, list[float | None]]:
+    """Mean foreground Dice of each model on ``(image, labels)`` crops, one
+    :class:`Progress` per crop and model; ``None`` for a model when there are no
+    crops."""
     cfg = InferenceConfig(use_compile="never")
-    for sl in patches:
-        if len(sl) != labels.ndim:
-            continue
-        probs = predict(model, np.ascontiguousarray(image[sl]), cfg)
-        pred = labels_from_probabilities(probs, model.config, model.instance_config)
-        truth = labels[sl]
-        scores.append(
-            dice_per_class(
-                (pred > 0).astype(np.uint8), (truth > 0).astype(np.uint8), 2
-            )[1]
-        )
-    return float(np.mean(scores)) if scores else None
+    out: list[float | None] = []
+    total = len(models) * len(crops)
+    for k, model in enumerate(models):
+        scores = []
+        for j, (image, truth) in enumerate(crops):
+            probs = predict(model, np.ascontiguousarray(image), cfg)
+            pred = labels_from_probabilities(probs, model.config, model.instance_config)
+            scores.append(
+                dice_per_class(
+                    (pred > 0).astype(np.uint8), (truth > 0).astype(np.uint8), 2
+                )[1]
+            )
+            yield Progress(k * len(crops) + j + 1, total, "held-back patches", "score")
+        out.append(float(np.mean(scores)) if scores else None)
+    return out
 
 
 def iter_compare(
@@ -127,6 +131,9 @@ class VersionsWidget(Container):
         self._compare_button = PushButton(text="Compare side by side")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._job = JobSlot(on_idle=lambda: self._set_running(False))
+        # rounds whose held-back scores are still to be measured, oldest first
+        self._pending: list[tuple[int, Any, Any, list]] = []
+        self._score_job = JobSlot(on_idle=self._next_scoring)
         self._status = Label(value="Versions are saved after each fine-tuning round.")
         for w, key in (
             (self._folder, "ver_folder"),
@@ -159,6 +166,7 @@ class VersionsWidget(Container):
         self._compare_button.changed.connect(self._on_compare_clicked)
         self._cancel_button.changed.connect(lambda *_: self._job.cancel())
         self._store.changed.connect(self._on_model_changed)
+        self._store.settled.connect(self._next_scoring)
 
     _COLUMNS = [
         "version",
@@ -234,28 +242,71 @@ class VersionsWidget(Container):
         ):
             self._previous = model
             return
-        arrays = self._arrays()
-        before = after = None
-        if arrays is not None and self._store.held_back:
-            if self._previous is not None:
-                before = held_back_score(self._previous, *arrays, self._store.held_back)
-            after = held_back_score(model, *arrays, self._store.held_back)
         info = self._store.last_round
         try:
             v = self.session.add_version(
-                model, info.get("n_corrections", 0), info.get("steps", 0), before, after
+                model, info.get("n_corrections", 0), info.get("steps", 0)
             )
         except (OSError, SessionError) as err:
             show_error(f"Could not save the model version: {err}")
             return
+        arrays = self._arrays()
+        if arrays is not None and self._store.held_back:
+            # copies of the held-back patches as they are now: the user may paint
+            # on while they are scored in the background
+            image, labels = arrays
+            crops = [
+                (np.array(image[sl]), np.array(labels[sl]))
+                for sl in self._store.held_back
+                if len(sl) == labels.ndim
+            ]
+            if crops:
+                self._pending.append((v.number, self._previous, model, crops))
         self._recorded, self._previous = model, model
         self._refresh()
         self._version_combo.value = v.number
-        msg = f"Saved version v{v.number} in {self.session.folder}."
+        self._status.value = f"Saved version v{v.number} in {self.session.folder}."
+        self._next_scoring()
+
+    # ---- held-back scores, in the background ---------------------------------
+    def _next_scoring(self) -> None:
+        """Score the oldest unscored version, once the round that made it has
+        segmented again (the labels the user waits for come first)."""
+        if self._store.settling or self._score_job.busy or not self._pending:
+            return
+        number, before_model, after_model, crops = self._pending.pop(0)
+        models = [m for m in (before_model, after_model) if m is not None]
+        self._score_job.start(
+            lambda finished: start_job(
+                iter_held_back_scores,
+                models,
+                crops,
+                desc=f"Scoring v{number}",
+                on_returned=lambda scores: self._on_scored(
+                    number, before_model is not None, scores
+                ),
+                on_errored=lambda err: show_error(f"Scoring v{number} failed: {err}"),
+                on_finished=finished,
+            )
+        )
+
+    def _on_scored(self, number: int, has_before: bool, scores: list) -> None:
+        before = scores[0] if has_before else None
+        try:
+            v = self.session.set_scores(number, before, scores[-1])
+        except (OSError, SessionError) as err:
+            show_error(f"Could not record the scores of v{number}: {err}")
+            return
+        self._refresh()
+        msg = (
+            f"v{v.number} on held-back patches: "
+            f"{_fmt(v.score_before) or '–'} → {_fmt(v.score_after)}."
+        )
         if v.is_worse:
             msg = (
                 f"Version v{v.number} scores lower on held-back patches "
-                f"({v.score_before:.3f} → {v.score_after:.3f}); consider restoring v{v.number - 1}."
+                f"({v.score_before:.3f} → {v.score_after:.3f}); consider restoring "
+                f"v{v.number - 1}."
             )
             show_warning(msg)
         self._status.value = msg
