@@ -19,6 +19,33 @@ def _segment(qtbot, widget):
     wait_idle(qtbot, widget)
 
 
+def test_labels_are_built_in_the_worker_not_the_main_thread(
+    make_napari_viewer, qtbot, nuclei2d, monkeypatch
+):
+    """A cell model's watershed runs with the prediction, off the main thread."""
+    import threading
+
+    import napari_resunet.ui._predict_job as pj
+    from napari_resunet.ui.predict_widget import MODE_INSTANCE
+
+    on_main = []
+    real = pj.labels_from_probabilities
+
+    def spy(*args, **kwargs):
+        on_main.append(threading.current_thread() is threading.main_thread())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pj, "labels_from_probabilities", spy)
+    viewer = make_napari_viewer()
+    viewer.add_image(nuclei2d[0], name="nuclei")
+    widget = dock(viewer, "Segment")
+    widget._model_combo.value = NEW_2D
+    widget._mode_combo.value = MODE_INSTANCE
+    _segment(qtbot, widget)
+    assert on_main == [False]
+    assert viewer.layers["nuclei [resunet]"].data.shape == nuclei2d[0].shape
+
+
 def test_segment_2d_end_to_end(make_napari_viewer, qtbot, nuclei2d):
     viewer = make_napari_viewer()
     img = viewer.add_image(
