@@ -58,15 +58,18 @@ def paint(layer, region, value):
     layer.data_setitem(full, value)
 
 
-def segment_with_new_network(viewer, qtbot, image_name: str, choice: str):
-    """Segment ``image_name`` with a new class (semantic) network chosen as ``choice``
-    in the Segment widget; return the widget once its job is done."""
+def segment_with_new_network(
+    viewer, qtbot, image_name: str, choice: str, mode: str | None = None
+):
+    """Segment ``image_name`` with a new network chosen as ``choice`` in the Segment
+    widget, a class (semantic) one unless ``mode`` says otherwise; return the widget
+    once its job is done."""
     from napari_resunet.ui.predict_widget import MODE_SEMANTIC
 
     seg = dock(viewer, "Segment")
     seg._image_combo.value = viewer.layers[image_name]
     seg._model_combo.value = choice
-    seg._mode_combo.value = MODE_SEMANTIC
+    seg._mode_combo.value = mode or MODE_SEMANTIC
     seg._run_button.clicked()
     wait_idle(qtbot, seg)
     return seg

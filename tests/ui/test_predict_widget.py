@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
-from tests.ui.conftest import dock, paint, wait_idle
+from tests.ui.conftest import dock, paint, segment_with_new_network, wait_idle
 
 from napari_resunet.ui._model_store import get_store
 from napari_resunet.ui.predict_widget import (
     CHECKPOINT,
-    MODE_SEMANTIC,
     NEW_2D,
     NEW_3D,
     SESSION,
@@ -38,10 +37,7 @@ def test_labels_are_built_in_the_worker_not_the_main_thread(
     monkeypatch.setattr(pj, "labels_from_probabilities", spy)
     viewer = make_napari_viewer()
     viewer.add_image(nuclei2d[0], name="nuclei")
-    widget = dock(viewer, "Segment")
-    widget._model_combo.value = NEW_2D
-    widget._mode_combo.value = MODE_INSTANCE
-    _segment(qtbot, widget)
+    segment_with_new_network(viewer, qtbot, "nuclei", NEW_2D, MODE_INSTANCE)
     assert on_main == [False]
     assert viewer.layers["nuclei [resunet]"].data.shape == nuclei2d[0].shape
 
@@ -130,10 +126,7 @@ def test_painted_voxels_survive_resegmenting(
 ):
     viewer = make_napari_viewer()
     viewer.add_image(nuclei2d[0], name="nuclei")
-    widget = dock(viewer, "Segment")
-    widget._model_combo.value = NEW_2D
-    widget._mode_combo.value = MODE_SEMANTIC
-    _segment(qtbot, widget)
+    widget = segment_with_new_network(viewer, qtbot, "nuclei", NEW_2D)
     model = get_store(viewer).model
     _force(model, 0)
     _segment(qtbot, widget)

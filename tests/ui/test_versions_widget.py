@@ -2,42 +2,11 @@
 
 import numpy as np
 import torch
-from tests.conftest import tiny_model
 from tests.ui.conftest import dock, segment_with_new_network
 
 from napari_resunet.core import InferenceConfig, predict
-from napari_resunet.core.inference.postprocess import labels_from_probabilities
-from napari_resunet.core.progress import run_generator
 from napari_resunet.ui._model_store import get_store
 from napari_resunet.ui.predict_widget import NEW_2D
-from napari_resunet.ui.versions_widget import iter_compare
-
-
-def test_iter_compare_reports_progress_and_segments_with_each_model(nuclei2d):
-    image = nuclei2d[0]
-    models = [(1, tiny_model(2, seed=0)), (2, tiny_model(2, seed=1))]
-    cfg = InferenceConfig(use_compile="never")
-    steps = []
-    gen = iter_compare(models, image)
-    while True:
-        try:
-            rec = next(gen)
-        except StopIteration as stop:
-            result = stop.value
-            break
-        steps.append((rec.step, rec.total, rec.message))
-    assert len(steps) >= 2 and steps[-1][0] == steps[-1][1]
-    assert [s for s, _, _ in steps] == sorted(s for s, _, _ in steps)
-    assert steps[0][2].startswith("v1") and steps[-1][2].startswith("v2")
-    assert [n for n, _ in result] == [1, 2]
-    for (_, labels), (_, model) in zip(result, models):
-        expected = labels_from_probabilities(
-            predict(model, image, cfg),
-            model.config,
-            model.instance_config,
-        )
-        np.testing.assert_array_equal(labels, expected)
-    assert run_generator(iter_compare([], image), False, "c") == []
 
 
 def _setup(make_napari_viewer, qtbot, image, truth, folder):
@@ -74,6 +43,7 @@ def test_held_back_scores_are_measured_off_the_main_thread_after_the_round(
     are scored in a worker, once the round has segmented again."""
     import threading
 
+    import napari_resunet.core.versions as cv
     import napari_resunet.ui.versions_widget as vw
 
     image, truth = nuclei2d
@@ -82,7 +52,7 @@ def test_held_back_scores_are_measured_off_the_main_thread_after_the_round(
     )
     store = get_store(viewer)
     calls = []
-    real_predict = vw.predict
+    real_predict = cv.predict
 
     def spy(*args, **kwargs):
         calls.append(
@@ -90,7 +60,7 @@ def test_held_back_scores_are_measured_off_the_main_thread_after_the_round(
         )
         return real_predict(*args, **kwargs)
 
-    monkeypatch.setattr(vw, "predict", spy)
+    monkeypatch.setattr(cv, "predict", spy)
     ft._steps_spin.value = 3
     ft._run_button.clicked()
     qtbot.waitUntil(lambda: len(ver.session.versions) == 1, timeout=60_000)

@@ -31,6 +31,26 @@ class Progress:
         return min(1.0, self.step / self.total) if self.total else 1.0
 
 
+def relay(
+    gen: Generator[Progress, None, Any],
+    offset: int,
+    total: int,
+    prefix: str,
+    phase: str,
+) -> Generator[Progress, None, Any]:
+    """Pass on a sub-job's progress as part of a bigger job; return its result.
+
+    Each record becomes ``Progress(offset + step, total, prefix + message, phase)``,
+    so ``result = yield from relay(...)`` runs one stage of a multi-stage job.
+    """
+    while True:
+        try:
+            rec = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        yield Progress(offset + rec.step, total, f"{prefix}{rec.message}", phase)
+
+
 def run_generator(
     gen: Generator[Progress, None, Any], show_progress: bool, desc: str
 ) -> Any:

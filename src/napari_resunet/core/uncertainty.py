@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from napari_resunet.core.config import InferenceConfig
 from napari_resunet.core.inference.predict import iter_predict, make_tile_plan
 from napari_resunet.core.models.resunet import ResUNet
-from napari_resunet.core.progress import Progress, run_generator
+from napari_resunet.core.progress import Progress, relay, run_generator
 
 
 def entropy_map(probabilities: NDArray) -> NDArray[np.float32]:
@@ -136,21 +136,15 @@ def iter_uncertainty(
                 "uncertainty",
             )
             continue
-        gen = iter_predict(
-            model, np.ascontiguousarray(flipped), cfg, channel_axis, voxel_size
+        probs = yield from relay(
+            iter_predict(
+                model, np.ascontiguousarray(flipped), cfg, channel_axis, voxel_size
+            ),
+            k * per_pass,
+            total,
+            f"pass {k + 1}/{len(passes)}, ",
+            "uncertainty",
         )
-        while True:
-            try:
-                rec = next(gen)
-            except StopIteration as stop:
-                probs = stop.value
-                break
-            yield Progress(
-                k * per_pass + rec.step,
-                total,
-                f"pass {k + 1}/{len(passes)}, {rec.message}",
-                "uncertainty",
-            )
         out_axes = tuple(a + 1 for a in flip)  # probabilities: (C, *spatial)
         preds.append(np.flip(probs, out_axes) if out_axes else probs)
     stack = np.stack(preds)

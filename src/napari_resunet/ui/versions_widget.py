@@ -10,7 +10,6 @@ session (versions, corrections, reviewed patches) saved and reopened.
 
 from __future__ import annotations
 
-from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,12 +25,8 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from napari_resunet.core import InferenceConfig, predict
-from napari_resunet.core.inference.postprocess import labels_from_probabilities
-from napari_resunet.core.inference.predict import iter_predict
-from napari_resunet.core.metrics import dice_per_class
-from napari_resunet.core.progress import Progress
 from napari_resunet.core.session import AnnotationSession, SessionError
+from napari_resunet.core.versions import iter_compare, iter_held_back_scores
 from napari_resunet.ui._layers import guess_channel_axis, show_layer, snapshot_image
 from napari_resunet.ui._model_store import get_store, unwrap
 from napari_resunet.ui._predict_job import voxel_size_of
@@ -40,62 +35,6 @@ from napari_resunet.ui._workers import JobSlot, start_job
 
 if TYPE_CHECKING:
     import napari
-
-
-def iter_held_back_scores(
-    models: list[Any], crops: list[tuple[np.ndarray, np.ndarray]]
-) -> Generator[Progress, None, list[float | None]]:
-    """Mean foreground Dice of each model on ``(image, labels)`` crops, one
-    :class:`Progress` per crop and model; ``None`` for a model when there are no
-    crops."""
-    cfg = InferenceConfig(use_compile="never")
-    out: list[float | None] = []
-    total = len(models) * len(crops)
-    for k, model in enumerate(models):
-        scores = []
-        for j, (image, truth) in enumerate(crops):
-            probs = predict(model, np.ascontiguousarray(image), cfg)
-            pred = labels_from_probabilities(probs, model.config, model.instance_config)
-            scores.append(
-                dice_per_class(
-                    (pred > 0).astype(np.uint8), (truth > 0).astype(np.uint8), 2
-                )[1]
-            )
-            yield Progress(k * len(crops) + j + 1, total, "held-back patches", "score")
-        out.append(float(np.mean(scores)) if scores else None)
-    return out
-
-
-def iter_compare(
-    models: list[tuple[int, Any]],
-    image: np.ndarray,
-    channel_axis: int | None = None,
-    voxel_size: tuple[float, ...] | None = None,
-) -> Generator[Progress, None, list[tuple[int, np.ndarray]]]:
-    """Segment ``image`` with each ``(number, model)``, reporting tile progress.
-
-    Returns:
-        ``(number, labels)`` per model, in order.
-    """
-    cfg = InferenceConfig(use_compile="never")
-    out = []
-    for k, (number, model) in enumerate(models):
-        gen = iter_predict(model, image, cfg, channel_axis, voxel_size)
-        while True:
-            try:
-                rec = next(gen)
-            except StopIteration as stop:
-                probs = stop.value
-                break
-            yield Progress(
-                k * rec.total + rec.step,
-                len(models) * rec.total,
-                f"v{number}: {rec.message}",
-                "compare",
-            )
-        labels = labels_from_probabilities(probs, model.config, model.instance_config)
-        out.append((number, labels))
-    return out
 
 
 def _fmt(x: float | None) -> str:

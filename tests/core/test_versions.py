@@ -1,0 +1,82 @@
+"""Scoring and comparing a session's model versions (core, no viewer)."""
+
+import numpy as np
+import pytest
+from tests.conftest import tiny_model
+
+from napari_resunet.core import InferenceConfig, predict
+from napari_resunet.core.inference.postprocess import labels_from_probabilities
+from napari_resunet.core.io import load_sample
+from napari_resunet.core.progress import Progress, relay, run_generator
+from napari_resunet.core.versions import iter_compare, iter_held_back_scores
+
+
+@pytest.fixture
+def nuclei2d():
+    image, labels = load_sample("nuclei2d")
+    return image.data[:192, :256].copy(), labels.data[:192, :256].copy()
+
+
+def test_iter_compare_reports_progress_and_segments_with_each_model(nuclei2d):
+    image = nuclei2d[0]
+    models = [(1, tiny_model(2, seed=0)), (2, tiny_model(2, seed=1))]
+    cfg = InferenceConfig(use_compile="never")
+    steps = []
+    gen = iter_compare(models, image)
+    while True:
+        try:
+            rec = next(gen)
+        except StopIteration as stop:
+            result = stop.value
+            break
+        steps.append((rec.step, rec.total, rec.message))
+    assert len(steps) >= 2 and steps[-1][0] == steps[-1][1]
+    assert [s for s, _, _ in steps] == sorted(s for s, _, _ in steps)
+    assert steps[0][2].startswith("v1") and steps[-1][2].startswith("v2")
+    assert [n for n, _ in result] == [1, 2]
+    for (_, labels), (_, model) in zip(result, models):
+        expected = labels_from_probabilities(
+            predict(model, image, cfg),
+            model.config,
+            model.instance_config,
+        )
+        np.testing.assert_array_equal(labels, expected)
+    assert run_generator(iter_compare([], image), False, "c") == []
+
+
+def test_held_back_scores_per_model(nuclei2d):
+    image, truth = nuclei2d
+    crops = [(image[:64, :64], truth[:64, :64]), (image[64:, 64:], truth[64:, 64:])]
+    models = [tiny_model(2, seed=0), tiny_model(2, seed=1)]
+    records = []
+    gen = iter_held_back_scores(models, crops)
+    while True:
+        try:
+            records.append(next(gen))
+        except StopIteration as stop:
+            scores = stop.value
+            break
+    assert [(r.step, r.total) for r in records] == [(k, 4) for k in (1, 2, 3, 4)]
+    assert len(scores) == 2 and all(0 <= s <= 1 for s in scores)
+    assert run_generator(iter_held_back_scores(models, []), False, "s") == [None, None]
+
+
+def test_relay_offsets_steps_and_returns_the_result():
+    def inner():
+        yield Progress(1, 2, "a")
+        yield Progress(2, 2, "b")
+        return "done"
+
+    out = []
+    gen = relay(inner(), 10, 14, "stage 2: ", "p")
+    while True:
+        try:
+            out.append(next(gen))
+        except StopIteration as stop:
+            result = stop.value
+            break
+    assert result == "done"
+    assert out == [
+        Progress(11, 14, "stage 2: a", "p"),
+        Progress(12, 14, "stage 2: b", "p"),
+    ]
