@@ -58,6 +58,7 @@ from napari_resunet.core.metrics import dice_per_class, match_instances
 from napari_resunet.core.models.zoo import load_model
 from napari_resunet.core.normalize import normalize_image
 from napari_resunet.core.progress import run_generator
+from napari_resunet.core.training.dataset import class_mix
 from napari_resunet.core.uncertainty import diversify, iter_uncertainty, rank_patches
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -160,16 +161,46 @@ def initial_model(task: Task, start: str, seed: int):
     return build_model(cfg, seed=seed)
 
 
-def round_config(task: Task, start: str, steps: int, lr: float | None, seed: int):
-    """The Fine-tune widget's settings for this start (or ``lr`` when given)."""
+def round_config(
+    task: Task, start: str, steps: int, lr: float | None, seed: int, mix: str = "auto"
+):
+    """The Fine-tune widget's settings for this start (or ``lr`` when given);
+    ``mix`` other than "auto" overrides its choice of class-mix weighting."""
     cfg = finetune_config(
         task.pool[0][0].ndim, steps=steps, seed=seed, pretrained=start != "untrained"
     )
+    if mix != "auto":
+        cfg = cfg.replace(match_class_mix=mix != "off")
     return cfg.replace(lr=lr) if lr else cfg
 
 
+def layer_mixes(model, task: Task, masks) -> list:
+    """Each pool image's class mix as the Fine-tune widget reads it from the labels
+    layer: the model's segmentation with the oracle's truth pasted into the
+    annotated patches. Not timed: in the widget the layer is already there."""
+    mixes = []
+    for (img, lab), m in zip(task.pool, masks):
+        probs = predict(model, img, ICFG)
+        layer = labels_from_probabilities(probs, model.config, InstanceConfig())
+        layer = layer.astype(np.int64)
+        layer[m] = np.where(lab[m] > 0, lab[m].astype(np.int64) + layer.max(), 0)
+        mixes.append(class_mix(layer, model.config.out_channels, "instances"))
+    return mixes
+
+
 def run_strategy(
-    strategy, task, start, rounds, k, patch, steps, lr, seed, variety, record=None
+    strategy,
+    task,
+    start,
+    rounds,
+    k,
+    patch,
+    steps,
+    lr,
+    seed,
+    variety,
+    mix,
+    record=None,
 ):
     rng = np.random.default_rng(seed)
     dims = task.pool[0][0].ndim
@@ -199,10 +230,23 @@ def run_strategy(
         for i, e in (candidates[j] for j in order[:k]):
             sl = e.slices
             masks[i][sl] = True  # the oracle pastes the truth there: annotated
+        cfg = round_config(task, start, steps, lr, seed + r, mix)
+        # the oracle's labels are the truth everywhere, so the mix the widget would
+        # read from the labels layer is handed over explicitly
+        if mix == "truth":
+            mixes = [class_mix(lab, 3, "instances") for _, lab in task.pool]
+        elif cfg.match_class_mix:
+            t_mix = time.perf_counter()
+            mixes = layer_mixes(model, task, masks)
+            t0 += time.perf_counter() - t_mix
+        else:
+            mixes = [None] * len(masks)
         data = [
-            TrainData(img, lab, m) for (img, lab), m in zip(task.pool, masks) if m.any()
+            TrainData(img, lab, m, class_mix=c)
+            for (img, lab), m, c in zip(task.pool, masks, mixes)
+            if m.any()
         ]
-        model = train(model, data, round_config(task, start, steps, lr, seed + r)).model
+        model = train(model, data, cfg).model
         elapsed = time.perf_counter() - t0
         dice, f1 = score_model(model, task)
         rows.append(
@@ -300,11 +344,13 @@ def run_full(task: Task, start, steps, lr, seed):
 def run_seed(task, args, seed, feats) -> dict:
     masks: list = []
     common = (task, args.start, args.rounds, args.k, args.patch, args.steps, args.lr)
-    common = (*common, seed, args.variety)
+    common = (*common, seed, args.variety, args.class_mix)
     dice0, f10 = score_model(initial_model(task, args.start, seed), task)
     print(f"seed {seed} start ({args.start}): Dice {dice0:.3f} F1@0.5 {f10:.3f}")
     queue = run_strategy("queue", *common, record=masks)
     rand = run_strategy("random", *common)
+    if args.quick:
+        return {"start": {"dice": dice0, "f1": f10}, "queue": queue, "random": rand}
     forest = run_forest(task, masks, seed, feats)
     full = run_full(task, args.start, args.steps * args.rounds, args.lr, seed)
     return {
@@ -446,6 +492,20 @@ def main() -> None:
         default=0.0,
         help="the queue's variety (0 = pure uncertainty order, the widget's default)",
     )
+    p.add_argument(
+        "--class-mix",
+        choices=["auto", "on", "off", "truth"],
+        default="auto",
+        help="weighting of the corrections to the image's class mix (the labels "
+        "layer's: segmentation plus pasted truth). auto: as the Fine-tune widget "
+        "chooses (pretrained models only); truth: the pool's true mix (a "
+        "diagnostic: what if the layer's mix were right)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="queue and random only: no forest, no full supervision, no tables",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--plot")
     p.add_argument("--json")
@@ -474,6 +534,12 @@ def main() -> None:
         [_features(img) for img, _ in task.held],
     )
     runs = [run_seed(task, args, seed, feats) for seed in args.seeds]
+    if args.quick:
+        key = "dice" if task.boundaries else "f1"
+        for r in range(args.rounds):
+            q, rd = _mean(runs, "queue", key, r), _mean(runs, "random", key, r)
+            print(f"round {r + 1}: queue {q:.3f} random {rd:.3f}")
+        return
     print_tables(runs, args.seeds, task.boundaries)
     if args.json:
         Path(args.json).write_text(

@@ -210,3 +210,109 @@ def test_empty_mask_is_refused(blobs2d):
     img, lab = blobs2d
     with pytest.raises(ValueError, match="Nothing is annotated"):
         train(tiny_model(2), TrainData(img, lab, np.zeros(lab.shape, bool)), FAST)
+
+
+def test_class_weights_count_voxels_as_if_repeated():
+    """A class weight of 2 is the same loss, both terms, as a batch holding each
+    voxel of that class twice."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 8, 8)
+    target = torch.randint(0, 3, (2, 8, 8))
+    target[0, :3] = IGNORE_INDEX
+    # unit weights: the unweighted loss
+    torch.testing.assert_close(
+        masked_ce_dice_loss(logits, target, class_weights=torch.ones(3)),
+        masked_ce_dice_loss(logits, target),
+    )
+    w = torch.tensor([1.0, 1.0, 2.0])
+    repeated = torch.where(target == 2, target, IGNORE_INDEX)
+    twice = (torch.cat([logits, logits]), torch.cat([target, repeated]))
+    for ce, dice in ((1.0, 0.0), (0.0, 1.0), (1.0, 1.0)):
+        torch.testing.assert_close(
+            masked_ce_dice_loss(logits, target, ce, dice, class_weights=w),
+            masked_ce_dice_loss(*twice, ce, dice),
+        )
+    assert masked_ce_dice_loss(logits, target, class_weights=w) != (
+        masked_ce_dice_loss(logits, target)
+    )
+
+
+def test_balance_weights_give_the_batch_the_prior_mix():
+    from napari_resunet.core.training.trainer import _balance_weights
+
+    target = np.full((2, 10, 10), IGNORE_INDEX)
+    target[:, :5] = 1  # annotated: 80 % class 1, 20 % class 0
+    target[:, 5:6, :] = 0
+    target[:, 6:7, :5] = 1
+    prior = np.array([0.7, 0.3, 0.0])
+    w = _balance_weights(target, prior)
+    counts = np.bincount(target[target >= 0], minlength=3)
+    weighted = counts * w
+    np.testing.assert_allclose(weighted[:2] / weighted.sum(), [0.7, 0.3], atol=1e-6)
+    # the batch's mean weight stays 1 (same loss scale and learning rate)
+    assert (counts * w).sum() / counts.sum() == pytest.approx(1.0)
+    # a class the prior says is absent is damped, not silenced
+    target[0, 7, 0] = 2
+    w = _balance_weights(target, prior)
+    assert w[2] > 0
+    assert w[2] / w[1] == pytest.approx(
+        0.1 / (0.3 / (counts[1] / counts.sum())), rel=0.1
+    )
+
+
+def test_class_mix_of_a_labels_layer():
+    from napari_resunet.core.training.dataset import class_mix
+
+    labels = np.zeros((10, 10), np.uint16)
+    labels[2:6, 2:6] = 1  # 16 px: 12 boundary, 4 interior
+    mix = class_mix(labels, 3, "instances")
+    np.testing.assert_allclose(mix, [84 / 100, 4 / 100, 12 / 100])
+    np.testing.assert_allclose(class_mix(labels, 2, "foreground"), [0.84, 0.16])
+
+
+def test_class_mix_keeps_crowded_corrections_from_tilting_the_network(blobs2d):
+    """Corrections only where the image is mostly cells: without the image's class
+    mix the network learns to see cells everywhere; with it, much less so."""
+    img, lab = blobs2d
+    fg = lab > 0
+    mask = np.zeros(lab.shape, bool)
+    ys, xs = np.nonzero(fg)
+    for y, x in zip(ys[::15], xs[::15]):  # small windows centred on cells
+        mask[max(0, y - 4) : y + 5, max(0, x - 4) : x + 5] = True
+    assert fg[mask].mean() > 2 * fg.mean()
+    cfg = FAST.replace(steps=40, lr=1e-2)
+    icfg = InferenceConfig(device="cpu", use_compile="never")
+
+    def fg_fraction(match):
+        data = TrainData(img, lab, mask)  # the mix of the whole labels array
+        model = train(tiny_model(2), data, cfg.replace(match_class_mix=match)).model
+        return float((predict(model, img, icfg).argmax(0) == 1).mean())
+
+    plain, balanced = fg_fraction(False), fg_fraction(True)
+    assert plain > 1.5 * fg.mean()  # the tilt this guards against
+    assert abs(balanced - fg.mean()) < 0.5 * abs(plain - fg.mean())
+
+
+def test_class_mix_defaults_to_the_labels_and_can_be_given(blobs2d):
+    from napari_resunet.core.training.dataset import class_mix
+
+    img, lab = blobs2d
+    mask = np.zeros(lab.shape, bool)
+    mask[30:60, 30:70] = True
+    cfg = FAST.replace(steps=3, match_class_mix=True)
+    own = class_mix(lab, 2, "foreground")
+    assert 0.05 < own[1] < 0.5
+
+    def weights(data, c=cfg):
+        return list(train(tiny_model(2), data, c).model.parameters())
+
+    labels_mix = weights(TrainData(img, lab, mask))
+    given_same = weights(TrainData(img, lab, mask, class_mix=own))
+    given_other = weights(TrainData(img, lab, mask, class_mix=[0.5, 0.5]))
+    unmatched = weights(TrainData(img, lab, mask, class_mix=own), FAST.replace(steps=3))
+    for pa, pb in zip(labels_mix, given_same):
+        torch.testing.assert_close(pa, pb)
+    for other in (given_other, unmatched):
+        assert any(not torch.equal(pa, po) for pa, po in zip(labels_mix, other))
+    with pytest.raises(ValueError, match="class_mix needs 2"):
+        weights(TrainData(img, lab, mask, class_mix=[0.2, 0.3, 0.5]))

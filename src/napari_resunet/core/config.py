@@ -222,6 +222,13 @@ class TrainConfig(_ConfigBase):
             displacement size and smoothness in voxels.
         foreground_fraction: fraction of patches centred on a non-background
             (annotated) voxel, the rest uniformly placed.
+        match_class_mix: with sparse annotation (a mask), weight the
+            cross-entropy so that the annotated voxels count as if they had the
+            class mix of the whole image (``TrainData.class_mix``, by default the
+            labels' mix over all voxels). Corrections are not a fair sample: the
+            patches a user or the annotation queue picks are the hard ones,
+            crowded with cell edges, and a network fine-tuned on them alone drifts
+            towards seeing cells everywhere.
         seed: seeds all randomness of the run (same seed -> same weights on CPU).
         device: ``"auto"`` or a torch device string.
         channels_last: channels-last memory format during training.
@@ -246,6 +253,7 @@ class TrainConfig(_ConfigBase):
     elastic_alpha: float = 8.0
     elastic_sigma: float = 6.0
     foreground_fraction: float = 0.5
+    match_class_mix: bool = False
     seed: int = 0
     device: str = "auto"
     channels_last: bool = True
@@ -340,7 +348,10 @@ def finetune_config(
             saved checkpoint) rather than a new network. Such a network sits in a
             narrow minimum its cosine schedule ended in; a rate of 1e-3 throws it
             out of it within a few steps (on FlyEM, boundary Dice 0.65 -> 0.29 after
-            40 steps on two corrected blocks), so it is fine-tuned at 1e-4.
+            40 steps on two corrected blocks), so it is fine-tuned at 1e-4. Its
+            segmentation also tells the image's class mix, so its corrections are
+            weighted to that mix (``match_class_mix``); a new network's
+            segmentation tells nothing yet.
         changes: overrides, e.g. ``steps=60``.
     """
     if spatial_dims == 2:
@@ -356,5 +367,6 @@ def finetune_config(
         min_lr_ratio=0.1,
         val_every=0,
         foreground_fraction=0.5,
+        match_class_mix=pretrained,
     )
     return base.replace(**changes) if changes else base

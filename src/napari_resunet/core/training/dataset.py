@@ -35,6 +35,8 @@ class TrainSample:
         foreground: flat indices of annotated non-background voxels (subsampled).
         annotated: flat indices of annotated voxels, or ``None`` if all are.
         n_annotated: number of annotated voxels.
+        label_mix: fraction of each class in the labels over all voxels, the
+            unannotated ones included (see :func:`class_mix`).
     """
 
     image: NDArray[np.float32]
@@ -42,6 +44,7 @@ class TrainSample:
     foreground: NDArray[np.int64]
     annotated: NDArray[np.int64] | None
     n_annotated: int
+    label_mix: NDArray[np.float64]
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -94,13 +97,17 @@ def labels_to_target(
                 f"the model with out_channels={top + 1}."
             )
         target = labels.astype(np.int16)
-    if mask is not None:
-        mask = np.asarray(mask)
-        if mask.shape != labels.shape:
-            raise ValueError(
-                f"The mask's shape {mask.shape} differs from the labels' {labels.shape}."
-            )
-        target[~mask.astype(bool)] = IGNORE_INDEX
+    return target if mask is None else _apply_mask(target, mask)
+
+
+def _apply_mask(target: NDArray[np.int16], mask: NDArray) -> NDArray[np.int16]:
+    """Mark the voxels outside ``mask`` as ``IGNORE_INDEX`` (in place)."""
+    mask = np.asarray(mask)
+    if mask.shape != target.shape:
+        raise ValueError(
+            f"The mask's shape {mask.shape} differs from the labels' {target.shape}."
+        )
+    target[~mask.astype(bool)] = IGNORE_INDEX
     return target
 
 
@@ -126,6 +133,21 @@ def instance_targets(labels: NDArray) -> NDArray[np.int16]:
         boundary[tuple(hi)] |= diff
     target[boundary & (labels > 0)] = 2
     return target
+
+
+def class_mix(labels: NDArray, n_classes: int, label_mode: str) -> NDArray[np.float64]:
+    """Fraction of each training class in ``labels`` (all voxels, no mask).
+
+    For a labels layer (a segmentation plus corrections) this is the image's class
+    mix as the user now sees it: :class:`TrainData`'s ``class_mix``. ``label_mode``
+    must be resolved (not ``"auto"``).
+    """
+    return _mix(labels_to_target(labels, n_classes, label_mode), n_classes)
+
+
+def _mix(target: NDArray, n_classes: int) -> NDArray[np.float64]:
+    counts = np.bincount(target[target >= 0].ravel(), minlength=n_classes)
+    return counts[:n_classes] / max(1, counts.sum())
 
 
 def resolve_label_mode(label_mode: str, model_cfg: ModelConfig) -> str:
@@ -155,7 +177,10 @@ def prepare_sample(
         )
     check_not_constant(image)
     label_mode = resolve_label_mode(label_mode, model_cfg)
-    target = labels_to_target(labels, model_cfg.out_channels, label_mode, mask)
+    target = labels_to_target(labels, model_cfg.out_channels, label_mode)
+    label_mix = _mix(target, model_cfg.out_channels)
+    if mask is not None:
+        target = _apply_mask(target, mask)
     x = normalize_image(image, normalization, channel_axis)
     x = x[None] if channel_axis is None else np.moveaxis(x, channel_axis, 0)
     rng = rng or np.random.default_rng(0)
@@ -172,7 +197,12 @@ def prepare_sample(
         else _subsample_index(np.flatnonzero(valid), rng)
     )
     return TrainSample(
-        np.ascontiguousarray(x, np.float32), target, fg, annotated, n_annotated
+        np.ascontiguousarray(x, np.float32),
+        target,
+        fg,
+        annotated,
+        n_annotated,
+        label_mix,
     )
 
 

@@ -28,6 +28,7 @@ from napari_resunet.core.models.resunet import ResUNet
 from napari_resunet.core.progress import Progress, run_generator
 from napari_resunet.core.training.dataset import (
     PatchSampler,
+    TrainSample,
     labels_to_target,
     prepare_sample,
     resolve_label_mode,
@@ -47,12 +48,17 @@ class TrainData:
         mask: optional boolean array, True where the labels are annotated; other
             voxels are ignored by the loss.
         channel_axis: the image's channel axis, if any.
+        class_mix: fraction of each class over the whole image, used with
+            ``TrainConfig.match_class_mix``; ``None`` (the default) takes the mix
+            of ``labels`` over all voxels, which is right for a labels layer
+            (outside the corrections it holds the network's own segmentation).
     """
 
     image: NDArray
     labels: NDArray
     mask: NDArray | None = None
     channel_axis: int | None = None
+    class_mix: Sequence[float] | None = None
 
 
 @dataclass
@@ -88,6 +94,53 @@ def _as_list(data: TrainData | Sequence[TrainData] | None) -> list[TrainData]:
     if data is None:
         return []
     return [data] if isinstance(data, TrainData) else list(data)
+
+
+# Per-class cross-entropy weights for a class mix stay within this factor of 1,
+# so a class that is nearly absent from a batch cannot dominate its loss.
+_MAX_CLASS_WEIGHT = 10.0
+
+
+def _mix_prior(
+    train_list: Sequence[TrainData],
+    samples: Sequence[TrainSample],
+    n_classes: int,
+    cfg: TrainConfig,
+) -> NDArray[np.float64] | None:
+    """The class mix sparse corrections are weighted towards, or ``None``.
+
+    Only with ``cfg.match_class_mix`` and a mask on some image (dense labels are
+    their own fair sample). Each image contributes its ``class_mix``, or else its
+    labels' mix over all voxels, in proportion to its size.
+    """
+    if not cfg.match_class_mix or all(d.mask is None for d in train_list):
+        return None
+    total = np.zeros(n_classes)
+    for d, s in zip(train_list, samples):
+        mix = s.label_mix if d.class_mix is None else np.asarray(d.class_mix, float)
+        if mix.shape != (n_classes,) or not np.all(np.isfinite(mix)) or mix.min() < 0:
+            raise ValueError(
+                f"class_mix needs {n_classes} non-negative fractions (one per class), "
+                f"got {list(d.class_mix)}."
+            )
+        if mix.sum() > 0:
+            total += mix / mix.sum() * s.target.size
+    return total / total.sum() if total.sum() > 0 else None
+
+
+def _balance_weights(target: NDArray, prior: NDArray) -> NDArray[np.float32]:
+    """Cross-entropy weights that give a batch's annotated voxels the mix ``prior``.
+
+    Weighted by ``prior / frequency`` (clipped to ``_MAX_CLASS_WEIGHT``) and scaled
+    so the batch's mean weight is 1, which keeps the loss's size and learning rate.
+    """
+    counts = np.bincount(target[target >= 0].ravel(), minlength=prior.size)
+    freq = counts / max(1, counts.sum())
+    w = np.ones(prior.size)
+    present = counts > 0
+    w[present] = prior[present] / freq[present]
+    w = np.clip(w, 1 / _MAX_CLASS_WEIGHT, _MAX_CLASS_WEIGHT)
+    return (w / max(float((freq * w).sum()), 1e-12)).astype(np.float32)
 
 
 def evaluate_dice(
@@ -158,6 +211,7 @@ def iter_train(
     for d in val_list:  # fail early, before any training time is spent
         prepare(d)
     sampler = PatchSampler(samples, model.config, cfg, rng)
+    prior = _mix_prior(train_list, samples, model.config.out_channels, cfg)
     device = resolve_device(cfg.device)
     net = copy.deepcopy(model).to(device)
     fmt = torch.channels_last if net.spatial_dims == 2 else torch.channels_last_3d
@@ -209,12 +263,19 @@ def iter_train(
             if cfg.channels_last:
                 x = x.contiguous(memory_format=fmt)
             y = torch.from_numpy(y_np).to(device)
+            weights = (
+                None
+                if prior is None
+                else torch.from_numpy(_balance_weights(y_np, prior)).to(device)
+            )
             # Dropout draws from torch's global generator: seed it from our RNG for
             # this step only, so runs are reproducible and no global state leaks.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(rng.integers(2**63 - 1)))
                 logits = net(x)
-                loss = masked_ce_dice_loss(logits, y, cfg.ce_weight, cfg.dice_weight)
+                loss = masked_ce_dice_loss(
+                    logits, y, cfg.ce_weight, cfg.dice_weight, class_weights=weights
+                )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
             optimizer.step()
