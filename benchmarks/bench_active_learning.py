@@ -58,7 +58,7 @@ from napari_resunet.core.metrics import dice_per_class, match_instances
 from napari_resunet.core.models.zoo import load_model
 from napari_resunet.core.normalize import normalize_image
 from napari_resunet.core.progress import run_generator
-from napari_resunet.core.training.dataset import class_mix
+from napari_resunet.core.training.dataset import class_mix, instance_targets
 from napari_resunet.core.uncertainty import diversify, iter_uncertainty, rank_patches
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -174,17 +174,26 @@ def round_config(
     return cfg.replace(lr=lr) if lr else cfg
 
 
-def layer_mixes(model, task: Task, masks) -> list:
-    """Each pool image's class mix as the Fine-tune widget reads it from the labels
-    layer: the model's segmentation with the oracle's truth pasted into the
-    annotated patches. Not timed: in the widget the layer is already there."""
+def layer_mixes(model, task: Task, masks, source: str = "layer") -> list:
+    """Each pool image's class mix with the oracle's truth in the annotated patches
+    and, elsewhere, the model's segmentation (``source="layer"``: the instance
+    labels the widget shows, as the Fine-tune widget would read them) or its
+    most probable class per voxel (``"argmax"``). Not timed: in the widget the
+    layer is already there."""
     mixes = []
+    n = model.config.out_channels
     for (img, lab), m in zip(task.pool, masks):
         probs = predict(model, img, ICFG)
-        layer = labels_from_probabilities(probs, model.config, InstanceConfig())
+        if source == "argmax":
+            target = probs.argmax(0)
+            target[m] = instance_targets(lab)[m]
+            mixes.append(np.bincount(target.ravel(), minlength=n)[:n] / target.size)
+            continue
+        own = getattr(model, "instance_config", None)  # as the Segment widget
+        layer = labels_from_probabilities(probs, model.config, own or InstanceConfig())
         layer = layer.astype(np.int64)
         layer[m] = np.where(lab[m] > 0, lab[m].astype(np.int64) + layer.max(), 0)
-        mixes.append(class_mix(layer, model.config.out_channels, "instances"))
+        mixes.append(class_mix(layer, n, "instances"))
     return mixes
 
 
@@ -237,7 +246,9 @@ def run_strategy(
             mixes = [class_mix(lab, 3, "instances") for _, lab in task.pool]
         elif cfg.match_class_mix:
             t_mix = time.perf_counter()
-            mixes = layer_mixes(model, task, masks)
+            mixes = layer_mixes(
+                model, task, masks, "argmax" if mix == "argmax" else "layer"
+            )
             t0 += time.perf_counter() - t_mix
         else:
             mixes = [None] * len(masks)
@@ -494,12 +505,13 @@ def main() -> None:
     )
     p.add_argument(
         "--class-mix",
-        choices=["auto", "on", "off", "truth"],
+        choices=["auto", "on", "off", "argmax", "truth"],
         default="auto",
         help="weighting of the corrections to the image's class mix (the labels "
         "layer's: segmentation plus pasted truth). auto: as the Fine-tune widget "
-        "chooses (pretrained models only); truth: the pool's true mix (a "
-        "diagnostic: what if the layer's mix were right)",
+        "(off); on: the labels layer's mix; argmax: the network's most probable "
+        "class per voxel instead of the layer; truth: the pool's true mix (a "
+        "diagnostic: what if the mix were right)",
     )
     p.add_argument(
         "--quick",

@@ -89,7 +89,4 @@ def test_instance_config_validation_and_round_trip():
     assert finetune_config(2).patch_shape == (128, 128)
     assert finetune_config(2, image_ndim=3).patch_shape == (1, 128, 128)
     assert finetune_config(3, steps=7).steps == 7
-    # a pretrained network: gentle rate, corrections weighted to its class mix
-    assert not finetune_config(2).match_class_mix
-    tuned = finetune_config(2, pretrained=True)
-    assert tuned.lr == pytest.approx(1e-4) and tuned.match_class_mix
+    assert finetune_config(2, pretrained=True).lr == pytest.approx(1e-4)
