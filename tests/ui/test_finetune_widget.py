@@ -246,3 +246,34 @@ def test_rounds_release_old_models(make_napari_viewer, qtbot, nuclei2d):
     # the current model and the five undo steps before it live; older ones do not
     assert alive == [False, False, True, True, True, True, True, True], alive
     assert all(p.grad is None for p in store.model.parameters())
+
+
+def test_class_mix_option_reaches_training(
+    make_napari_viewer, qtbot, nuclei2d, sync_jobs
+):
+    """'keep the image's class mix' changes the round's training (same seed, same
+    corrections, different weights) and is off by default."""
+    image, truth = nuclei2d
+    viewer, _, ft = _segmented_viewer(make_napari_viewer, qtbot, image)
+    out = viewer.layers["nuclei [resunet]"]
+    store = get_store(viewer)
+    assert not ft._mix_check.value
+    assert not ft._read_config(2, 2, "auto").match_class_mix
+    region = (slice(0, 64), slice(0, 64))  # a crowded corner, corrected to the truth
+    out.data_setitem(np.nonzero(np.ones((64, 64), bool)), 0)
+    cells = np.nonzero(truth[region] > 0)
+    out.data_setitem(cells, 1)
+    ft._steps_spin.value = 5
+    models = []
+    for keep in (False, True, False):
+        ft._mix_check.value = keep
+        assert ft._read_config(2, 2, "auto").match_class_mix is keep
+        ft._run_button.clicked()
+        models.append(list(store.model.parameters()))
+        ft._undo_button.clicked()
+    assert store.rounds == 0
+    # the same round again without the option: the very same weights ...
+    for a, b in zip(models[0], models[2]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # ... so the option is what made the other round differ
+    assert any(not torch.equal(a, b) for a, b in zip(models[0], models[1]))

@@ -43,6 +43,12 @@ TOOLTIPS: dict[str, str] = {
         "A pretrained model (starter, checkpoint, saved version) is fine-tuned at a "
         "ten times lower rate than a new network, so it keeps what it knows."
     ),
+    "class_mix": (
+        "Count your corrections as if they had the class mix of the whole labels "
+        "layer. Try it when you correct mostly crowded cells and the network "
+        "starts to see cells in the background; leave it off for boundary (EM) "
+        "networks, where it made boundaries worse."
+    ),
     "finetune": "Fine-tune the session model on your corrections, then segment again.",
     "undo": "Restore the model from before the last fine-tuning round.",
     "save_path": "Where 'Save model' writes the checkpoint.",

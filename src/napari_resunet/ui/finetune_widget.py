@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import (
+    CheckBox,
     ComboBox,
     Container,
     FileEdit,
@@ -73,6 +74,7 @@ class FinetuneWidget(Container):
         self._steps_spin = SpinBox(
             label="steps", value=finetune_config(2).steps, min=1, max=5000
         )
+        self._mix_check = CheckBox(label="keep the image's class mix", value=False)
         self._run_button = PushButton(text="Fine-tune")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._undo_button = PushButton(text="Undo last fine-tune", enabled=False)
@@ -84,6 +86,7 @@ class FinetuneWidget(Container):
             (self._labels_combo, "labels"),
             (self._scope_combo, "scope"),
             (self._steps_spin, "steps"),
+            (self._mix_check, "class_mix"),
             (self._run_button, "finetune"),
             (self._cancel_button, "cancel"),
             (self._undo_button, "undo"),
@@ -97,6 +100,7 @@ class FinetuneWidget(Container):
                 self._labels_combo,
                 self._scope_combo,
                 self._steps_spin,
+                self._mix_check,
                 self._run_button,
                 self._cancel_button,
                 self._undo_button,
@@ -146,6 +150,7 @@ class FinetuneWidget(Container):
             pretrained=self._store.pretrained,
             steps=int(self._steps_spin.value),
             label_mode=label_mode,
+            match_class_mix=bool(self._mix_check.value),
         )
 
     def _on_run_clicked(self, *_: Any) -> None:
