@@ -222,17 +222,15 @@ class TrainConfig(_ConfigBase):
             displacement size and smoothness in voxels.
         foreground_fraction: fraction of patches centred on a non-background
             (annotated) voxel, the rest uniformly placed.
-        match_class_mix: with sparse annotation (a mask), weight the
-            cross-entropy so that the annotated voxels count as if they had the
-            class mix of the whole image (``TrainData.class_mix``, by default the
-            labels' mix over all voxels). Corrections are not a fair sample: the
-            patches a user or the annotation queue picks are the hard ones,
-            crowded with cell edges, and a network fine-tuned on them alone drifts
-            towards seeing cells everywhere. The labels' own mix is exact for
-            class labels but not for instance labels of a boundary network: a
-            watershed layer draws one-voxel lines where the network predicts
-            boundary bands (FlyEM: 0.07% boundary in the layer, 12% predicted),
-            so give ``class_mix`` there. Off by default and in the widgets.
+        match_class_mix: with sparse annotation (a mask), weight each class's
+            annotated voxels (in both loss terms) so that they count as if they
+            had the class mix of the whole image (``TrainData.class_mix``, by
+            default the labels' mix over all voxels). Corrections are not a fair
+            sample: the patches a user or the annotation queue picks are the hard
+            ones, crowded with cell edges, and a network fine-tuned on them alone
+            drifts towards seeing cells everywhere. Off by default: it helped a 2D
+            cell network trained on other nuclei and hurt the 3D boundary starter
+            model (``docs/benchmarks.md``).
         seed: seeds all randomness of the run (same seed -> same weights on CPU).
         device: ``"auto"`` or a torch device string.
         channels_last: channels-last memory format during training.

@@ -96,7 +96,7 @@ def _as_list(data: TrainData | Sequence[TrainData] | None) -> list[TrainData]:
     return [data] if isinstance(data, TrainData) else list(data)
 
 
-# Per-class cross-entropy weights for a class mix stay within this factor of 1,
+# Per-class loss weights for a class mix stay within this factor of 1,
 # so a class that is nearly absent from a batch cannot dominate its loss.
 _MAX_CLASS_WEIGHT = 10.0
 
@@ -129,14 +129,16 @@ def _mix_prior(
 
 
 def _balance_weights(target: NDArray, prior: NDArray) -> NDArray[np.float32]:
-    """Cross-entropy weights that give a batch's annotated voxels the mix ``prior``.
+    """Class weights that give a batch's annotated voxels the mix ``prior``.
 
     Weighted by ``prior / frequency`` (clipped to ``_MAX_CLASS_WEIGHT``) and scaled
     so the batch's mean weight is 1, which keeps the loss's size and learning rate.
     """
     counts = np.bincount(target[target >= 0].ravel(), minlength=prior.size)
-    freq = counts / max(1, counts.sum())
     w = np.ones(prior.size)
+    if not counts.sum():  # nothing annotated: the loss is zero anyway
+        return w.astype(np.float32)
+    freq = counts / counts.sum()
     present = counts > 0
     w[present] = prior[present] / freq[present]
     w = np.clip(w, 1 / _MAX_CLASS_WEIGHT, _MAX_CLASS_WEIGHT)
