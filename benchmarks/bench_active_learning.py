@@ -209,6 +209,7 @@ def run_strategy(
     seed,
     variety,
     mix,
+    explore=0.0,
     record=None,
 ):
     rng = np.random.default_rng(seed)
@@ -234,6 +235,10 @@ def run_strategy(
         if strategy == "queue":  # the widget's order, over all pool images at once
             candidates.sort(key=lambda c: (-c[1].score, c[0], c[1].start))
             order = diversify([e for _, e in candidates], variety)
+            n_random = int(round(explore * k))
+            if n_random:  # the last picks drawn at random from the rest
+                rest = np.asarray(order[k - n_random :])
+                order = [*order[: k - n_random], *rng.permutation(rest)[:n_random]]
         else:
             order = rng.permutation(len(candidates))
         for i, e in (candidates[j] for j in order[:k]):
@@ -355,10 +360,12 @@ def run_full(task: Task, start, steps, lr, seed):
 def run_seed(task, args, seed, feats) -> dict:
     masks: list = []
     common = (task, args.start, args.rounds, args.k, args.patch, args.steps, args.lr)
-    common = (*common, seed, args.variety, args.class_mix)
+    common = (*common, seed, args.variety, args.class_mix, args.explore)
     dice0, f10 = score_model(initial_model(task, args.start, seed), task)
     print(f"seed {seed} start ({args.start}): Dice {dice0:.3f} F1@0.5 {f10:.3f}")
     queue = run_strategy("queue", *common, record=masks)
+    if args.quick == "queue":
+        return {"start": {"dice": dice0, "f1": f10}, "queue": queue}
     rand = run_strategy("random", *common)
     if args.quick:
         return {"start": {"dice": dice0, "f1": f10}, "queue": queue, "random": rand}
@@ -515,8 +522,18 @@ def main() -> None:
     )
     p.add_argument(
         "--quick",
-        action="store_true",
-        help="queue and random only: no forest, no full supervision, no tables",
+        nargs="?",
+        const="random",
+        choices=["random", "queue"],
+        help="queue and random only (or the queue only: --quick queue): no "
+        "forest, no full supervision, no tables",
+    )
+    p.add_argument(
+        "--explore",
+        type=float,
+        default=0.0,
+        help="fraction of each round's k patches the queue draws at random from "
+        "the rest of the pool instead of its top entries",
     )
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--plot")
@@ -549,7 +566,8 @@ def main() -> None:
     if args.quick:
         key = "dice" if task.boundaries else "f1"
         for r in range(args.rounds):
-            q, rd = _mean(runs, "queue", key, r), _mean(runs, "random", key, r)
+            q = _mean(runs, "queue", key, r)
+            rd = _mean(runs, "random", key, r) if "random" in runs[0] else float("nan")
             print(f"round {r + 1}: queue {q:.3f} random {rd:.3f}")
         return
     print_tables(runs, args.seeds, task.boundaries)
