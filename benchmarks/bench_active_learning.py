@@ -15,8 +15,8 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
 
     python benchmarks/bench_active_learning.py [--dataset bbbc039|flyem]
         [--start untrained|starter] [--seeds 0 1 2] [--rounds 5] [--k 4]
-        [--variety 0]
-        [--plot out.png] [--json out.json]
+        [--variety 0] [--class-mix auto|on|off|argmax|truth] [--explore 0]
+        [--quick [queue]] [--plot out.png] [--json out.json]
 
 BBBC039 (2D cells): pool = 4 training fields, held out = the 10 validation fields.
 FlyEM medulla (3D boundaries): pool = the 48x160x160 corner of the validation
