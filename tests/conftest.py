@@ -23,6 +23,16 @@ def blobs3d() -> tuple[np.ndarray, np.ndarray]:
     return make_blobs((24, 48, 40), n_objects=6, radius=5, seed=4)
 
 
+def drain(gen) -> tuple[list, object]:
+    """Run a progress generator to its end: its records and its return value."""
+    records = []
+    while True:
+        try:
+            records.append(next(gen))
+        except StopIteration as stop:
+            return records, stop.value
+
+
 def tiny_model(spatial_dims: int = 2, seed: int = 0, **kw) -> torch.nn.Module:
     """A small network for fast tests (features 4-8-16 unless given)."""
     cfg = ModelConfig(

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from tests.conftest import tiny_model
+from tests.conftest import drain, tiny_model
 
 from napari_resunet.core import (
     InferenceConfig,
@@ -100,14 +100,7 @@ def test_generator_contract(blobs3d, batch_size):
     )
     image = blobs3d[0]
     plan = make_tile_plan(model, image.shape, cfg)
-    gen = iter_predict(model, image, cfg)
-    records = []
-    while True:
-        try:
-            records.append(next(gen))
-        except StopIteration as stop:
-            result = stop.value
-            break
+    records, result = drain(iter_predict(model, image, cfg))
     assert len(records) == plan.n_batches(batch_size) > 1
     assert [r.step for r in records] == list(range(1, len(records) + 1))
     assert all(r.total == len(records) for r in records)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from tests.conftest import tiny_model
+from tests.conftest import drain, tiny_model
 
 from napari_resunet.core import (
     InferenceConfig,
@@ -170,13 +170,9 @@ def test_cancel_leaves_model_unchanged(blobs2d):
 def test_validation_is_reported(blobs2d):
     img, lab = blobs2d
     cfg = FAST.replace(steps=6, val_every=3)
-    records = []
-    gen = iter_train(tiny_model(2), TrainData(img, lab), cfg, TrainData(img, lab))
-    try:
-        while True:
-            records.append(next(gen))
-    except StopIteration as stop:
-        result = stop.value
+    records, result = drain(
+        iter_train(tiny_model(2), TrainData(img, lab), cfg, TrainData(img, lab))
+    )
     val = [r for r in records if r.phase == "validate"]
     assert [r.step for r in val] == [3, 6]
     assert result.history["val_step"] == [3, 6]

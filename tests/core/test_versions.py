@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from tests.conftest import tiny_model
+from tests.conftest import drain, tiny_model
 
 from napari_resunet.core import InferenceConfig, predict
 from napari_resunet.core.inference.postprocess import labels_from_probabilities
@@ -21,15 +21,8 @@ def test_iter_compare_reports_progress_and_segments_with_each_model(nuclei2d):
     image = nuclei2d[0]
     models = [(1, tiny_model(2, seed=0)), (2, tiny_model(2, seed=1))]
     cfg = InferenceConfig(use_compile="never")
-    steps = []
-    gen = iter_compare(models, image)
-    while True:
-        try:
-            rec = next(gen)
-        except StopIteration as stop:
-            result = stop.value
-            break
-        steps.append((rec.step, rec.total, rec.message))
+    records, result = drain(iter_compare(models, image))
+    steps = [(rec.step, rec.total, rec.message) for rec in records]
     assert len(steps) >= 2 and steps[-1][0] == steps[-1][1]
     assert [s for s, _, _ in steps] == sorted(s for s, _, _ in steps)
     assert steps[0][2].startswith("v1") and steps[-1][2].startswith("v2")
@@ -48,14 +41,7 @@ def test_held_back_scores_per_model(nuclei2d):
     image, truth = nuclei2d
     crops = [(image[:64, :64], truth[:64, :64]), (image[64:, 64:], truth[64:, 64:])]
     models = [tiny_model(2, seed=0), tiny_model(2, seed=1)]
-    records = []
-    gen = iter_held_back_scores(models, crops)
-    while True:
-        try:
-            records.append(next(gen))
-        except StopIteration as stop:
-            scores = stop.value
-            break
+    records, scores = drain(iter_held_back_scores(models, crops))
     assert [(r.step, r.total) for r in records] == [(k, 4) for k in (1, 2, 3, 4)]
     assert len(scores) == 2 and all(0 <= s <= 1 for s in scores)
     assert run_generator(iter_held_back_scores(models, []), False, "s") == [None, None]
@@ -67,14 +53,7 @@ def test_relay_offsets_steps_and_returns_the_result():
         yield Progress(2, 2, "b")
         return "done"
 
-    out = []
-    gen = relay(inner(), 10, 14, "stage 2: ", "p")
-    while True:
-        try:
-            out.append(next(gen))
-        except StopIteration as stop:
-            result = stop.value
-            break
+    out, result = drain(relay(inner(), 10, 14, "stage 2: ", "p"))
     assert result == "done"
     assert out == [
         Progress(11, 14, "stage 2: a", "p"),
