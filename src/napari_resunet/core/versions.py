@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_resunet.core.checks import check_image
 from napari_resunet.core.config import InferenceConfig
 from napari_resunet.core.inference.postprocess import labels_from_probabilities
 from napari_resunet.core.inference.predict import iter_predict, make_tile_plan, predict
@@ -52,14 +53,11 @@ def iter_compare(
         ``(number, labels)`` per model, in order.
     """
     cfg = InferenceConfig(use_compile="never")
-    spatial = tuple(
-        n
-        for a, n in enumerate(image.shape)
-        if channel_axis is None or a != channel_axis % image.ndim
-    )
     out = []
-    batches = [
-        make_tile_plan(m, spatial, cfg, voxel_size).n_batches(cfg.batch_size)
+    batches = [  # checks the image against every model before any work
+        make_tile_plan(
+            m, check_image(image, m.config, channel_axis), cfg, voxel_size
+        ).n_batches(cfg.batch_size)
         for _, m in models
     ]
     for k, (number, model) in enumerate(models):
