@@ -139,12 +139,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
         )
     patch = args.patch
     if patch is not None and len(patch) == 1:  # one size: a square / cube
-        spatial_ndim = img.data.ndim - (args.channel_axis is not None)
-        side = patch[0]
-        if model.spatial_dims == 2 and spatial_ndim == 3:
-            patch = (1, side, side)  # a 2D network trains on single slices
-        else:
-            patch = (side,) * model.spatial_dims
+        # (on a stack, the patch sampler gives a 2D network single-slice patches)
+        patch = patch * model.spatial_dims
     cfg = TrainConfig(
         patch_shape=patch,
         batch_size=args.batch_size,
