@@ -66,23 +66,14 @@ def rss_mib() -> float:
     return float("nan")
 
 
-def _wait(widget, app, timeout=600.0) -> None:
+def _wait(widget, app, timeout=600.0, pending=lambda: False) -> None:
+    """Until ``widget``'s job is done and ``pending()`` is false."""
     t0 = time.perf_counter()
-    while widget._job.busy:
+    while widget._job.busy or pending():
         app.processEvents()
         time.sleep(0.002)
         if time.perf_counter() - t0 > timeout:
-            raise TimeoutError("job did not finish")
-
-
-def _wait_queue(q, app, timeout=600.0) -> None:
-    """Until the queue has ranked again (it may start only after the round)."""
-    t0 = time.perf_counter()
-    while q._job.busy or q._status.value.startswith("Measuring"):
-        app.processEvents()
-        time.sleep(0.002)
-        if time.perf_counter() - t0 > timeout:
-            raise TimeoutError("queue did not finish")
+            raise TimeoutError(f"{type(widget).__name__}'s job did not finish")
 
 
 def _data(case: str):
@@ -225,7 +216,8 @@ def run_case(case: str, rounds: int, queue: str = "off") -> list[dict]:
         _wait(ft, app)
         elapsed = time.perf_counter() - t0
         if q is not None:
-            _wait_queue(q, app)
+            # until the queue has ranked again (it may start only after the round)
+            _wait(q, app, pending=lambda: q._status.value.startswith("Measuring"))
         queue_s = time.perf_counter() - t0 if q is not None else float("nan")
         stall = probe.stop()
         acc = float((out.data == truth).mean())
