@@ -63,7 +63,7 @@ RECIPES = {
         "train": TrainConfig(
             patch_shape=(64, 64, 64),
             batch_size=2,
-            steps=1000,
+            steps=3000,
             lr=2e-3,
             seed=0,
             foreground_fraction=0.0,
