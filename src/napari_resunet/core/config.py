@@ -349,8 +349,9 @@ def finetune_config(
         pretrained: the weights come from a finished training (a starter model or a
             saved checkpoint) rather than a new network. Such a network sits in a
             narrow minimum its cosine schedule ended in; a rate of 1e-3 throws it
-            out of it within a few steps (the first FlyEM starter: boundary Dice 0.65 -> 0.29 after
-            40 steps on two corrected blocks), so it is fine-tuned at 1e-4.
+            out of it within a few steps (the first FlyEM starter went from
+            boundary Dice 0.65 to 0.29 after 40 steps on two corrected blocks), so
+            it is fine-tuned at 1e-4.
         changes: overrides, e.g. ``steps=60``.
     """
     if spatial_dims == 2:
