@@ -37,14 +37,19 @@ def test_queue_ranks_navigates_and_reviews(
     q._variety_spin.value = 1.0
     q._refresh_button.clicked()
     assert q._entries == [plain[i] for i in diversify(plain, 1.0)]
+    # the list shows the new order (entries that kept their text included)
+    shown = [q._queue_list.native.item(i).text() for i in range(12)]
+    assert shown == [q._describe(i, e) for i, e in enumerate(q._entries)]
     assert "img [resunet uncertainty]" in viewer.layers
     # the first entry is shown: camera on its centre, outlined
     first = q._entries[0]
     np.testing.assert_allclose(camera_of(viewer).center[-2:], first.centre, atol=1e-6)
     rect = viewer.layers[HIGHLIGHT].data[0]
     assert rect.min(0).tolist() == [first.slices[0].start, first.slices[1].start]
+    assert q._queue_list.value == [0] and q._queue_list.native.count() == 12
+    assert q._queue_list.native.item(0).text().startswith("1. uncertainty ")
     q._next_button.clicked()
-    assert q._queue_combo.value == 1
+    assert q._queue_list.value == [1]
     np.testing.assert_allclose(
         camera_of(viewer).center[-2:], q._entries[1].centre, atol=1e-6
     )
@@ -57,6 +62,14 @@ def test_queue_ranks_navigates_and_reviews(
     # ranking again leaves the reviewed patch out
     q._refresh_button.clicked()
     assert reviewed.slices not in [e.slices for e in q._entries]
+    # a click on an entry of the list (one at a time) shows that patch
+    q._queue_list.native.setCurrentRow(3)
+    assert q._queue_list.value == [3]
+    np.testing.assert_allclose(
+        camera_of(viewer).center[-2:], q._entries[3].centre, atol=1e-6
+    )
+    third = viewer.layers[HIGHLIGHT].data[0]
+    assert third.min(0).tolist() == [s.start for s in q._entries[3].slices]
 
 
 def test_fine_tune_now_and_automatic_refresh(

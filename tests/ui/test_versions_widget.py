@@ -5,6 +5,7 @@ import torch
 from tests.ui.conftest import dock, segment_with_new_network
 
 from napari_resunet.core import InferenceConfig, predict
+from napari_resunet.ui._layers import grid_of
 from napari_resunet.ui._model_store import get_store
 from napari_resunet.ui.predict_widget import NEW_2D
 
@@ -106,7 +107,7 @@ def test_rounds_are_versioned_scored_restored_and_reopened(
     ver._version_combo.value, ver._other_combo.value = 1, 2
     ver._compare_button.clicked()
     assert "img [v1]" in viewer.layers and "img [v2]" in viewer.layers
-    assert viewer.grid.enabled
+    assert grid_of(viewer).enabled
     # save, then reopen in a new viewer
     ver._save_button.clicked()
     viewer2 = make_napari_viewer()

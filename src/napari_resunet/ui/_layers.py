@@ -86,6 +86,13 @@ def camera_of(viewer: Any) -> Any:
     return scene.camera if scene is not None else viewer.camera
 
 
+def grid_of(viewer: Any) -> Any:
+    """The viewer's grid settings: ``viewer.canvas.grid`` from napari 0.9 (where
+    ``viewer.grid`` is deprecated), ``viewer.grid`` before."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if canvas is not None else viewer.grid
+
+
 def output_name(image_name: str) -> str:
     return f"{image_name}{OUTPUT_SUFFIX}"
 

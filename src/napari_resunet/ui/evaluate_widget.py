@@ -12,7 +12,6 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
-    Label,
     PushButton,
     SpinBox,
     Table,
@@ -22,6 +21,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_resunet.core.metrics import evaluate, metrics_table
 from napari_resunet.ui._model_store import unwrap
+from napari_resunet.ui._status import status_label
 from napari_resunet.ui._tooltips import TOOLTIPS
 from napari_resunet.ui._workers import JobSlot, start_job
 
@@ -63,7 +63,7 @@ class EvaluateWidget(Container):
         self._copy_button = PushButton(text="Copy as CSV")
         self._csv_path = FileEdit(label="CSV file", mode="w", filter="*.csv")
         self._export_button = PushButton(text="Export CSV")
-        self._status = Label(value="")
+        self._status = status_label()
         for w, key in (
             (self._pred_combo, "eval_pred"),
             (self._truth_combo, "eval_truth"),

@@ -12,7 +12,6 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
-    Label,
     PushButton,
     SpinBox,
     create_widget,
@@ -27,6 +26,7 @@ from napari_resunet.ui._layers import guess_channel_axis, snapshot_image
 from napari_resunet.ui._loss_plot import LossPlot
 from napari_resunet.ui._model_store import get_store
 from napari_resunet.ui._predict_job import start_prediction
+from napari_resunet.ui._status import status_label
 from napari_resunet.ui._tooltips import TOOLTIPS
 from napari_resunet.ui._workers import JobSlot, start_job
 
@@ -80,7 +80,7 @@ class FinetuneWidget(Container):
         self._undo_button = PushButton(text="Undo last fine-tune", enabled=False)
         self._save_path = FileEdit(label="save to", mode="w", filter="*.pt")
         self._save_button = PushButton(text="Save model…")
-        self._status = Label(value="")
+        self._status = status_label()
         for w, key in (
             (self._image_combo, "image"),
             (self._labels_combo, "labels"),

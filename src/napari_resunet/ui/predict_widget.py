@@ -11,7 +11,6 @@ from magicgui.widgets import (
     Container,
     FileEdit,
     FloatSpinBox,
-    Label,
     LineEdit,
     PushButton,
     SpinBox,
@@ -36,6 +35,7 @@ from napari_resunet.core.models.zoo import (
 from napari_resunet.ui._layers import snapshot_image
 from napari_resunet.ui._model_store import get_store
 from napari_resunet.ui._predict_job import start_prediction
+from napari_resunet.ui._status import status_label
 from napari_resunet.ui._tooltips import TOOLTIPS
 from napari_resunet.ui._workers import JobSlot
 
@@ -138,7 +138,7 @@ class PredictWidget(Container):
         )
         self._run_button = PushButton(text="Segment")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
-        self._status = Label(value="")
+        self._status = status_label()
         for w, key in (
             (self._image_combo, "image"),
             (self._channel_combo, "channel_axis"),

@@ -6,15 +6,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import (
-    ComboBox,
     Container,
     FloatSpinBox,
-    Label,
     PushButton,
+    Select,
     SpinBox,
     create_widget,
 )
 from napari.utils.notifications import show_error, show_warning
+from qtpy.QtWidgets import QAbstractItemView
 
 from napari_resunet.core import InferenceConfig
 from napari_resunet.core.checks import check_image
@@ -27,6 +27,7 @@ from napari_resunet.ui._layers import (
 )
 from napari_resunet.ui._model_store import get_store
 from napari_resunet.ui._predict_job import voxel_size_of
+from napari_resunet.ui._status import status_label
 from napari_resunet.ui._tooltips import TOOLTIPS
 from napari_resunet.ui._workers import JobSlot, start_job
 
@@ -62,17 +63,23 @@ class QueueWidget(Container):
         )
         self._refresh_button = PushButton(text="Find uncertain patches")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
-        self._queue_combo = ComboBox(label="queue", choices=self._queue_choices)
+        # a visible list, so the scores of the next entries are in view; one
+        # entry at a time (magicgui's Select allows several by default)
+        self._queue_list = Select(label="queue", choices=self._queue_choices)
+        self._queue_list.native.setSelectionMode(
+            QAbstractItemView.SelectionMode.SingleSelection
+        )
+        self._queue_list.native.setMinimumHeight(120)
         self._next_button = PushButton(text="Next")
         self._review_button = PushButton(text="Mark reviewed (correct as shown)")
         self._finetune_button = PushButton(text="Fine-tune now")
-        self._status = Label(value="")
+        self._status = status_label()
         for w, key in (
             (self._patch_spin, "queue_patch"),
             (self._flips_spin, "queue_flips"),
             (self._variety_spin, "queue_variety"),
             (self._refresh_button, "queue_refresh"),
-            (self._queue_combo, "queue_list"),
+            (self._queue_list, "queue_list"),
             (self._next_button, "queue_next"),
             (self._review_button, "queue_review"),
             (self._finetune_button, "queue_finetune"),
@@ -87,7 +94,7 @@ class QueueWidget(Container):
                 self._variety_spin,
                 self._refresh_button,
                 self._cancel_button,
-                self._queue_combo,
+                self._queue_list,
                 self._next_button,
                 self._review_button,
                 self._finetune_button,
@@ -96,7 +103,7 @@ class QueueWidget(Container):
         )
         self._refresh_button.changed.connect(self._on_refresh_clicked)
         self._cancel_button.changed.connect(lambda *_: self._job.cancel())
-        self._queue_combo.changed.connect(self._on_entry_selected)
+        self._queue_list.changed.connect(self._on_selection_changed)
         self._next_button.changed.connect(self._on_next_clicked)
         self._review_button.changed.connect(self._on_review_clicked)
         self._finetune_button.changed.connect(self._on_finetune_clicked)
@@ -114,6 +121,30 @@ class QueueWidget(Container):
             f"{a} {s.start}" for a, s in zip("zyx"[-len(entry.slices) :], entry.slices)
         )
         return f"{i + 1}. uncertainty {entry.score:.3f} at {where}"
+
+    def _selected(self) -> int | None:
+        """The index of the selected queue entry, or None."""
+        value = self._queue_list.value
+        return int(value[0]) if value else None
+
+    def _select(self, index: int) -> None:
+        """Select entry ``index`` in the list and show it (once)."""
+        with self._queue_list.changed.blocked():
+            self._queue_list.value = [index]
+        self._queue_list.native.scrollToItem(self._queue_list.native.item(index))
+        self._on_entry_selected(index)
+
+    def _fill_list(self) -> None:
+        """Show the entries in queue order. magicgui keeps the items whose text
+        is unchanged where they were and appends the others, which scrambled the
+        order after a re-ranking: the list is emptied first."""
+        with self._queue_list.changed.blocked():
+            self._queue_list.native.clear()
+            self._queue_list.reset_choices()
+
+    def _on_selection_changed(self, value: list[int]) -> None:
+        if value:  # a click or the arrow keys in the list
+            self._on_entry_selected(value[0])
 
     def _set_running(self, running: bool) -> None:
         self._refresh_button.enabled = not running
@@ -197,11 +228,10 @@ class QueueWidget(Container):
             probabilities=result.probabilities,
             variety=float(self._variety_spin.value),
         )
-        self._queue_combo.reset_choices()
+        self._fill_list()
         self._status.value = f"{len(self._entries)} patches ranked; mean uncertainty {float(u.mean()):.3f}."
         if self._entries:
-            self._queue_combo.value = 0
-            self._on_entry_selected(0)
+            self._select(0)
 
     # ---- walking the queue ------------------------------------------------------
     def _on_entry_selected(self, index: Any) -> None:
@@ -252,13 +282,11 @@ class QueueWidget(Container):
         if not self._entries:
             show_warning("The queue is empty: find uncertain patches first.")
             return
-        current = self._queue_combo.value
-        nxt = 0 if current is None else (int(current) + 1) % len(self._entries)
-        self._queue_combo.value = nxt
-        self._on_entry_selected(nxt)
+        current = self._selected()
+        self._select(0 if current is None else (current + 1) % len(self._entries))
 
     def _on_review_clicked(self, *_: Any) -> None:
-        index = self._queue_combo.value
+        index = self._selected()
         if index is None or not self._entries:
             show_warning("Select a patch in the queue first.")
             return
@@ -278,11 +306,9 @@ class QueueWidget(Container):
             track = self._store.track(labels_layer)
             edited = track.refresh(np.asarray(labels_layer.data))
             edited[entry.slices] = True
-        self._queue_combo.reset_choices()
+        self._fill_list()
         if self._entries:
-            nxt = min(int(index), len(self._entries) - 1)
-            self._queue_combo.value = nxt
-            self._on_entry_selected(nxt)
+            self._select(min(index, len(self._entries) - 1))
         self._status.value = (
             f"Reviewed{' (held back for scoring)' if held_back else ''}; "
             f"{len(self._store.reviewed)} patch(es) reviewed, {len(self._entries)} left."

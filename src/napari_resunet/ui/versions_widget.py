@@ -18,7 +18,6 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
-    Label,
     PushButton,
     Table,
     create_widget,
@@ -27,9 +26,15 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_resunet.core.session import AnnotationSession, SessionError
 from napari_resunet.core.versions import iter_compare, iter_held_back_scores
-from napari_resunet.ui._layers import guess_channel_axis, show_layer, snapshot_image
+from napari_resunet.ui._layers import (
+    grid_of,
+    guess_channel_axis,
+    show_layer,
+    snapshot_image,
+)
 from napari_resunet.ui._model_store import get_store, unwrap
 from napari_resunet.ui._predict_job import voxel_size_of
+from napari_resunet.ui._status import status_label
 from napari_resunet.ui._tooltips import TOOLTIPS
 from napari_resunet.ui._workers import JobSlot, start_job
 
@@ -73,7 +78,7 @@ class VersionsWidget(Container):
         # rounds whose held-back scores are still to be measured, oldest first
         self._pending: list[tuple[int, Any, Any, list]] = []
         self._score_job = JobSlot(on_idle=self._next_scoring)
-        self._status = Label(value="Versions are saved after each fine-tuning round.")
+        self._status = status_label("Versions are saved after each fine-tuning round.")
         for w, key in (
             (self._folder, "ver_folder"),
             (self._open_button, "ver_open"),
@@ -279,7 +284,7 @@ class VersionsWidget(Container):
                 show_layer(
                     self._viewer, "labels", labels, f"{snap.name} [v{number}]", snap
                 )
-            self._viewer.grid.enabled = True
+            grid_of(self._viewer).enabled = True
             self._status.value = f"Comparing v{a} and v{b} side by side (grid view)."
 
         self._set_running(True)
