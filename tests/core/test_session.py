@@ -1,5 +1,7 @@
 """Annotation sessions: immutable versions, reviewed patches, save and reopen."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -91,3 +93,14 @@ def test_default_root_is_in_the_user_data_folder(monkeypatch, tmp_path):
     assert root == tmp_path / "napari-resunet" / "sessions"
     s = AnnotationSession.create()
     assert s.folder.parent == root and (s.folder / "session.json").is_file()
+
+
+def test_a_drop_below_the_shown_precision_is_not_flagged():
+    from napari_resunet.core.session import WORSE_TOLERANCE, ModelVersion
+
+    v = ModelVersion(1, "v1.pt", "2026-01-01T00:00:00", score_before=0.9874)
+    assert not replace(v, score_after=0.9871).is_worse  # both shown as 0.987
+    assert not replace(v, score_after=0.9874 - WORSE_TOLERANCE / 2).is_worse
+    assert replace(v, score_after=0.9874 - 2 * WORSE_TOLERANCE).is_worse
+    assert not replace(v, score_after=0.99).is_worse
+    assert not replace(v, score_after=None).is_worse

@@ -78,7 +78,7 @@ def test_held_back_scores_are_measured_off_the_main_thread_after_the_round(
 
 
 def test_rounds_are_versioned_scored_restored_and_reopened(
-    make_napari_viewer, qtbot, nuclei2d, sync_jobs, tmp_path
+    make_napari_viewer, qtbot, nuclei2d, sync_jobs, tmp_path, monkeypatch
 ):
     image, truth = nuclei2d
     viewer, ver, ft, out = _setup(
@@ -121,3 +121,16 @@ def test_rounds_are_versioned_scored_restored_and_reopened(
     np.testing.assert_array_equal(restored.data, out.data)
     for k, v in ver.session.load_version(2).state_dict().items():
         assert torch.equal(store2.model.state_dict()[k], v)
+    # a round scored lower is flagged in the table and warned about, with where
+    # to go back to; a drop below the shown precision is not
+    import napari_resunet.ui.versions_widget as vw
+
+    warned: list[str] = []
+    monkeypatch.setattr(vw, "show_warning", warned.append)
+    ver._on_scored(2, True, [0.9, 0.8995])
+    assert not warned and not ver._table.data.to_list()[1][-1]
+    ver._on_scored(1, True, [0.9, 0.5])
+    assert "going back to the model before it" in warned[-1]
+    ver._on_scored(2, True, [0.9, 0.7])
+    assert "consider restoring v1" in warned[-1]
+    assert ver._table.data.to_list()[1][-1] == "worse on held-back patches"

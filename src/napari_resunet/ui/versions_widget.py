@@ -247,10 +247,15 @@ class VersionsWidget(Container):
             f"{_fmt(v.score_before) or '–'} → {_fmt(v.score_after)}."
         )
         if v.is_worse:
+            # v1's predecessor is the model the session started from, not a version
+            back = (
+                f"restoring v{v.number - 1}"
+                if v.number > 1
+                else "going back to the model before it (Undo last fine-tune)"
+            )
             msg = (
                 f"Version v{v.number} scores lower on held-back patches "
-                f"({v.score_before:.3f} → {v.score_after:.3f}); consider restoring "
-                f"v{v.number - 1}."
+                f"({v.score_before:.3f} → {v.score_after:.3f}); consider {back}."
             )
             show_warning(msg)
         self._status.value = msg
