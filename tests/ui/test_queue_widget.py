@@ -155,3 +155,40 @@ def test_queue_in_3d_moves_the_z_slider(make_napari_viewer, qtbot, nuclei3d, syn
     assert len(first.slices) == 3 and first.slices[0].stop - first.slices[0].start <= 32
     z_world = viewer.dims.point[0]
     assert abs(z_world - image.voxel_size[0] * first.centre[0]) <= image.voxel_size[0]
+
+
+def test_held_back_patch_is_kept_and_never_trained_on(
+    make_napari_viewer, qtbot, nuclei2d, sync_jobs, monkeypatch
+):
+    """Every third reviewed patch is held back for scoring: segmenting again must
+    not overwrite it, and no scope of fine-tuning may learn from it."""
+    import napari_resunet.ui.finetune_widget as fw
+
+    viewer, q = _viewer_with_model(make_napari_viewer, qtbot, nuclei2d[0], NEW_2D)
+    q._patch_spin.value = 64
+    q._refresh_button.clicked()
+    for _ in range(3):
+        q._review_button.clicked()
+    store = get_store(viewer)
+    (held,) = store.held_back
+    layer = viewer.layers["img [resunet]"]
+    reviewed_truth = np.array(layer.data[held])
+    masks = []
+    real = fw.TrainData
+
+    def spy(image, labels, mask=None, *args, **kwargs):
+        masks.append(None if mask is None else mask.copy())
+        return real(image, labels, mask, *args, **kwargs)
+
+    monkeypatch.setattr(fw, "TrainData", spy)
+    ft = dock(viewer, "Fine-tune")
+    ft._image_combo.value = viewer.layers["img"]
+    ft._labels_combo.value = layer
+    ft._steps_spin.value = 2
+    for scope in ("only what I edited", "the whole layer"):
+        ft._scope_combo.value = scope
+        q._finetune_button.clicked()
+        assert not masks[-1][held].any()  # never learnt from
+        assert masks[-1].sum() >= (2 * 64 * 64 if scope != "the whole layer" else 1)
+        np.testing.assert_array_equal(layer.data[held], reviewed_truth)  # kept
+    assert store.rounds == 2

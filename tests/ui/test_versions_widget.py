@@ -72,7 +72,7 @@ def test_held_back_scores_are_measured_off_the_main_thread_after_the_round(
     assert v1.score_before is not None and 0 <= v1.score_after <= 1
     # one crop, scored with the model before and after the round
     assert calls == [(False, False), (False, False)]
-    assert f"{v1.score_after:.3f}" in ver._table.data.to_list()[0][5]
+    assert f"{v1.score_after:.3f}" == ver._table.data.to_list()[0][4]  # "after"
     # the scores are in the session file too
     assert vw.AnnotationSession.open(tmp_path / "sess").versions[0] == v1
 
@@ -93,7 +93,8 @@ def test_rounds_are_versioned_scored_restored_and_reopened(
     v1 = versions[0]
     assert v1.n_corrections > 0 and v1.steps == 15
     assert v1.score_before is not None and v1.score_after is not None
-    assert ver._table.data.to_list()[0][0] == "v1"
+    assert ver._table.row_headers == ("v1", "v2")
+    assert ver._table.data.to_list()[0][1] == f"{v1.n_corrections:,}"
     assert (tmp_path / "sess" / "models" / "v002.pt").is_file()
     # restore v1: byte-identical predictions to the model of round 1
     ver._version_combo.value = 1

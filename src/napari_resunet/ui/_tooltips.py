@@ -71,6 +71,10 @@ TOOLTIPS: dict[str, str] = {
     "settings (your corrections and reviewed patches); the queue refreshes after it.",
     "ver_folder": "Folder of the annotation session (empty: a new folder in your user "
     "data folder is made at the first fine-tuning round).",
+    "ver_table": "One row per fine-tuning round: when, how many corrected voxels it "
+    "learned from, its steps, and the foreground Dice on the held-back reviewed "
+    "patches before and after it (every third patch you mark reviewed is held back). "
+    "A round that lowers it is noted 'worse'.",
     "ver_open": "Reopen the session in this folder: versions, corrections and reviewed "
     "patches.",
     "ver_save": "Save the corrections, the edited-voxel mask and reviewed patches into "

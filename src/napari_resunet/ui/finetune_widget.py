@@ -184,10 +184,12 @@ class FinetuneWidget(Container):
             if scope == "all"
             else corrections_mask(edited, scope, spatial_dims=model.spatial_dims)
         )
-        if mask is not None:
-            for sl in self._store.held_back:  # held-back truth is never trained on
-                if len(sl) == mask.ndim:
-                    mask[sl] = False
+        held_back = [sl for sl in self._store.held_back if len(sl) == labels.ndim]
+        if held_back:  # held-back truth is never trained on, whatever the scope
+            if mask is None:
+                mask = np.ones(labels.shape, bool)
+            for sl in held_back:
+                mask[sl] = False
         if mask is not None and not mask.any():
             show_warning(
                 "No corrections yet: paint or erase on the labels layer first, or "

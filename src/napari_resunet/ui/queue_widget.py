@@ -298,11 +298,15 @@ class QueueWidget(Container):
         held_back = len(self._store.reviewed) % 3 == 0
         if held_back:
             self._store.held_back.append(entry.slices)
-        elif (
+        if (
             labels_layer is not None
             and labels_layer.data.shape == self._snap.spatial_shape
         ):
-            # "correct as shown": every voxel of the patch becomes a correction
+            # "correct as shown": every voxel of the patch counts as the user's, so
+            # segmenting again keeps it. A held-back patch too: it is the truth the
+            # rounds are scored on (fine-tuning leaves it out, see the Fine-tune
+            # widget); before, the next round's segmentation overwrote it, and later
+            # rounds were scored against an earlier model's output.
             track = self._store.track(labels_layer)
             edited = track.refresh(np.asarray(labels_layer.data))
             edited[entry.slices] = True

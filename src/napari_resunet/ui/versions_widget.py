@@ -50,7 +50,7 @@ class VersionsWidget(Container):
     """List, score, restore and compare the session model's versions."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=False)
         self._viewer = viewer
         self._store = get_store(viewer)
         self._session: AnnotationSession | None = None
@@ -81,6 +81,7 @@ class VersionsWidget(Container):
         self._status = status_label("Versions are saved after each fine-tuning round.")
         for w, key in (
             (self._folder, "ver_folder"),
+            (self._table, "ver_table"),
             (self._open_button, "ver_open"),
             (self._save_button, "ver_save"),
             (self._rollback_button, "ver_restore"),
@@ -88,22 +89,32 @@ class VersionsWidget(Container):
             (self._cancel_button, "ver_cancel"),
         ):
             w.tooltip = TOOLTIPS[key]
-        self.extend(
-            [
+        # the table sits between two labelled forms, not in one: a form gives it
+        # only the field column, which hid the score columns in a docked widget
+        above = Container(
+            labels=True,
+            widgets=[
                 self._image_combo,
                 self._labels_combo,
                 self._folder,
                 self._open_button,
                 self._save_button,
-                self._table,
+            ],
+        )
+        below = Container(
+            labels=True,
+            widgets=[
                 self._version_combo,
                 self._other_combo,
                 self._rollback_button,
                 self._compare_button,
                 self._cancel_button,
                 self._status,
-            ]
+            ],
         )
+        for form in (above, below):
+            form.margins = (0, 0, 0, 0)
+        self.extend([above, self._table, below])
         self._open_button.changed.connect(self._on_open_clicked)
         self._save_button.changed.connect(self._on_save_clicked)
         self._rollback_button.changed.connect(self._on_restore_clicked)
@@ -112,15 +123,9 @@ class VersionsWidget(Container):
         self._store.changed.connect(self._on_model_changed)
         self._store.settled.connect(self._next_scoring)
 
-    _COLUMNS = [
-        "version",
-        "time",
-        "corrections",
-        "steps",
-        "held-back before",
-        "after",
-        "note",
-    ]
+    # short headers: the dock is narrow; "Dice before/after" is on the held-back
+    # reviewed patches (the status line and the tooltip say so)
+    _COLUMNS = ["time", "voxels", "steps", "Dice before", "after", "note"]
 
     # ---- session --------------------------------------------------------------
     @property
@@ -151,10 +156,10 @@ class VersionsWidget(Container):
             note = "worse on held-back patches" if v.is_worse else v.note
             rows.append(
                 [
-                    f"v{v.number}",
-                    v.created[11:19],
-                    v.n_corrections,
-                    v.steps,
+                    v.created[11:16],
+                    # text: a number cell shows 103600 as "1.036e+05"
+                    f"{v.n_corrections:,}",
+                    str(v.steps),
                     _fmt(v.score_before),
                     _fmt(v.score_after),
                     note,
@@ -162,9 +167,11 @@ class VersionsWidget(Container):
             )
         self._table.value = {
             "data": rows,
-            "index": list(range(len(rows))),
+            # the version names the row: one column less in a narrow dock
+            "index": [f"v{v.number}" for v in self.session.versions],
             "columns": self._COLUMNS,
         }
+        self._table.native.resizeColumnsToContents()
         self._version_combo.reset_choices()
         self._other_combo.reset_choices()
 
