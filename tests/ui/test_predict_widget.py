@@ -290,3 +290,33 @@ def test_starter_model_gives_one_label_per_nucleus(
     # the model's tuned cell settings are shown in the advanced settings
     assert widget._seed_threshold_spin.value == pytest.approx(0.9)
     assert "cells" in widget._status.value or "Segmented" in widget._status.value
+
+
+def test_cell_ids_shifted_past_painted_ones_are_not_taken_for_edits(
+    make_napari_viewer, qtbot, nuclei2d
+):
+    """With a cell model, a painted cell shifts the next prediction's ids; only the
+    painted voxels count as the user's, however many times the image is segmented
+    again, and the layer does not collect fragments."""
+    from napari_resunet.ui.predict_widget import MODE_INSTANCE
+
+    viewer = make_napari_viewer()
+    viewer.add_image(nuclei2d[0], name="nuclei")
+    seg = segment_with_new_network(viewer, qtbot, "nuclei", NEW_2D, MODE_INSTANCE)
+    out = viewer.layers["nuclei [resunet]"]
+    painted = (slice(10, 30), slice(10, 40))
+    new_id = int(out.data.max()) + 5
+    idx = np.nonzero(np.ones((20, 30), bool))
+    out.data_setitem(
+        tuple(i + s.start for i, s in zip(idx, painted)),
+        np.full(idx[0].size, new_id, out.data.dtype),
+    )
+    track = get_store(viewer).track(out)
+    counts = []
+    for _ in range(3):
+        _segment(qtbot, seg)
+        edited = track.refresh(np.asarray(out.data))
+        assert edited.sum() == 20 * 30 and edited[painted].all()
+        assert (np.asarray(out.data)[painted] == new_id).all()
+        counts.append(len(np.unique(out.data)))
+    assert counts[0] == counts[1] == counts[2]  # the same model: the same labels

@@ -178,7 +178,11 @@ def write_prediction(
     if changed[0].size:
         with layer.block_history():
             layer.data_setitem(changed, merged[changed])
-    track.last_prediction = labels.copy()
+    # what the layer shows now: a cell model's ids are shifted above the painted
+    # ones, and remembering the unshifted prediction made every predicted voxel
+    # differ from it at the next look, so the whole layer counted as the user's
+    # edits from then on (kept forever, learnt from, new slivers added per round)
+    track.last_prediction = merged
     kept = 0 if replace else int(edited.sum())
     if replace:
         track.edited = np.zeros(labels.shape, bool)
