@@ -1,8 +1,8 @@
 """Make the documentation screenshots: real napari windows with the widgets in use.
 
 Uses the shipped starter models on the shipped samples and drives the Segment,
-Fine-tune and Evaluate widgets exactly as a user would, then grabs the whole
-window. Run headless with:
+Fine-tune, Annotation queue, Model versions and Evaluate widgets exactly as a
+user would, then grabs the whole window. Run headless with:
 
     xvfb-run -a -s "-screen 0 1600x1000x24" env QT_QPA_PLATFORM=xcb \\
         python docs/screenshots.py [--out docs/images]
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -37,18 +38,23 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     import napari
+    from qtpy.QtCore import Qt
 
     from napari_resunet.core.io import load_sample
-    from napari_resunet.ui._layers import camera_of
+    from napari_resunet.ui._layers import camera_of, grid_of
     from napari_resunet.ui.predict_widget import STARTER_PREFIX
+
+    # the Model versions widget saves a version per round: here, not in the
+    # user's data folder
+    session_dir = Path(tempfile.mkdtemp(prefix="resunet-screenshots-"))
 
     # 1. 2D nuclei segmented, then corrected and fine-tuned
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1500, 950)
+    viewer.window._qt_window.resize(1500, 1000)
     viewer.open_sample("napari-resunet", "nuclei2d")
     viewer.layers["nuclei 2D ground truth"].visible = False
-    _, seg = viewer.window.add_plugin_dock_widget("napari-resunet", "Segment")
-    _, ft = viewer.window.add_plugin_dock_widget("napari-resunet", "Fine-tune")
+    seg_dock, seg = viewer.window.add_plugin_dock_widget("napari-resunet", "Segment")
+    ft_dock, ft = viewer.window.add_plugin_dock_widget("napari-resunet", "Fine-tune")
     seg._image_combo.value = viewer.layers["nuclei 2D"]
     seg._model_combo.value = f"{STARTER_PREFIX}nuclei2d"
     seg._run_button.clicked()
@@ -72,21 +78,54 @@ def main() -> None:
     ft._steps_spin.value = 40
     ft._run_button.clicked()
     _settle(viewer)
+    # as a user would drag the splitter: Segment as tall as its controls, the
+    # rest for the widget below it (Qt splits the height evenly)
+    viewer.window._qt_window.resizeDocks(
+        [seg_dock, ft_dock], [280, 720], Qt.Orientation.Vertical
+    )
+    _settle(viewer)
     viewer.screenshot(str(out / "finetune_2d.png"), canvas_only=False)
 
+    # the queue and the versions, tabbed beside the others: walk the queue, mark
+    # three patches reviewed (the third is held back for scoring), fine-tune
+    versions_dock, versions = viewer.window.add_plugin_dock_widget(
+        "napari-resunet", "Model versions", tabify=True
+    )
+    versions._folder.value = str(session_dir)
+    versions._image_combo.value = viewer.layers["nuclei 2D"]
+    versions._labels_combo.value = out_layer
     _, queue = viewer.window.add_plugin_dock_widget(
-        "napari-resunet", "Annotation queue"
+        "napari-resunet", "Annotation queue", tabify=True
     )
     queue._image_combo.value = viewer.layers["nuclei 2D"]
     queue._labels_combo.value = out_layer
     queue._patch_spin.value = 128
     queue._refresh_button.clicked()
+    for _ in range(3):
+        queue._review_button.clicked()
+    queue._finetune_button.clicked()  # version 1
+    _settle(viewer)
+    queue._review_button.clicked()
+    queue._finetune_button.clicked()  # version 2
+    _settle(viewer)
+    queue._next_button.clicked()
     viewer.layers["nuclei 2D [resunet uncertainty]"].visible = True
     _settle(viewer)
     viewer.screenshot(str(out / "queue_2d.png"), canvas_only=False)
-    viewer.window.remove_dock_widget(queue.native)
     viewer.layers["nuclei 2D [resunet uncertainty]"].visible = False
     viewer.layers.remove("[resunet] queue patch")
+
+    versions._version_combo.value = 1
+    versions._other_combo.value = 2
+    versions._compare_button.clicked()
+    versions_dock.raise_()
+    _settle(viewer)
+    viewer.screenshot(str(out / "versions_2d.png"), canvas_only=False)
+    grid_of(viewer).enabled = False
+    for name in ("nuclei 2D [v1]", "nuclei 2D [v2]"):
+        viewer.layers.remove(name)
+    viewer.window.remove_dock_widget(queue.native)
+    viewer.window.remove_dock_widget(versions.native)
     viewer.reset_view()
 
     _, ev = viewer.window.add_plugin_dock_widget("napari-resunet", "Evaluate")
