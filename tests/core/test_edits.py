@@ -1,7 +1,11 @@
 import numpy as np
 import pytest
 
-from napari_resunet.core.edits import corrections_mask, merge_prediction, update_edited
+from napari_resunet.core.edits import (
+    corrections_mask,
+    merge_prediction,
+    update_edited,
+)
 
 
 def test_update_edited_accumulates_changes():
@@ -53,3 +57,51 @@ def test_corrections_mask_scopes():
     assert not corrections_mask(np.zeros((4, 4), bool), "edited").any()
     with pytest.raises(ValueError):
         corrections_mask(flat, "bogus")
+
+
+def test_cells_cut_by_a_kept_box_continue_with_the_kept_id():
+    # a reviewed 4x4 box at the top left keeps cell 7, which crosses its right face,
+    # and cell 8, which lies inside it and touches cell 9 outside across the face
+    current = np.zeros((8, 8), np.uint16)
+    current[1:3, 1:6] = 7
+    current[4:6, 1:4] = 8
+    current[4:6, 4:7] = 9
+    edited = np.zeros(current.shape, bool)
+    box = (slice(0, 6), slice(0, 4))
+    edited[box] = True
+    prediction = np.zeros(current.shape, np.uint16)
+    prediction[1:3, 1:6] = 1  # the same cell, predicted again across the face
+    prediction[4:6, 1:4] = 2
+    prediction[4:6, 4:7] = 3  # the neighbour: touches 8, does not cross the face
+    prediction[7:8, 0:2] = 4  # a cell below the box, on background
+    plain = merge_prediction(current, prediction, edited, instances=True)  # ids + 8
+    assert set(np.unique(plain[1:3, 4:6])) == {1 + 8}  # split: a new id outside
+    merged = merge_prediction(current, prediction, edited, instances=True, boxes=[box])
+    np.testing.assert_array_equal(merged[1:3, 1:6], 7)  # one cell again
+    assert (merged[edited] == current[edited]).all()  # kept voxels untouched
+    assert set(np.unique(merged[4:6, 4:7])) == {3 + 8}  # a neighbour stays apart
+    assert set(np.unique(merged[7:8, 0:2])) == {4 + 8}
+    # boxes at the image border or of another dimensionality change nothing
+    for boxes in ([(slice(0, 8), slice(0, 8))], [(slice(0, 2),)]):
+        np.testing.assert_array_equal(
+            merge_prediction(current, prediction, edited, instances=True, boxes=boxes),
+            plain,
+        )
+    # class labels are never joined
+    np.testing.assert_array_equal(
+        merge_prediction(current, prediction, edited, boxes=[box]),
+        merge_prediction(current, prediction, edited),
+    )
+
+
+def test_a_predicted_cell_crossing_two_kept_cells_takes_the_one_it_shares_most():
+    current = np.zeros((4, 8), np.uint16)
+    current[0:3, 0:4] = 5  # three rows of the face
+    current[3:4, 0:4] = 6  # one row
+    edited = np.zeros(current.shape, bool)
+    box = (slice(0, 4), slice(0, 4))
+    edited[box] = True
+    prediction = np.zeros(current.shape, np.uint16)
+    prediction[:, 2:8] = 1  # one predicted cell across the whole face
+    merged = merge_prediction(current, prediction, edited, instances=True, boxes=[box])
+    np.testing.assert_array_equal(merged[:, 4:8], 5)

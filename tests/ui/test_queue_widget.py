@@ -192,3 +192,32 @@ def test_held_back_patch_is_kept_and_never_trained_on(
         assert masks[-1].sum() >= (2 * 64 * 64 if scope != "the whole layer" else 1)
         np.testing.assert_array_equal(layer.data[held], reviewed_truth)  # kept
     assert store.rounds == 2
+
+
+def test_reviewed_patch_does_not_split_the_cells_on_its_faces(
+    make_napari_viewer, qtbot, nuclei2d, sync_jobs
+):
+    """Cell labels: segmenting again with the same model after "Mark reviewed"
+    gives the same cells, not cells cut in two along the patch's faces."""
+    from napari_resunet.ui.predict_widget import MODE_INSTANCE
+
+    viewer = make_napari_viewer()
+    viewer.add_image(nuclei2d[0], name="img")
+    seg = segment_with_new_network(viewer, qtbot, "img", NEW_2D, MODE_INSTANCE)
+    layer = viewer.layers["img [resunet]"]
+    q = dock(viewer, "Annotation queue")
+    q._image_combo.value = viewer.layers["img"]
+    q._labels_combo.value = layer
+    q._patch_spin.value = 64
+    q._refresh_button.clicked()
+    box = q._entries[0].slices
+    q._review_button.clicked()
+    before = np.array(layer.data)
+    seg._run_button.clicked()
+    wait_idle(qtbot, seg)
+    after = np.array(layer.data)
+    np.testing.assert_array_equal(after[box], before[box])
+    # the same partition into cells: ids map one to one
+    pairs = np.unique(np.stack([before.ravel(), after.ravel()]), axis=1)
+    n_before, n_after = len(np.unique(before)), len(np.unique(after))
+    assert pairs.shape[1] == n_before == n_after

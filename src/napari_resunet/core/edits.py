@@ -41,6 +41,7 @@ def merge_prediction(
     edited: NDArray,
     replace: bool = False,
     instances: bool = False,
+    boxes: list[tuple[slice, ...]] | None = None,
 ) -> NDArray:
     """The labels to show after a new prediction.
 
@@ -51,6 +52,9 @@ def merge_prediction(
         replace: take the prediction everywhere, edits included.
         instances: the labels are object ids; predicted ids are shifted above the
             ids the user painted, so a new cell never takes a painted cell's id.
+        boxes: with ``instances``, patches kept whole ("correct as shown"): a
+            predicted cell that crosses a face of one continues the kept cell
+            there, with its id (see :func:`join_across_boxes`).
 
     Returns:
         A new array of ``current``'s dtype.
@@ -68,7 +72,74 @@ def merge_prediction(
             if int(prediction.max(initial=0)) > top:
                 raise ValueError("Too many objects for the labels layer's dtype.")
             merged[merged > 0] += kept.max()
+        predicted = merged.copy() if instances and boxes else None
         merged[edited] = kept
+        if predicted is not None:
+            join_across_boxes(merged, predicted, edited, boxes or [])
+    return merged
+
+
+def join_across_boxes(
+    merged: NDArray,
+    predicted: NDArray,
+    edited: NDArray[np.bool_],
+    boxes: list[tuple[slice, ...]],
+) -> NDArray:
+    """Give cells cut by the face of a kept box their kept id outside it too.
+
+    A patch marked "correct as shown" is kept voxel for voxel, so a cell that
+    crosses the patch's face is kept inside and predicted anew outside, with a new
+    id: one cell shown as two, split along a straight line. Here a predicted object
+    that crosses a face of one of ``boxes`` (the prediction has it on both sides)
+    where a kept object lies inside takes that object's id outside, the one it
+    shares most of the face with where there are two. A predicted cell that only
+    touches a kept neighbour across the face keeps its own id. Only unedited
+    voxels change.
+
+    Args:
+        merged: object ids, kept voxels included (modified in place).
+        predicted: the new prediction in ``merged``'s id space (ids as written to
+            the unedited voxels).
+        edited: the user's voxels (kept boxes included).
+        boxes: the kept patches, as slices over ``merged``'s axes.
+
+    Returns:
+        ``merged``.
+    """
+    votes: dict[int, dict[int, int]] = {}  # predicted id -> {kept id: contacts}
+    for box in boxes:
+        if len(box) != merged.ndim:
+            continue
+        for axis, sl in enumerate(box):
+            start, stop, _ = sl.indices(merged.shape[axis])
+            # the box's first / last plane and the plane just outside it
+            for face, out in ((start, start - 1), (stop - 1, stop)):
+                if not 0 <= out < merged.shape[axis] or stop <= start:
+                    continue
+                inner = list(box)
+                inner[axis] = slice(face, face + 1)
+                outer = list(box)
+                outer[axis] = slice(out, out + 1)
+                kept_ids = merged[tuple(inner)]
+                outside = merged[tuple(outer)]
+                touch = (
+                    edited[tuple(inner)]
+                    & ~edited[tuple(outer)]
+                    & (kept_ids > 0)
+                    & (outside > 0)
+                    & (predicted[tuple(inner)] == outside)  # crosses the face
+                    & (kept_ids != outside)
+                )
+                for k, o in zip(kept_ids[touch].tolist(), outside[touch].tolist()):
+                    row = votes.setdefault(o, {})
+                    row[k] = row.get(k, 0) + 1
+    if not votes:
+        return merged
+    lut = np.arange(int(merged.max()) + 1, dtype=merged.dtype)
+    for predicted, row in votes.items():
+        lut[predicted] = max(row, key=row.get)
+    free = ~edited
+    merged[free] = lut[merged[free]]
     return merged
 
 

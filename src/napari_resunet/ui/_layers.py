@@ -171,8 +171,9 @@ def write_prediction(
         )
     current = np.asarray(layer.data)
     edited = track.refresh(current)
+    # cells crossing a reviewed patch's face continue with their kept id
     merged = merge_prediction(
-        current, labels, edited, replace=replace, instances=instances
+        current, labels, edited, replace, instances, boxes=store.reviewed
     )
     changed = np.nonzero(merged != current)
     if changed[0].size:
