@@ -178,6 +178,7 @@ def run_case(case: str, rounds: int, queue: str = "off") -> list[dict]:
         _, q = viewer.window.add_plugin_dock_widget(
             "napari-resunet", "Annotation queue"
         )
+        q._patch_spin.value = 64  # as measured (the widget's default is now auto)
         if queue == "eager":  # the queue no longer sees that a round is settling
             q._store.settled.disconnect(q._on_model_changed)
             q._store = _NeverSettling(q._store)

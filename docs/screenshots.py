@@ -99,7 +99,6 @@ def main() -> None:
     )
     queue._image_combo.value = viewer.layers["nuclei 2D"]
     queue._labels_combo.value = out_layer
-    queue._patch_spin.value = 128
     queue._refresh_button.clicked()
     for _ in range(3):
         queue._review_button.clicked()

@@ -11,6 +11,7 @@ from napari_resunet.core.uncertainty import (
     iter_uncertainty,
     margin_map,
     rank_patches,
+    suggest_patch_side,
 )
 
 
@@ -135,3 +136,41 @@ def test_mc_dropout_samples_add_disagreement(blobs2d):
         "u",
     )
     assert plain.disagreement.max() == 0
+
+
+def _balls(shape, radius, spacing):
+    """Labels with one ball (disc in 2D) of ``radius`` every ``spacing`` pixels."""
+    grid = np.indices(shape)
+    lab = np.zeros(shape, np.int32)
+    centres = np.stack(
+        np.meshgrid(*[np.arange(spacing // 2, s, spacing) for s in shape]), -1
+    ).reshape(-1, len(shape))
+    for i, c in enumerate(centres, 1):
+        d2 = sum((g - ci) ** 2 for g, ci in zip(grid, c))
+        lab[d2 <= radius**2] = i
+    return lab
+
+
+def test_patch_side_follows_the_cells():
+    # discs of radius 10: diameter ~20, three of them across a patch -> 64
+    discs = _balls((512, 512), 10, 60)
+    side, why = suggest_patch_side(discs.shape, discs)
+    assert side == 64 and "median diameter, 20 px" in why
+    # bigger cells, bigger patches; capped at 128 and at half the image
+    big = _balls((512, 512), 17, 100)
+    assert suggest_patch_side(big.shape, big)[0] == 104  # 3 x 34 = 102, up to 8s
+    huge = _balls((512, 512), 40, 150)
+    assert suggest_patch_side(huge.shape, huge)[0] == 128
+    assert suggest_patch_side((100, 512), _balls((100, 512), 20, 100))[0] == 48
+    # no cells, too few, or labels of another shape: the default
+    assert suggest_patch_side((512, 512)) == (64, "default")
+    assert suggest_patch_side((512, 512), np.zeros((512, 512), int))[0] == 64
+    assert suggest_patch_side((256, 256), discs)[0] == 64
+    # 3D: balls of radius 5 as cubes (diameter ~10 -> 32); discs per plane as planes
+    balls = _balls((48, 96, 96), 5, 24)
+    side, why = suggest_patch_side(balls.shape, balls, cube=True)
+    assert side == 32 and "10 px" in why
+    assert suggest_patch_side((32, 256, 256), None, cube=True) == (32, "default")
+    stack = np.stack([discs[:256, :256] + 100 * z for z in range(6)])
+    stack[discs[:256, :256][None].repeat(6, 0) == 0] = 0
+    assert suggest_patch_side(stack.shape, stack)[0] == 64

@@ -221,3 +221,30 @@ def test_reviewed_patch_does_not_split_the_cells_on_its_faces(
     pairs = np.unique(np.stack([before.ravel(), after.ravel()]), axis=1)
     n_before, n_after = len(np.unique(before)), len(np.unique(after))
     assert pairs.shape[1] == n_before == n_after
+
+
+def test_auto_patch_size_follows_the_cell_labels(
+    make_napari_viewer, qtbot, nuclei2d, sync_jobs
+):
+    from napari_resunet.core.uncertainty import suggest_patch_side
+
+    image, truth = nuclei2d
+    viewer, q = _viewer_with_model(make_napari_viewer, qtbot, image, NEW_2D)
+    assert q._patch_spin.value == 0  # "auto" by default
+    q._refresh_button.clicked()  # a class model: the default side
+    assert {e.slices[0].stop - e.slices[0].start for e in q._entries} == {64}
+    # a cell model reads the cells' size from the labels layer
+    from napari_resunet.ui.predict_widget import MODE_INSTANCE
+
+    segment_with_new_network(viewer, qtbot, "img", NEW_2D, MODE_INSTANCE)
+    assert get_store(viewer).model.config.task == "instance"
+    cells = viewer.add_labels(truth, name="cells")
+    q._labels_combo.value = cells
+    q._refresh_button.clicked()
+    side, why = suggest_patch_side(truth.shape, truth)
+    assert "median diameter" in why and side != 64
+    assert {e.slices[1].stop - e.slices[1].start for e in q._entries} == {side}
+    assert f"Patches of {side} px" in q._status.value
+    q._patch_spin.value = 32  # a size typed in wins
+    q._refresh_button.clicked()
+    assert {e.slices[1].stop - e.slices[1].start for e in q._entries} == {32}

@@ -178,6 +178,50 @@ class RankedPatch:
         return tuple((s.start + s.stop - 1) / 2 for s in self.slices)
 
 
+def suggest_patch_side(
+    spatial_shape: Sequence[int], labels: NDArray | None = None, cube: bool = False
+) -> tuple[int, str]:
+    """A patch side suited to the image: a few cells with their neighbours.
+
+    With cell labels (one id per object, at least 3 objects) the side is three
+    times the cells' median equivalent diameter, so a patch shows whole cells and
+    the edges between them; without, 64 pixels (32 for 3D cubes). It is rounded up
+    to a multiple of 8 and kept between 16 and 128 (64 for cubes, which hold the
+    cube of that many voxels to annotate) and to at most half the image's
+    smallest in-plane side, so there are patches to choose from.
+
+    Args:
+        spatial_shape: the image's spatial shape (Y, X) or (Z, Y, X).
+        labels: instance labels of that shape, or None.
+        cube: the patches are 3D cubes (a 3D network) rather than planes.
+
+    Returns:
+        ``(side, reason)``: the side in pixels and a few words on why.
+    """
+    side, reason = (32 if cube else 64), "default"
+    if labels is not None and np.shape(labels) == tuple(spatial_shape):
+        lab = np.asarray(labels)
+        volumetric = lab.ndim == 3 and cube
+        if lab.ndim == 3 and not cube:  # plane patches: cell areas in a few planes
+            planes = np.unique(np.linspace(0, lab.shape[0] - 1, 8).astype(int))
+            parts = [np.bincount(lab[z].ravel().astype(np.int64))[1:] for z in planes]
+            sizes = np.concatenate(parts)
+        else:
+            sizes = np.bincount(lab.ravel().astype(np.int64))[1:]
+        sizes = sizes[sizes > 0]
+        if sizes.size >= 3:
+            size = float(np.median(sizes))
+            if volumetric:  # the diameter of a ball of that volume
+                d = (6.0 * size / math.pi) ** (1.0 / 3.0)
+            else:  # of a disc of that area
+                d = 2.0 * math.sqrt(size / math.pi)
+            side = 3.0 * d
+            reason = f"3 x the cells' median diameter, {d:.0f} px"
+    upper = min(64 if cube else 128, max(16, 8 * (min(spatial_shape[-2:]) // 16)))
+    side_px = int(min(max(8 * math.ceil(side / 8), 16), upper))
+    return side_px, reason
+
+
 def rank_patches(
     uncertainty: NDArray,
     patch_shape: Sequence[int],

@@ -18,7 +18,12 @@ from qtpy.QtWidgets import QAbstractItemView
 
 from napari_resunet.core import InferenceConfig
 from napari_resunet.core.checks import check_image
-from napari_resunet.core.uncertainty import RankedPatch, iter_uncertainty, rank_patches
+from napari_resunet.core.uncertainty import (
+    RankedPatch,
+    iter_uncertainty,
+    rank_patches,
+    suggest_patch_side,
+)
 from napari_resunet.ui._layers import (
     camera_of,
     guess_channel_axis,
@@ -54,9 +59,10 @@ class QueueWidget(Container):
         self._labels_combo = create_widget(
             annotation="napari.layers.Labels", label="corrected labels"
         )
-        self._patch_spin = SpinBox(
-            label="patch size", value=64, min=8, max=4096, step=8
-        )
+        # 0 = "auto": a side suited to the image (suggest_patch_side)
+        self._patch_spin = SpinBox(label="patch size", value=0, min=0, max=4096, step=8)
+        self._patch_spin.native.setSpecialValueText("auto")
+        self._patch_note = ""  # how an automatic side was chosen
         self._flips_spin = SpinBox(label="flip passes", value=3, min=1, max=7)
         self._variety_spin = FloatSpinBox(
             label="variety", value=0.0, min=0.0, max=1.0, step=0.1
@@ -154,6 +160,22 @@ class QueueWidget(Container):
         self, spatial_shape: tuple[int, ...], model_dims: int
     ) -> tuple[int, ...]:
         side = int(self._patch_spin.value)
+        cube = len(spatial_shape) == 3 and model_dims == 3
+        self._patch_note = ""
+        if side == 0:
+            labels_layer = self._labels_combo.value
+            model = self._store.model
+            cells = (
+                labels_layer
+                if labels_layer is not None
+                and model is not None
+                and model.config.task == "instance"
+                else None
+            )
+            side, why = suggest_patch_side(
+                spatial_shape, None if cells is None else cells.data, cube
+            )
+            self._patch_note = f" Patches of {side} px ({why})."
         if len(spatial_shape) == 2:
             return (side, side)
         # 2D networks review one slice at a time; 3D ones get cubes (Z clipped)
@@ -229,9 +251,14 @@ class QueueWidget(Container):
             variety=float(self._variety_spin.value),
         )
         self._fill_list()
-        self._status.value = f"{len(self._entries)} patches ranked; mean uncertainty {float(u.mean()):.3f}."
         if self._entries:
             self._select(0)
+        # after showing the first entry (which is also highlighted in the list), so
+        # this summary is what the status line keeps
+        self._status.value = (
+            f"{len(self._entries)} patches ranked; mean uncertainty "
+            f"{float(u.mean()):.3f}.{self._patch_note}"
+        )
 
     # ---- walking the queue ------------------------------------------------------
     def _on_entry_selected(self, index: Any) -> None:
