@@ -61,18 +61,20 @@ def main() -> None:
     _settle(viewer)
     viewer.screenshot(str(out / "segment_2d.png"), canvas_only=False)
 
-    # the user repaints a corner from the ground truth (one id per nucleus), then
-    # fine-tunes on those corrections
+    # the user repaints the nuclei of a corner from the ground truth (one id per
+    # nucleus, whole nuclei as a user paints them), then fine-tunes on them
     out_layer = viewer.layers["nuclei 2D [resunet]"]
-    truth = viewer.layers["nuclei 2D ground truth"].data
-    region = (slice(0, 200), slice(0, 260))
-    offset = int(out_layer.data.max())
-    fixed = np.where(truth[region] > 0, truth[region].astype(np.int64) + offset, 0)
-    wrong = np.nonzero(out_layer.data[region] != fixed)
-    out_layer.data_setitem(
-        tuple(w + s.start for w, s in zip(wrong, region)),
-        fixed[wrong].astype(out_layer.data.dtype),
+    truth = np.asarray(viewer.layers["nuclei 2D ground truth"].data)
+    current = np.asarray(out_layer.data)
+    corner = np.zeros(truth.shape, bool)
+    corner[:200, :260] = True
+    touched = np.isin(truth, np.unique(truth[corner])[1:]) | np.isin(
+        current, np.unique(current[corner])[1:]
     )
+    paint = corner | touched
+    fixed = np.where(truth > 0, truth.astype(np.int64) + int(current.max()), 0)
+    wrong = np.nonzero(paint & (current != fixed))
+    out_layer.data_setitem(wrong, fixed[wrong].astype(out_layer.data.dtype))
     ft._image_combo.value = viewer.layers["nuclei 2D"]
     ft._labels_combo.value = out_layer
     ft._steps_spin.value = 40
@@ -123,6 +125,7 @@ def main() -> None:
     grid_of(viewer).enabled = False
     for name in ("nuclei 2D [v1]", "nuclei 2D [v2]"):
         viewer.layers.remove(name)
+    viewer.layers.selection.active = out_layer  # its controls, not an empty panel
     viewer.window.remove_dock_widget(queue.native)
     viewer.window.remove_dock_widget(versions.native)
     viewer.reset_view()

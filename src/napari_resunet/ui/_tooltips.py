@@ -54,7 +54,7 @@ TOOLTIPS: dict[str, str] = {
     "save_path": "Where 'Save model' writes the checkpoint.",
     "save": "Save the session model as a checkpoint file.",
     "queue_patch": "Side of the patches to rank, in pixels (3D networks: cubes, Z "
-    "clipped to the stack; 2D networks on stacks: single slices). 'auto': three "
+    "clipped to the stack; 2D networks on stacks: single slices). 0 = auto: three "
     "times the cells' median diameter in the labels (cell models), else 64 (32 for "
     "cubes), between 16 and 128 (64 for cubes).",
     "queue_flips": "Predictions under this many mirrorings; their disagreement adds to "

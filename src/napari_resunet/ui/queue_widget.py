@@ -59,9 +59,11 @@ class QueueWidget(Container):
         self._labels_combo = create_widget(
             annotation="napari.layers.Labels", label="corrected labels"
         )
-        # 0 = "auto": a side suited to the image (suggest_patch_side)
-        self._patch_spin = SpinBox(label="patch size", value=0, min=0, max=4096, step=8)
-        self._patch_spin.native.setSpecialValueText("auto")
+        # 0 = auto: a side suited to the image (suggest_patch_side). Said in the
+        # label: magicgui's spin box (superqt) shows no special text for 0.
+        self._patch_spin = SpinBox(
+            label="patch size (0: auto)", value=0, min=0, max=4096, step=8
+        )
         self._patch_note = ""  # how an automatic side was chosen
         self._flips_spin = SpinBox(label="flip passes", value=3, min=1, max=7)
         self._variety_spin = FloatSpinBox(
