@@ -136,8 +136,8 @@ def join_across_boxes(
     if not votes:
         return merged
     lut = np.arange(int(merged.max()) + 1, dtype=merged.dtype)
-    for predicted, row in votes.items():
-        lut[predicted] = max(row, key=row.get)
+    for new_id, row in votes.items():
+        lut[new_id] = max(row, key=row.get)
     free = ~edited
     merged[free] = lut[merged[free]]
     return merged

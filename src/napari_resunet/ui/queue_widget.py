@@ -170,6 +170,7 @@ class QueueWidget(Container):
             cells = (
                 labels_layer
                 if labels_layer is not None
+                and not getattr(labels_layer, "multiscale", False)
                 and model is not None
                 and model.config.task == "instance"
                 else None
