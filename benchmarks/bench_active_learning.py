@@ -11,12 +11,15 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
   ``fit_segmenter``) trained on exactly the voxels the queue had annotated (2D: its
   foreground through the same distance-seeded watershed);
 - the network fully supervised on all ground truth of the pool, for the same
-  total number of steps.
+  total number of steps;
+- with ``--oracle``, patches ranked by the network's true error (a diagnostic:
+  what a perfect uncertainty estimate would choose); ``--diagnose`` prints how
+  well the queue's uncertainty ranks that error.
 
     python benchmarks/bench_active_learning.py [--dataset bbbc039|flyem]
         [--start untrained|starter] [--seeds 0 1 2] [--rounds 5] [--k 4]
         [--variety 0] [--class-mix auto|on|off|argmax|truth] [--explore 0]
-        [--quick [queue]] [--plot out.png] [--json out.json]
+        [--quick [queue]] [--oracle] [--diagnose] [--plot out.png] [--json out.json]
 
 BBBC039 (2D cells): pool = 4 training fields, held out = the 10 validation fields.
 FlyEM medulla (3D boundaries): pool = the 48x160x160 corner of the validation
@@ -197,6 +200,30 @@ def layer_mixes(model, task: Task, masks, source: str = "layer") -> list:
     return mixes
 
 
+def error_map(probabilities, labels):
+    """Per-voxel cross-entropy of the prediction against the truth's classes
+    (background / interior / boundary): where the network is wrong, and how
+    badly. Needs the truth, so only the oracle ranking and diagnostics use it."""
+    t = instance_targets(labels).astype(np.int64)
+    p = np.take_along_axis(np.asarray(probabilities), t[None], axis=0)[0]
+    return -np.log(np.clip(p, 1e-6, 1.0)).astype(np.float32)
+
+
+def rank_pairs(score_map, err, patch_shape, exclude):
+    """(uncertainty, error) means of the patches the queue could offer."""
+    ranked = rank_patches(score_map, patch_shape, exclude=exclude)
+    return [(e.score, float(err[e.slices].mean())) for e in ranked]
+
+
+def spearman(pairs) -> float:
+    a = np.asarray(pairs, np.float64)
+    if len(a) < 3:
+        return float("nan")
+    ra = a[:, 0].argsort().argsort()
+    rb = a[:, 1].argsort().argsort()
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
 def run_strategy(
     strategy,
     task,
@@ -211,6 +238,7 @@ def run_strategy(
     mix,
     explore=0.0,
     record=None,
+    record_errors=None,
 ):
     rng = np.random.default_rng(seed)
     dims = task.pool[0][0].ndim
@@ -226,13 +254,25 @@ def run_strategy(
                     iter_uncertainty(model, img, ICFG, n_flips=3), False, "u"
                 )
                 score_map, probs = res.uncertainty, res.probabilities
+                if record_errors is not None:  # diagnostic, not timed
+                    t_err = time.perf_counter()
+                    err = error_map(res.probabilities, task.pool[i][1])
+                    pairs = rank_pairs(score_map, err, (patch,) * dims, masks[i])
+                    record_errors.append((r, i, pairs))
+                    t0 += time.perf_counter() - t_err
+            elif strategy == "oracle":  # ranked by the true error: an upper bound
+                score_map = error_map(predict(model, img, ICFG), task.pool[i][1])
+                probs = None
             else:
                 score_map, probs = np.zeros(img.shape, np.float32), None
             ranked = rank_patches(
                 score_map, (patch,) * dims, exclude=masks[i], probabilities=probs
             )
             candidates += [(i, e) for e in ranked]
-        if strategy == "queue":  # the widget's order, over all pool images at once
+        if strategy == "oracle":
+            candidates.sort(key=lambda c: (-c[1].score, c[0], c[1].start))
+            order = list(range(len(candidates)))
+        elif strategy == "queue":  # the widget's order, over all pool images at once
             candidates.sort(key=lambda c: (-c[1].score, c[0], c[1].start))
             order = diversify([e for _, e in candidates], variety)
             n_random = int(round(explore * k))
@@ -363,12 +403,23 @@ def run_seed(task, args, seed, feats) -> dict:
     common = (*common, seed, args.variety, args.class_mix, args.explore)
     dice0, f10 = score_model(initial_model(task, args.start, seed), task)
     print(f"seed {seed} start ({args.start}): Dice {dice0:.3f} F1@0.5 {f10:.3f}")
-    queue = run_strategy("queue", *common, record=masks)
+    errors: list | None = [] if args.diagnose else None
+    queue = run_strategy("queue", *common, record=masks, record_errors=errors)
+    extra = {}
+    if errors:
+        extra["diagnosis"] = diagnose(errors, args.k, seed)
+    if args.oracle:
+        extra["oracle"] = run_strategy("oracle", *common)
     if args.quick == "queue":
-        return {"start": {"dice": dice0, "f1": f10}, "queue": queue}
+        return {"start": {"dice": dice0, "f1": f10}, "queue": queue, **extra}
     rand = run_strategy("random", *common)
     if args.quick:
-        return {"start": {"dice": dice0, "f1": f10}, "queue": queue, "random": rand}
+        return {
+            "start": {"dice": dice0, "f1": f10},
+            "queue": queue,
+            "random": rand,
+            **extra,
+        }
     forest = run_forest(task, masks, seed, feats)
     full = run_full(task, args.start, args.steps * args.rounds, args.lr, seed)
     return {
@@ -377,7 +428,35 @@ def run_seed(task, args, seed, feats) -> dict:
         "random": rand,
         "forest": forest,
         "full": full,
+        **extra,
     }
+
+
+def diagnose(errors, k: int, seed: int) -> list[dict]:
+    """Per round: how well the queue's uncertainty ranks the patches' true error
+    (Spearman over all offered patches), and the mean error of the queue's top k,
+    of the k worst patches and of all patches."""
+    out = []
+    for r in sorted({e[0] for e in errors}):
+        pairs = [p for rr, _, ps in errors if rr == r for p in ps]
+        a = np.asarray(pairs, np.float64)
+        by_u = a[np.argsort(-a[:, 0], kind="stable")]
+        row = {
+            "round": r,
+            "spearman": spearman(pairs),
+            "top_k_error": float(by_u[:k, 1].mean()),
+            "worst_k_error": float(np.sort(a[:, 1])[::-1][:k].mean()),
+            "mean_error": float(a[:, 1].mean()),
+        }
+        out.append(row)
+        print(
+            f"seed {seed} diagnosis round {r}: Spearman(uncertainty, error) "
+            f"{row['spearman']:+.2f}; error of the queue's top {k} "
+            f"{row['top_k_error']:.3f}, of the worst {k} {row['worst_k_error']:.3f}, "
+            f"mean {row['mean_error']:.3f}",
+            flush=True,
+        )
+    return out
 
 
 def _mean(runs, method, key, r):
@@ -535,6 +614,19 @@ def main() -> None:
         help="fraction of each round's k patches the queue draws at random from "
         "the rest of the pool instead of its top entries",
     )
+    p.add_argument(
+        "--oracle",
+        action="store_true",
+        help="also rank patches by the network's true error (cross-entropy against "
+        "the truth): what a perfect uncertainty estimate would pick, an upper bound "
+        "for any ranking",
+    )
+    p.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="print, per round, how well the queue's uncertainty ranks the "
+        "patches' true error (not timed)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--plot")
     p.add_argument("--json")
@@ -568,7 +660,14 @@ def main() -> None:
         for r in range(args.rounds):
             q = _mean(runs, "queue", key, r)
             rd = _mean(runs, "random", key, r) if "random" in runs[0] else float("nan")
-            print(f"round {r + 1}: queue {q:.3f} random {rd:.3f}")
+            line = f"round {r + 1}: queue {q:.3f} random {rd:.3f}"
+            if "oracle" in runs[0]:
+                line += f" oracle {_mean(runs, 'oracle', key, r):.3f}"
+            print(line)
+        if args.json:
+            Path(args.json).write_text(
+                json.dumps({"runs": runs, "args": vars(args)}, indent=1)
+            )
         return
     print_tables(runs, args.seeds, task.boundaries)
     if args.json:
