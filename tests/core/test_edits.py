@@ -105,3 +105,19 @@ def test_a_predicted_cell_crossing_two_kept_cells_takes_the_one_it_shares_most()
     prediction[:, 2:8] = 1  # one predicted cell across the whole face
     merged = merge_prediction(current, prediction, edited, instances=True, boxes=[box])
     np.testing.assert_array_equal(merged[:, 4:8], 5)
+
+
+def test_joining_across_boxes_handles_large_label_ids():
+    # EM body ids can be ~1e9: the remapping must not allocate per possible id
+    big = 3_000_000_000
+    current = np.zeros((8, 8), np.uint64)
+    current[1:3, 1:6] = big
+    edited = np.zeros(current.shape, bool)
+    box = (slice(0, 6), slice(0, 4))
+    edited[box] = True
+    prediction = np.zeros(current.shape, np.uint16)
+    prediction[1:3, 1:6] = 1
+    prediction[6:8, 5:8] = 2
+    merged = merge_prediction(current, prediction, edited, instances=True, boxes=[box])
+    np.testing.assert_array_equal(merged[1:3, 1:6], big)
+    assert set(np.unique(merged[6:8, 5:8])) == {big + 2}

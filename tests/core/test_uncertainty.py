@@ -174,3 +174,8 @@ def test_patch_side_follows_the_cells():
     stack = np.stack([discs[:256, :256] + 100 * z for z in range(6)])
     stack[discs[:256, :256][None].repeat(6, 0) == 0] = 0
     assert suggest_patch_side(stack.shape, stack)[0] == 64
+    # EM-style body ids near 10^9 are counted per object, not per possible id
+    bodies = np.where(discs > 0, discs.astype(np.uint64) + 2_000_000_000, 0)
+    assert suggest_patch_side(bodies.shape, bodies) == suggest_patch_side(
+        discs.shape, discs
+    )

@@ -135,11 +135,14 @@ def join_across_boxes(
                     row[k] = row.get(k, 0) + 1
     if not votes:
         return merged
-    lut = np.arange(int(merged.max()) + 1, dtype=merged.dtype)
-    for new_id, row in votes.items():
-        lut[new_id] = max(row, key=row.get)
-    free = ~edited
-    merged[free] = lut[merged[free]]
+    # a sorted key search rather than a look-up table over all ids: label ids
+    # can be large (EM body ids reach 10^9), a table that long would not fit
+    keys = np.array(sorted(votes), dtype=merged.dtype)
+    values = np.array(
+        [max(votes[k], key=votes[k].get) for k in keys.tolist()], dtype=merged.dtype
+    )
+    change = ~edited & np.isin(merged, keys)
+    merged[change] = values[np.searchsorted(keys, merged[change])]
     return merged
 
 

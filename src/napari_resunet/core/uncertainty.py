@@ -204,11 +204,9 @@ def suggest_patch_side(
         volumetric = lab.ndim == 3 and cube
         if lab.ndim == 3 and not cube:  # plane patches: cell areas in a few planes
             planes = np.unique(np.linspace(0, lab.shape[0] - 1, 8).astype(int))
-            parts = [np.bincount(lab[z].ravel().astype(np.int64))[1:] for z in planes]
-            sizes = np.concatenate(parts)
+            sizes = np.concatenate([_object_sizes(lab[z]) for z in planes])
         else:
-            sizes = np.bincount(lab.ravel().astype(np.int64))[1:]
-        sizes = sizes[sizes > 0]
+            sizes = _object_sizes(lab)
         if sizes.size >= 3:
             size = float(np.median(sizes))
             if volumetric:  # the diameter of a ball of that volume
@@ -220,6 +218,14 @@ def suggest_patch_side(
     upper = min(64 if cube else 128, max(16, 8 * (min(spatial_shape[-2:]) // 16)))
     side_px = int(min(max(8 * math.ceil(side / 8), 16), upper))
     return side_px, reason
+
+
+def _object_sizes(labels: NDArray) -> NDArray[np.int64]:
+    """Voxel count of each nonzero id. ``np.unique`` rather than ``bincount``:
+    ids can be large (EM body ids reach 10^9) and a count per possible id would
+    not fit in memory."""
+    ids, counts = np.unique(labels, return_counts=True)
+    return counts[ids != 0].astype(np.int64)
 
 
 def rank_patches(
