@@ -60,24 +60,25 @@ def test_corrections_mask_scopes():
 
 
 def test_cells_cut_by_a_kept_box_continue_with_the_kept_id():
-    # a reviewed 4x4 box at the top left keeps cell 7, which crosses its right face,
+    # a reviewed box at the top left keeps cell 7, which crosses its right face
+    # (less than half of it inside: the box rule, not join_remainders, joins it),
     # and cell 8, which lies inside it and touches cell 9 outside across the face
     current = np.zeros((8, 8), np.uint16)
-    current[1:3, 1:6] = 7
+    current[1:3, 1:8] = 7
     current[4:6, 1:4] = 8
     current[4:6, 4:7] = 9
     edited = np.zeros(current.shape, bool)
     box = (slice(0, 6), slice(0, 4))
     edited[box] = True
     prediction = np.zeros(current.shape, np.uint16)
-    prediction[1:3, 1:6] = 1  # the same cell, predicted again across the face
+    prediction[1:3, 1:8] = 1  # the same cell, predicted again across the face
     prediction[4:6, 1:4] = 2
     prediction[4:6, 4:7] = 3  # the neighbour: touches 8, does not cross the face
     prediction[7:8, 0:2] = 4  # a cell below the box, on background
     plain = merge_prediction(current, prediction, edited, instances=True)  # ids + 8
-    assert set(np.unique(plain[1:3, 4:6])) == {1 + 8}  # split: a new id outside
+    assert set(np.unique(plain[1:3, 4:8])) == {1 + 8}  # split: a new id outside
     merged = merge_prediction(current, prediction, edited, instances=True, boxes=[box])
-    np.testing.assert_array_equal(merged[1:3, 1:6], 7)  # one cell again
+    np.testing.assert_array_equal(merged[1:3, 1:8], 7)  # one cell again
     assert (merged[edited] == current[edited]).all()  # kept voxels untouched
     assert set(np.unique(merged[4:6, 4:7])) == {3 + 8}  # a neighbour stays apart
     assert set(np.unique(merged[7:8, 0:2])) == {4 + 8}
@@ -121,3 +122,34 @@ def test_joining_across_boxes_handles_large_label_ids():
     merged = merge_prediction(current, prediction, edited, instances=True, boxes=[box])
     np.testing.assert_array_equal(merged[1:3, 1:6], big)
     assert set(np.unique(merged[6:8, 5:8])) == {big + 2}
+
+
+def test_a_repainted_cell_takes_back_the_rim_of_its_prediction():
+    yy, xx = np.mgrid[:40, :40]
+    current = np.zeros((40, 40), np.uint16)
+    painted = (yy - 12) ** 2 + (xx - 12) ** 2 <= 8**2
+    current[painted] = 5  # the user painted this cell whole
+    current[30:36, 30:36] = 6  # and a small missed cell here
+    current[2:6, 30:38] = 0  # and erased a false positive there
+    edited = painted.copy()
+    edited[30:36, 30:36] = True
+    edited[2:6, 30:38] = True
+    prediction = np.zeros((40, 40), np.uint16)
+    prediction[(yy - 12) ** 2 + (xx - 12) ** 2 <= 9**2] = 1  # a little larger
+    prediction[26:40, 22:34] = 2  # a big cell that overlaps the small painted one
+    prediction[2:6, 28:38] = 3  # the false positive again, a bit wider
+    merged = merge_prediction(current, prediction, edited, instances=True)
+    rim = (prediction == 1) & ~painted
+    assert rim.any() and (merged[rim] == 5).all()  # no ring of another id
+    assert (merged[edited] == current[edited]).all()  # the user's voxels stay
+    # 24 of the big cell's 168 px lie on the small one: it keeps its own id
+    assert set(np.unique(merged[(prediction == 2) & ~edited])) == {2 + 6}
+    # what was erased is no cell: the rest of the false positive stays itself
+    assert set(np.unique(merged[(prediction == 3) & ~edited])) == {3 + 6}
+    # at least half on the painted cell is the rule: 40% is not enough
+    part = np.zeros((40, 40), np.uint16)
+    part[0:10, 0:10] = 1
+    cur = np.zeros((40, 40), np.uint16)
+    cur[0:10, 0:4] = 9
+    out = merge_prediction(cur, part, cur > 0, instances=True)
+    assert set(np.unique(out[0:10, 4:10])) == {1 + 9}

@@ -56,6 +56,11 @@ def merge_prediction(
             predicted cell that crosses a face of one continues the kept cell
             there, with its id (see :func:`join_across_boxes`).
 
+    With ``instances``, a predicted cell that lies mostly on one painted cell
+    gives the rest of its voxels to that cell (see :func:`join_remainders`):
+    a cell the user painted whole does not grow a rim of another id where the
+    new prediction is a little larger.
+
     Returns:
         A new array of ``current``'s dtype.
     """
@@ -72,10 +77,69 @@ def merge_prediction(
             if int(prediction.max(initial=0)) > top:
                 raise ValueError("Too many objects for the labels layer's dtype.")
             merged[merged > 0] += kept.max()
-        predicted = merged.copy() if instances and boxes else None
+        predicted = merged.copy() if instances else None
         merged[edited] = kept
         if predicted is not None:
-            join_across_boxes(merged, predicted, edited, boxes or [])
+            join_remainders(merged, predicted, edited)
+            if boxes:
+                join_across_boxes(merged, predicted, edited, boxes)
+    return merged
+
+
+def join_remainders(
+    merged: NDArray,
+    predicted: NDArray,
+    edited: NDArray[np.bool_],
+    fraction: float = 0.5,
+) -> NDArray:
+    """Give a predicted cell's unedited voxels to the painted cell it mostly is.
+
+    The user's voxels are kept as they are, so a predicted cell that overlaps a
+    cell the user painted keeps only its voxels outside the painting, under a new
+    id: where the user repainted a cell whole and the new prediction is a little
+    larger, a thin rim or crescent of another colour appears around it (12 new
+    fragments of 1-28 px after repainting 20 nuclei of the 2D sample whole; one
+    after this). Here a predicted object with at least ``fraction`` of its voxels
+    on one kept object takes that object's id on its remaining voxels. A
+    predicted cell that only grazes a painted one (a missed cell painted next to
+    it) keeps its own id, and so does one over what the user erased.
+
+    Args:
+        merged: object ids, kept voxels included (modified in place).
+        predicted: the new prediction in ``merged``'s id space.
+        edited: the user's voxels.
+        fraction: how much of the predicted object must lie on the kept one.
+
+    Returns:
+        ``merged``.
+    """
+    inside = edited & (predicted > 0) & (merged > 0)
+    if not inside.any() or edited.all():
+        return merged
+    # (predicted, kept) pairs as one small integer each: ids can be large
+    p_all, p_inv = np.unique(predicted[inside], return_inverse=True)
+    k_all, k_inv = np.unique(merged[inside], return_inverse=True)
+    pair, counts = np.unique(
+        p_inv.astype(np.int64) * k_all.size + k_inv, return_counts=True
+    )
+    p_ids, k_ids = p_all[pair // k_all.size], k_all[pair % k_all.size]
+    # the kept object each predicted one overlaps most
+    order = np.lexsort((-counts, p_ids))
+    first = np.ones(order.size, bool)
+    first[1:] = p_ids[order][1:] != p_ids[order][:-1]
+    best = order[first]
+    p_best, k_best, n_best = p_ids[best], k_ids[best], counts[best]
+    # their sizes, counted only over the voxels of those objects
+    candidates = np.isin(predicted, p_best)
+    ids, sizes = np.unique(predicted[candidates], return_counts=True)
+    size = sizes[np.searchsorted(ids, p_best)]
+    join = n_best >= fraction * size
+    if not join.any():
+        return merged
+    keys = p_best[join].astype(merged.dtype)  # sorted: np.unique's order
+    values = k_best[join].astype(merged.dtype)
+    change = ~edited & np.isin(predicted, keys)  # unedited: merged == predicted
+    merged[change] = values[np.searchsorted(keys, predicted[change])]
     return merged
 
 
