@@ -2,6 +2,7 @@
 
 import numpy as np
 import torch
+from qtpy.QtCore import QLocale
 from tests.ui.conftest import dock, segment_with_new_network
 
 from napari_resunet.core import InferenceConfig, predict
@@ -73,6 +74,10 @@ def test_held_back_scores_are_measured_off_the_main_thread_after_the_round(
     # one crop, scored with the model before and after the round
     assert calls == [(False, False), (False, False)]
     assert f"{v1.score_after:.3f}" == ver._table.data.to_list()[0][4]  # "after"
+    # and it is shown so, not re-formatted to 4 decimals
+    item = ver._table.native.item(0, 4)
+    shown = ver._table.native.itemDelegate().displayText(item.text(), QLocale())
+    assert shown == f"{v1.score_after:.3f}"
     # the scores are in the session file too
     assert vw.AnnotationSession.open(tmp_path / "sess").versions[0] == v1
 

@@ -23,6 +23,7 @@ from magicgui.widgets import (
     create_widget,
 )
 from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtWidgets import QStyledItemDelegate
 
 from napari_resunet.core.session import AnnotationSession, SessionError
 from napari_resunet.core.versions import iter_compare, iter_held_back_scores
@@ -67,6 +68,10 @@ class VersionsWidget(Container):
         self._save_button = PushButton(text="Save session")
         self._table = Table(value=[], columns=self._COLUMNS)
         self._table.min_height = 160
+        # cells show their text as written: magicgui's delegate re-formats any
+        # number-like text to 4 decimals ("0.991" as "0.9910"), out of step with
+        # the status line and warnings, which give scores to 3
+        self._table.native.setItemDelegate(QStyledItemDelegate(self._table.native))
         self._version_combo = ComboBox(label="version", choices=self._version_choices)
         self._other_combo = ComboBox(
             label="compare with", choices=self._version_choices
