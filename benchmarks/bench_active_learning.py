@@ -216,12 +216,11 @@ def rank_pairs(score_map, err, patch_shape, exclude):
 
 
 def spearman(pairs) -> float:
+    """Rank correlation of (uncertainty, error) pairs (ties get mean ranks)."""
+    from scipy.stats import spearmanr
+
     a = np.asarray(pairs, np.float64)
-    if len(a) < 3:
-        return float("nan")
-    ra = a[:, 0].argsort().argsort()
-    rb = a[:, 1].argsort().argsort()
-    return float(np.corrcoef(ra, rb)[0, 1])
+    return float(spearmanr(a[:, 0], a[:, 1])[0]) if len(a) >= 3 else float("nan")
 
 
 def run_strategy(
