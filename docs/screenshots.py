@@ -120,6 +120,7 @@ def main() -> None:
     versions._other_combo.value = 2
     versions._compare_button.clicked()
     versions_dock.raise_()
+    viewer.reset_view()  # both whole fields, side by side
     _settle(viewer)
     viewer.screenshot(str(out / "versions_2d.png"), canvas_only=False)
     grid_of(viewer).enabled = False

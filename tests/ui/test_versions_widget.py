@@ -111,9 +111,52 @@ def test_rounds_are_versioned_scored_restored_and_reopened(
     assert store.source == "version v1" and len(ver.session.versions) == 2
     # compare v1 and v2 side by side
     ver._version_combo.value, ver._other_combo.value = 1, 2
+    viewer.layers.selection.active = viewer.layers["img [resunet]"]
     ver._compare_button.clicked()
+    # the backdrop is not left as the selected layer
+    assert viewer.layers.selection.active.name != "img [compare backdrop]"
     assert "img [v1]" in viewer.layers and "img [v2]" in viewer.layers
-    assert grid_of(viewer).enabled
+    grid, layers = grid_of(viewer), viewer.layers
+    assert grid.enabled and grid.actual_shape(layers) == (1, 2)
+    # each version in its own cell, over the image (a backdrop shares its data)
+    backdrop = layers["img [compare backdrop]"]
+    assert backdrop.data is layers["img"].data
+    cells: dict = {}
+    for i, layer in enumerate(layers):
+        cells.setdefault(grid.position(i, layers), []).append(layer.name)
+    assert cells.pop((-1, -1))  # the other layers are hidden meanwhile
+    assert sorted(cells.values()) == [
+        ["img", "img [v1]"],
+        ["img [compare backdrop]", "img [v2]"],
+    ]
+    assert cells[(0, 0)] == ["img", "img [v1]"]  # v1 on the left, image below
+    hidden = [layer.name for layer in layers if not layer.visible]
+    # comparing again does not stack backdrops, and a version layer the user
+    # moved below the image is brought back above it
+    layers.move(layers.index("img [v1]"), 0)
+    ver._compare_button.clicked()
+    assert [la.name for la in layers].count("img [compare backdrop]") == 1
+    cells = {}
+    for i, layer in enumerate(layers):
+        cells.setdefault(grid.position(i, layers), []).append(layer.name)
+    assert cells[(0, 0)] == ["img", "img [v1]"]
+    assert cells[(0, 1)] == ["img [compare backdrop]", "img [v2]"]
+    # turning the grid off brings the layers back as they were
+    grid.enabled = False
+    assert "img [compare backdrop]" not in layers
+    assert all(layers[name].visible for name in hidden)
+    assert grid.shape == (-1, -1)
+    # the same version twice is refused
+    ver._other_combo.value = 1
+    ver._compare_button.clicked()
+    assert not grid.enabled
+    # with the grid already on, leaving it still restores the layers
+    grid.enabled = True
+    ver._other_combo.value = 2
+    ver._compare_button.clicked()
+    assert not layers["img [resunet]"].visible
+    grid.enabled = False
+    assert layers["img [resunet]"].visible and "img [compare backdrop]" not in layers
     # save, then reopen in a new viewer
     ver._save_button.clicked()
     viewer2 = make_napari_viewer()

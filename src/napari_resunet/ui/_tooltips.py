@@ -84,7 +84,8 @@ TOOLTIPS: dict[str, str] = {
     "ver_restore": "Make the chosen version the session model again (Undo in Fine-tune "
     "goes back).",
     "ver_compare": "Segment the image with both versions into two Labels layers shown "
-    "side by side.",
+    "side by side, each over the image (a two-cell grid; other layers are hidden "
+    "until you turn the grid off).",
     "ver_cancel": "Stop the comparison; no layers are added.",
     "eval_pred": "The segmentation to score (e.g. '<image> [resunet]').",
     "eval_truth": "The ground truth to compare with, same shape.",

@@ -22,6 +22,7 @@ from magicgui.widgets import (
     Table,
     create_widget,
 )
+from napari.layers import Layer
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QStyledItemDelegate
 
@@ -57,6 +58,9 @@ class VersionsWidget(Container):
         self._session: AnnotationSession | None = None
         self._recorded: Any = None  # the model last saved as a version
         self._previous: Any = self._store.model
+        # names of the layers a comparison hid, shown again when the grid is off
+        self._hidden_for_compare: list[str] = []
+        self._grid_hooked = False
         self._image_combo = create_widget(
             annotation="napari.layers.Image", label="image"
         )
@@ -286,23 +290,92 @@ class VersionsWidget(Container):
         self._compare_button.enabled = not running
         self._cancel_button.enabled = running
 
+    def _side_by_side(self, image: Any, left: Any, right: Any) -> None:
+        """Show ``left`` and ``right`` in a two-cell grid, each over the image.
+
+        napari's grid gives every visible layer its own cell, so the image would
+        sit alone and the versions without it. For the comparison the other
+        layers are hidden and a second view of the image (the same data, no
+        copy) goes just below ``left``, both versions on top: in a (1, 2) grid
+        the visible layers fill
+        the cells in turn, bottom layer first, so the image and ``left`` share
+        the left cell, the backdrop and ``right`` the right one. Turning the grid
+        off shows the hidden layers again and removes the backdrop.
+        """
+        viewer = self._viewer
+        layers = viewer.layers
+        name = f"{image.name} [compare backdrop]"
+        if name in layers:
+            layers.remove(name)
+        active = layers.selection.active
+        active_name = None if active is None else active.name
+        data, meta, kind = image.as_layer_data_tuple()
+        meta = {**meta, "name": name}
+        meta.pop("metadata", None)
+        backdrop = viewer.add_layer(Layer.create(data, meta, kind))
+        if active_name in layers:  # adding selected the backdrop: select back
+            layers.selection.active = layers[active_name]
+        for layer in (left, right):  # above the image, wherever it is
+            layers.move(layers.index(layer), len(layers))
+        layers.move(layers.index(backdrop), layers.index(left))
+        # by name (unique in a layer list): the viewer a plugin is given hands out
+        # a new proxy object for a layer on every access, so identity fails
+        keep = {image.name, backdrop.name, left.name, right.name}
+        for layer in layers:
+            if layer.name in keep:
+                layer.visible = True
+            elif layer.visible:
+                layer.visible = False
+                self._hidden_for_compare.append(layer.name)
+        grid = grid_of(viewer)
+        grid.shape = (1, 2)
+        grid.stride = 1
+        if not self._grid_hooked:  # also when the grid was on already
+            grid.events.enabled.connect(self._on_grid_toggled)
+            self._grid_hooked = True
+        grid.enabled = True
+
+    def _on_grid_toggled(self, event: Any = None) -> None:
+        grid = grid_of(self._viewer)
+        if grid.enabled:
+            return
+        grid.events.enabled.disconnect(self._on_grid_toggled)
+        self._grid_hooked = False
+        grid.shape = (-1, -1)
+        layers = self._viewer.layers
+        for name in self._hidden_for_compare:
+            if name in layers:
+                layers[name].visible = True
+        self._hidden_for_compare = []
+        for layer in list(layers):
+            if layer.name.endswith(" [compare backdrop]"):
+                layers.remove(layer)
+
     def _on_compare_clicked(self, *_: Any) -> None:
         a, b = self._version_combo.value, self._other_combo.value
         image = self._image_combo.value
         if a is None or b is None or image is None:
             show_warning("Choose an image and two versions to compare.")
             return
+        if a == b:
+            show_warning("Choose two different versions to compare.")
+            return
         models = [(int(n), self.session.load_version(int(n))) for n in (a, b)]
         in_channels = models[0][1].config.in_channels
         snap = snapshot_image(image, guess_channel_axis(image, in_channels))
 
         def shown(result: list[tuple[int, np.ndarray]]) -> None:
-            for number, labels in result:
+            layers = [
                 show_layer(
                     self._viewer, "labels", labels, f"{snap.name} [v{number}]", snap
                 )
-            grid_of(self._viewer).enabled = True
-            self._status.value = f"Comparing v{a} and v{b} side by side (grid view)."
+                for number, labels in result
+            ]
+            self._side_by_side(image, *layers)
+            self._status.value = (
+                f"Comparing v{a} (left) and v{b} (right) over the image; turn the "
+                "grid off to go back to the layers as they were."
+            )
 
         self._set_running(True)
         self._status.value = f"Segmenting with v{a} and v{b}…"
