@@ -153,3 +153,15 @@ def test_a_repainted_cell_takes_back_the_rim_of_its_prediction():
     cur[0:10, 0:4] = 9
     out = merge_prediction(cur, part, cur > 0, instances=True)
     assert set(np.unique(out[0:10, 4:10])) == {1 + 9}
+
+
+def test_isin_ids_matches_numpy():
+    from napari_resunet.core.edits import _isin_ids
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 50, size=(20, 30)).astype(np.uint32)
+    for keys in ([3, 7, 49], [0], [], [48, 60], [5, 2**30]):
+        k = np.asarray(keys, np.uint32)
+        np.testing.assert_array_equal(_isin_ids(ids, k), np.isin(ids, k))
+    signed = rng.integers(-5, 50, size=(20, 30))
+    np.testing.assert_array_equal(_isin_ids(signed, [1, 4]), np.isin(signed, [1, 4]))

@@ -86,6 +86,21 @@ def merge_prediction(
     return merged
 
 
+def _isin_ids(ids: NDArray, keys: NDArray) -> NDArray[np.bool_]:
+    """``np.isin`` for label ids: with keys below 2^24 (the usual case) a lookup
+    table, several times faster than ``np.isin`` on a large volume (this runs on
+    the viewer's thread after every segmentation); larger ids fall back to it."""
+    keys = np.asarray(keys)
+    if keys.size == 0:
+        return np.zeros(np.shape(ids), bool)
+    top = int(keys.max())
+    if top >= 2**24 or int(keys.min()) < 0:
+        return np.isin(ids, keys)
+    table = np.zeros(top + 2, bool)  # the last entry: every id above the keys
+    table[keys] = True
+    return table[np.clip(ids, 0, top + 1)]
+
+
 def join_remainders(
     merged: NDArray,
     predicted: NDArray,
@@ -130,7 +145,7 @@ def join_remainders(
     best = order[first]
     p_best, k_best, n_best = p_ids[best], k_ids[best], counts[best]
     # their sizes, counted only over the voxels of those objects
-    candidates = np.isin(predicted, p_best)
+    candidates = _isin_ids(predicted, p_best)
     ids, sizes = np.unique(predicted[candidates], return_counts=True)
     size = sizes[np.searchsorted(ids, p_best)]
     join = n_best >= fraction * size
@@ -138,7 +153,7 @@ def join_remainders(
         return merged
     keys = p_best[join].astype(merged.dtype)  # sorted: np.unique's order
     values = k_best[join].astype(merged.dtype)
-    change = ~edited & np.isin(predicted, keys)  # unedited: merged == predicted
+    change = ~edited & _isin_ids(predicted, keys)  # unedited: merged == predicted
     merged[change] = values[np.searchsorted(keys, predicted[change])]
     return merged
 
@@ -205,7 +220,7 @@ def join_across_boxes(
     values = np.array(
         [max(votes[k], key=votes[k].get) for k in keys.tolist()], dtype=merged.dtype
     )
-    change = ~edited & np.isin(merged, keys)
+    change = ~edited & _isin_ids(merged, keys)
     merged[change] = values[np.searchsorted(keys, merged[change])]
     return merged
 
