@@ -164,4 +164,5 @@ def test_isin_ids_matches_numpy():
         k = np.asarray(keys, np.uint32)
         np.testing.assert_array_equal(_isin_ids(ids, k), np.isin(ids, k))
     signed = rng.integers(-5, 50, size=(20, 30))
-    np.testing.assert_array_equal(_isin_ids(signed, [1, 4]), np.isin(signed, [1, 4]))
+    for keys in ([1, 4], [0, 3]):
+        np.testing.assert_array_equal(_isin_ids(signed, keys), np.isin(signed, keys))

@@ -93,8 +93,15 @@ def _isin_ids(ids: NDArray, keys: NDArray) -> NDArray[np.bool_]:
     keys = np.asarray(keys)
     if keys.size == 0:
         return np.zeros(np.shape(ids), bool)
-    top = int(keys.max())
-    if top >= 2**24 or int(keys.min()) < 0:
+    ids = np.asarray(ids)
+    top, low = int(keys.max()), int(keys.min())
+    # negative ids are clipped onto 0: exact only when 0 is not a key
+    if (
+        top >= 2**24
+        or low < 0
+        or ids.dtype.kind not in "ui"
+        or (low == 0 and ids.dtype.kind == "i")
+    ):
         return np.isin(ids, keys)
     table = np.zeros(top + 2, bool)  # the last entry: every id above the keys
     table[keys] = True
