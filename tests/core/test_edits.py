@@ -166,3 +166,20 @@ def test_isin_ids_matches_numpy():
     signed = rng.integers(-5, 50, size=(20, 30))
     for keys in ([1, 4], [0, 3]):
         np.testing.assert_array_equal(_isin_ids(signed, keys), np.isin(signed, keys))
+
+
+def test_a_merged_prediction_split_by_the_user_gives_each_part_its_rim():
+    # the user split a merged pair into cells 5 (left) and 6 (right); the new
+    # prediction still has one object around both, a little larger
+    current = np.zeros((20, 40), np.uint16)
+    current[5:15, 5:19] = 5
+    current[5:15, 19:33] = 6
+    edited = current > 0
+    prediction = np.zeros(current.shape, np.uint16)
+    prediction[4:16, 4:34] = 1
+    merged = merge_prediction(current, prediction, edited, instances=True)
+    rim = (prediction == 1) & ~edited
+    assert set(np.unique(merged[rim])) == {5, 6}  # no third id
+    assert (merged[rim & (np.arange(40) < 12)] == 5).all()  # left end: cell 5
+    assert (merged[rim & (np.arange(40) > 26)] == 6).all()  # right end: cell 6
+    assert (merged[edited] == current[edited]).all()
