@@ -9,7 +9,7 @@ mask tells fine-tuning which voxels are corrections (:func:`corrections_mask`).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -108,6 +108,17 @@ def _isin_ids(ids: NDArray, keys: NDArray) -> NDArray[np.bool_]:
     return table[np.clip(ids, 0, top + 1)]
 
 
+def _remap_unedited(
+    merged: NDArray, source: NDArray, edited: NDArray, keys: Any, values: Any
+) -> None:
+    """Where ``source`` holds one of the sorted ``keys`` outside ``edited``, write
+    the matching entry of ``values`` into ``merged`` (in place)."""
+    keys = np.asarray(keys, dtype=merged.dtype)
+    values = np.asarray(values, dtype=merged.dtype)
+    change = ~edited & _isin_ids(source, keys)
+    merged[change] = values[np.searchsorted(keys, source[change])]
+
+
 def join_remainders(
     merged: NDArray,
     predicted: NDArray,
@@ -165,10 +176,8 @@ def join_remainders(
     # a few voxels on a neighbour (edges never match exactly) do not split it
     single = join & (counts[best] >= 0.9 * overlap)
     if single.any():
-        keys = p_best[single].astype(merged.dtype)  # sorted: np.unique's order
-        values = k_best[single].astype(merged.dtype)
-        change = ~edited & _isin_ids(predicted, keys)  # unedited: merged == pred.
-        merged[change] = values[np.searchsorted(keys, predicted[change])]
+        # p_best is sorted (np.unique's order); unedited voxels: merged == predicted
+        _remap_unedited(merged, predicted, edited, p_best[single], k_best[single])
     several = p_best[join & ~single]
     if several.size:
         _split_remainders(merged, predicted, edited, several)
@@ -258,12 +267,9 @@ def join_across_boxes(
         return merged
     # a sorted key search rather than a look-up table over all ids: label ids
     # can be large (EM body ids reach 10^9), a table that long would not fit
-    keys = np.array(sorted(votes), dtype=merged.dtype)
-    values = np.array(
-        [max(votes[k], key=votes[k].get) for k in keys.tolist()], dtype=merged.dtype
-    )
-    change = ~edited & _isin_ids(merged, keys)
-    merged[change] = values[np.searchsorted(keys, merged[change])]
+    keys = sorted(votes)
+    values = [max(votes[k], key=votes[k].get) for k in keys]
+    _remap_unedited(merged, merged, edited, keys, values)
     return merged
 
 
