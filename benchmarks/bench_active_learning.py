@@ -209,12 +209,6 @@ def error_map(probabilities, labels):
     return -np.log(np.clip(p, 1e-6, 1.0)).astype(np.float32)
 
 
-def rank_pairs(score_map, err, patch_shape, exclude):
-    """(uncertainty, error) means of the patches the queue could offer."""
-    ranked = rank_patches(score_map, patch_shape, exclude=exclude)
-    return [(e.score, float(err[e.slices].mean())) for e in ranked]
-
-
 def spearman(pairs) -> float:
     """Rank correlation of (uncertainty, error) pairs (ties get mean ranks)."""
     from scipy.stats import spearmanr
@@ -253,12 +247,6 @@ def run_strategy(
                     iter_uncertainty(model, img, ICFG, n_flips=3), False, "u"
                 )
                 score_map, probs = res.uncertainty, res.probabilities
-                if record_errors is not None:  # diagnostic, not timed
-                    t_err = time.perf_counter()
-                    err = error_map(res.probabilities, task.pool[i][1])
-                    pairs = rank_pairs(score_map, err, (patch,) * dims, masks[i])
-                    record_errors.append((r, i, pairs))
-                    t0 += time.perf_counter() - t_err
             elif strategy == "oracle":  # ranked by the true error: an upper bound
                 score_map = error_map(predict(model, img, ICFG), task.pool[i][1])
                 probs = None
@@ -268,6 +256,12 @@ def run_strategy(
                 score_map, (patch,) * dims, exclude=masks[i], probabilities=probs
             )
             candidates += [(i, e) for e in ranked]
+            if strategy == "queue" and record_errors is not None:  # not timed
+                t_err = time.perf_counter()
+                err = error_map(probs, task.pool[i][1])
+                pairs = [(e.score, float(err[e.slices].mean())) for e in ranked]
+                record_errors.append((r, i, pairs))
+                t0 += time.perf_counter() - t_err
         if strategy == "oracle":
             candidates.sort(key=lambda c: (-c[1].score, c[0], c[1].start))
             order = list(range(len(candidates)))
