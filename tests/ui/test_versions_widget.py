@@ -82,6 +82,14 @@ def test_held_back_scores_are_measured_off_the_main_thread_after_the_round(
     assert vw.AnnotationSession.open(tmp_path / "sess").versions[0] == v1
 
 
+def _cells(grid, layers) -> dict:
+    """Layer names per grid cell, bottom first; hidden layers under (-1, -1)."""
+    cells: dict = {}
+    for i, layer in enumerate(layers):
+        cells.setdefault(grid.position(i, layers), []).append(layer.name)
+    return cells
+
+
 def test_rounds_are_versioned_scored_restored_and_reopened(
     make_napari_viewer, qtbot, nuclei2d, sync_jobs, tmp_path, monkeypatch
 ):
@@ -121,9 +129,7 @@ def test_rounds_are_versioned_scored_restored_and_reopened(
     # each version in its own cell, over the image (a backdrop shares its data)
     backdrop = layers["img [compare backdrop]"]
     assert backdrop.data is layers["img"].data
-    cells: dict = {}
-    for i, layer in enumerate(layers):
-        cells.setdefault(grid.position(i, layers), []).append(layer.name)
+    cells = _cells(grid, layers)
     assert cells.pop((-1, -1))  # the other layers are hidden meanwhile
     assert sorted(cells.values()) == [
         ["img", "img [v1]"],
@@ -136,9 +142,7 @@ def test_rounds_are_versioned_scored_restored_and_reopened(
     layers.move(layers.index("img [v1]"), 0)
     ver._compare_button.clicked()
     assert [la.name for la in layers].count("img [compare backdrop]") == 1
-    cells = {}
-    for i, layer in enumerate(layers):
-        cells.setdefault(grid.position(i, layers), []).append(layer.name)
+    cells = _cells(grid, layers)
     assert cells[(0, 0)] == ["img", "img [v1]"]
     assert cells[(0, 1)] == ["img [compare backdrop]", "img [v2]"]
     # turning the grid off brings the layers back as they were

@@ -22,18 +22,13 @@ from magicgui.widgets import (
     Table,
     create_widget,
 )
-from napari.layers import Layer
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QStyledItemDelegate
 
 from napari_resunet.core.session import AnnotationSession, SessionError
 from napari_resunet.core.versions import iter_compare, iter_held_back_scores
-from napari_resunet.ui._layers import (
-    grid_of,
-    guess_channel_axis,
-    show_layer,
-    snapshot_image,
-)
+from napari_resunet.ui._compare_view import SideBySide
+from napari_resunet.ui._layers import guess_channel_axis, show_layer, snapshot_image
 from napari_resunet.ui._model_store import get_store, unwrap
 from napari_resunet.ui._predict_job import voxel_size_of
 from napari_resunet.ui._status import status_label
@@ -58,9 +53,7 @@ class VersionsWidget(Container):
         self._session: AnnotationSession | None = None
         self._recorded: Any = None  # the model last saved as a version
         self._previous: Any = self._store.model
-        # names of the layers a comparison hid, shown again when the grid is off
-        self._hidden_for_compare: list[str] = []
-        self._grid_hooked = False
+        self._side_by_side = SideBySide(viewer)
         self._image_combo = create_widget(
             annotation="napari.layers.Image", label="image"
         )
@@ -290,67 +283,6 @@ class VersionsWidget(Container):
         self._compare_button.enabled = not running
         self._cancel_button.enabled = running
 
-    def _side_by_side(self, image: Any, left: Any, right: Any) -> None:
-        """Show ``left`` and ``right`` in a two-cell grid, each over the image.
-
-        napari's grid gives every visible layer its own cell, so the image would
-        sit alone and the versions without it. For the comparison the other
-        layers are hidden and a second view of the image (the same data, no
-        copy) goes just below ``left``, both versions on top: in a (1, 2) grid
-        the visible layers fill
-        the cells in turn, bottom layer first, so the image and ``left`` share
-        the left cell, the backdrop and ``right`` the right one. Turning the grid
-        off shows the hidden layers again and removes the backdrop.
-        """
-        viewer = self._viewer
-        layers = viewer.layers
-        name = f"{image.name} [compare backdrop]"
-        if name in layers:
-            layers.remove(name)
-        active = layers.selection.active
-        active_name = None if active is None else active.name
-        data, meta, kind = image.as_layer_data_tuple()
-        meta = {**meta, "name": name}
-        meta.pop("metadata", None)
-        backdrop = viewer.add_layer(Layer.create(data, meta, kind))
-        if active_name in layers:  # adding selected the backdrop: select back
-            layers.selection.active = layers[active_name]
-        for layer in (left, right):  # above the image, wherever it is
-            layers.move(layers.index(layer), len(layers))
-        layers.move(layers.index(backdrop), layers.index(left))
-        # by name (unique in a layer list): the viewer a plugin is given hands out
-        # a new proxy object for a layer on every access, so identity fails
-        keep = {image.name, backdrop.name, left.name, right.name}
-        for layer in layers:
-            if layer.name in keep:
-                layer.visible = True
-            elif layer.visible:
-                layer.visible = False
-                self._hidden_for_compare.append(layer.name)
-        grid = grid_of(viewer)
-        grid.shape = (1, 2)
-        grid.stride = 1
-        if not self._grid_hooked:  # also when the grid was on already
-            grid.events.enabled.connect(self._on_grid_toggled)
-            self._grid_hooked = True
-        grid.enabled = True
-
-    def _on_grid_toggled(self, event: Any = None) -> None:
-        grid = grid_of(self._viewer)
-        if grid.enabled:
-            return
-        grid.events.enabled.disconnect(self._on_grid_toggled)
-        self._grid_hooked = False
-        grid.shape = (-1, -1)
-        layers = self._viewer.layers
-        for name in self._hidden_for_compare:
-            if name in layers:
-                layers[name].visible = True
-        self._hidden_for_compare = []
-        for layer in list(layers):
-            if layer.name.endswith(" [compare backdrop]"):
-                layers.remove(layer)
-
     def _on_compare_clicked(self, *_: Any) -> None:
         a, b = self._version_combo.value, self._other_combo.value
         image = self._image_combo.value
@@ -371,7 +303,7 @@ class VersionsWidget(Container):
                 )
                 for number, labels in result
             ]
-            self._side_by_side(image, *layers)
+            self._side_by_side.show(image, *layers)
             self._status.value = (
                 f"Comparing v{a} (left) and v{b} (right) over the image; turn the "
                 "grid off to go back to the layers as they were."
