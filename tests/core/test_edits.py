@@ -63,25 +63,29 @@ def test_cells_cut_by_a_kept_box_continue_with_the_kept_id():
     # a reviewed box at the top left keeps cell 7, which crosses its right face
     # (less than half of it inside: the box rule, not join_remainders, joins it),
     # and cell 8, which lies inside it and touches cell 9 outside across the face
+    # (the layer shows cell 7 inside the box only: the prediction that extends it
+    # outside is new, so no shown cell gives it its id)
     current = np.zeros((8, 8), np.uint16)
-    current[1:3, 1:8] = 7
+    current[1:3, 1:4] = 7
     current[4:6, 1:4] = 8
     current[4:6, 4:7] = 9
     edited = np.zeros(current.shape, bool)
     box = (slice(0, 6), slice(0, 4))
     edited[box] = True
     prediction = np.zeros(current.shape, np.uint16)
-    prediction[1:3, 1:8] = 1  # the same cell, predicted again across the face
+    prediction[1:3, 1:8] = 1  # the same cell, predicted across the face
     prediction[4:6, 1:4] = 2
     prediction[4:6, 4:7] = 3  # the neighbour: touches 8, does not cross the face
     prediction[7:8, 0:2] = 4  # a cell below the box, on background
-    plain = merge_prediction(current, prediction, edited, instances=True)  # ids + 8
-    assert set(np.unique(plain[1:3, 4:8])) == {1 + 8}  # split: a new id outside
+    # new ids above the layer's 9, in predicted order: 1 -> 10, 2 -> 11, 4 -> 12;
+    # 3 continues the shown cell 9
+    plain = merge_prediction(current, prediction, edited, instances=True)
+    assert set(np.unique(plain[1:3, 4:8])) == {10}  # split: a new id outside
     merged = merge_prediction(current, prediction, edited, instances=True, boxes=[box])
     np.testing.assert_array_equal(merged[1:3, 1:8], 7)  # one cell again
     assert (merged[edited] == current[edited]).all()  # kept voxels untouched
-    assert set(np.unique(merged[4:6, 4:7])) == {3 + 8}  # a neighbour stays apart
-    assert set(np.unique(merged[7:8, 0:2])) == {4 + 8}
+    assert set(np.unique(merged[4:6, 4:7])) == {9}  # a neighbour stays apart
+    assert set(np.unique(merged[7:8, 0:2])) == {12}
     # boxes at the image border or of another dimensionality change nothing
     for boxes in ([(slice(0, 8), slice(0, 8))], [(slice(0, 2),)]):
         np.testing.assert_array_equal(
@@ -112,7 +116,7 @@ def test_joining_across_boxes_handles_large_label_ids():
     # EM body ids can be ~1e9: the remapping must not allocate per possible id
     big = 3_000_000_000
     current = np.zeros((8, 8), np.uint64)
-    current[1:3, 1:6] = big
+    current[1:3, 1:4] = big  # kept inside the box; predicted anew across its face
     edited = np.zeros(current.shape, bool)
     box = (slice(0, 6), slice(0, 4))
     edited[box] = True
@@ -183,3 +187,86 @@ def test_a_merged_prediction_split_by_the_user_gives_each_part_its_rim():
     assert (merged[rim & (np.arange(40) < 12)] == 5).all()  # left end: cell 5
     assert (merged[rim & (np.arange(40) > 26)] == 6).all()  # right end: cell 6
     assert (merged[edited] == current[edited]).all()
+
+
+def _blobs(shape, centres, radius, ids):
+    grid = np.indices(shape)
+    out = np.zeros(shape, np.uint32)
+    for c, i in zip(centres, ids):
+        d2 = sum((g - x) ** 2 for g, x in zip(grid, c))
+        out[d2 <= radius**2] = i
+    return out
+
+
+def test_predicted_cells_keep_the_ids_they_are_shown_with():
+    centres = [(10, 10), (10, 30), (30, 10), (30, 30)]
+    current = _blobs((40, 40), centres, 6, [41, 42, 43, 57])
+    current[0:3, 0:3] = 60  # a cell the user painted
+    edited = current == 60
+    # the next prediction numbers the same cells afresh, one a little larger,
+    # one gone, and finds a new one
+    prediction = _blobs((40, 40), centres[:3], 6, [3, 1, 2])
+    prediction[_blobs((40, 40), centres[:1], 7, [1]) > 0] = 3
+    prediction[18:22, 18:22] = 4
+    merged = merge_prediction(current, prediction, edited, instances=True)
+    assert set(np.unique(merged[prediction == 3])) == {41}
+    assert set(np.unique(merged[prediction == 1])) == {42}
+    assert set(np.unique(merged[prediction == 2])) == {43}
+    # the new cell: above every id in the layer, painted ones included
+    assert set(np.unique(merged[prediction == 4])) == {61}
+    assert (merged[edited] == 60).all()
+    # only what changed differs: the grown rim, the lost and the new cell
+    changed = merged != current
+    assert changed.sum() == (
+        ((prediction == 3) & (current != 41)).sum()
+        + (current == 57).sum()
+        + (prediction == 4).sum()
+    )
+    # the same prediction again changes nothing
+    np.testing.assert_array_equal(
+        merge_prediction(merged, prediction, edited, instances=True), merged
+    )
+    # replacing everything still continues the shown cells' ids
+    replaced = merge_prediction(current, prediction, edited, True, instances=True)
+    assert set(np.unique(replaced[prediction == 1])) == {42}
+    assert (replaced[edited] == 0).all()
+
+
+def test_split_and_merged_cells_keep_an_id_only_for_the_main_part():
+    current = np.zeros((10, 40), np.uint16)
+    current[:, 0:20] = 5  # one cell ...
+    current[:, 25:31] = 6  # ... and two small ones
+    current[:, 32:38] = 7
+    prediction = np.zeros(current.shape, np.uint16)
+    prediction[:, 0:14] = 1  # 5 split 70/30: the larger part keeps 5
+    prediction[:, 14:20] = 2
+    prediction[:, 25:38] = 3  # 6 and 7 merged: each is under half of the union
+    edited = np.zeros(current.shape, bool)
+    merged = merge_prediction(current, prediction, edited, instances=True)
+    assert set(np.unique(merged[prediction == 1])) == {5}
+    assert set(np.unique(merged[prediction == 2])) == {8}
+    assert set(np.unique(merged[prediction == 3])) == {9}
+
+
+def test_continue_ids_on_a_subsample_and_with_large_ids(monkeypatch):
+    import napari_resunet.core.edits as edits
+
+    centres = [(8, 12, 12), (8, 12, 36), (8, 36, 24)]
+    big = 2_500_000_000
+    current = _blobs((16, 48, 48), centres, 6, [1, 2, 3]).astype(np.uint64) + big
+    current[current == big] = 0
+    prediction = _blobs((16, 48, 48), centres, 6, [2**30, 7, 2**25])
+    prediction[0:2, 0:4, 0:4] = 9  # a new cell of a few voxels
+    shown = np.ones(current.shape, bool)
+    exact = edits.continue_ids(prediction, current, shown)
+    monkeypatch.setattr(edits, "MATCH_SAMPLE", 2_000)  # every 3rd voxel per axis
+    sampled = edits.continue_ids(prediction, current, shown)
+    for out in (exact, sampled):
+        assert out.dtype == np.uint64
+        assert set(np.unique(out[prediction == 2**30])) == {big + 1}
+        assert set(np.unique(out[prediction == 7])) == {big + 2}
+        assert set(np.unique(out[prediction == 2**25])) == {big + 3}
+        assert set(np.unique(out[prediction == 9])) == {big + 4}
+        assert (out[prediction == 0] == 0).all()
+    with pytest.raises(ValueError, match="dtype"):
+        edits.continue_ids(prediction, np.full((16, 48, 48), 254, np.uint8), shown)

@@ -27,6 +27,9 @@ class LabelsTrack:
 
     last_prediction: np.ndarray | None = None
     edited: np.ndarray | None = None
+    # predictions written so far: a merge computed off the viewer's thread is
+    # applied only if no other prediction was written in the meantime
+    writes: int = 0
 
     def refresh(self, current: np.ndarray) -> np.ndarray:
         """Fold changes since the last prediction into ``edited`` and return it."""

@@ -16,7 +16,15 @@ from napari_resunet.core.config import InstanceConfig
 from napari_resunet.core.inference.postprocess import labels_from_probabilities
 from napari_resunet.core.inference.predict import make_tile_plan
 from napari_resunet.core.progress import Progress
-from napari_resunet.ui._layers import ImageSnapshot, show_layer, write_prediction
+from napari_resunet.ui._layers import (
+    ImageSnapshot,
+    PendingWrite,
+    begin_write,
+    finish_write,
+    merge_pending,
+    show_layer,
+    write_prediction,
+)
 from napari_resunet.ui._workers import start_job
 
 if TYPE_CHECKING:
@@ -53,6 +61,14 @@ def iter_segment(
     return probs, labels
 
 
+def _iter_merge(
+    pending: PendingWrite,
+) -> Generator[Progress, None, tuple[np.ndarray, tuple[np.ndarray, ...]]]:
+    """Merge a prediction into the labels as they were snapshotted (a worker)."""
+    yield Progress(0, 0, "merging with your edits", "merge")
+    return merge_pending(pending)
+
+
 def start_prediction(
     viewer: napari.viewer.Viewer,
     store: ModelStore,
@@ -77,27 +93,56 @@ def start_prediction(
     plan = make_tile_plan(model, snap.spatial_shape, cfg, vs)
 
     is_instance = model.config.task == "instance"
+    merging = False  # the job goes on as a merge: that job finishes it
 
     def _returned(result: tuple[np.ndarray, np.ndarray]) -> None:
+        nonlocal merging
         probs, labels = result
-        layer, kept = write_prediction(
+        if show_probabilities:
+            _show_probabilities(probs)
+        pending = begin_write(
             viewer, store, snap, labels, replace=replace, instances=is_instance
         )
-        if show_probabilities:
-            name = f"{snap.name} [resunet probabilities]"
-            # instance models: show the cell interior; semantic: all foreground
-            fg = probs[1] if is_instance else probs[1:].sum(axis=0)
-            show_layer(
-                viewer,
-                "image",
-                fg,
-                name,
-                snap,
-                colormap="magma",
-                opacity=0.6,
-                blending="additive",
-                contrast_limits=(0.0, 1.0),
-            )
+        if pending is None:  # a new layer: nothing to merge
+            _done(*write_prediction(viewer, store, snap, labels, replace, is_instance))
+            return
+        # the merge (0.8 s for a 128x512x512 cell volume, more for larger ones)
+        # runs in a worker too; only the snapshot and the write stay here
+        merging = True
+
+        def _merged(result: tuple[np.ndarray, tuple[np.ndarray, ...]]) -> None:
+            _done(*finish_write(viewer, store, snap, pending, *result))
+
+        start_job(
+            _iter_merge,
+            pending,
+            desc="Updating labels",
+            on_returned=_merged,
+            on_errored=on_errored,
+            on_finished=on_finished,
+        )
+
+    def _finished() -> None:
+        if not merging and on_finished is not None:
+            on_finished()
+
+    def _show_probabilities(probs: np.ndarray) -> None:
+        name = f"{snap.name} [resunet probabilities]"
+        # instance models: show the cell interior; semantic: all foreground
+        fg = probs[1] if is_instance else probs[1:].sum(axis=0)
+        show_layer(
+            viewer,
+            "image",
+            fg,
+            name,
+            snap,
+            colormap="magma",
+            opacity=0.6,
+            blending="additive",
+            contrast_limits=(0.0, 1.0),
+        )
+
+    def _done(layer: Any, kept: int) -> None:
         if on_done is not None:
             on_done(layer, kept)
 
@@ -112,7 +157,7 @@ def start_prediction(
         total=plan.n_batches(cfg.batch_size),
         desc="Segmenting",
         on_returned=_returned,
-        on_finished=on_finished,
         on_aborted=on_aborted,
         on_errored=on_errored,
+        on_finished=_finished,
     )
