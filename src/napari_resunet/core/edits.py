@@ -92,8 +92,9 @@ def merge_prediction(
 
 
 # above this many voxels, cells are matched on a regular subsample (every 2nd
-# voxel per axis and so on): a 128x512x512 volume then takes 0.3 s, not 2 s,
-# and only cells of a few voxels can miss their match (they get a new id)
+# voxel per axis and so on): 0.6 s instead of 3.3 s for the 128x512x512 volume
+# of benchmarks/bench_merge.py, with the same result there; only cells of a few
+# voxels can miss their match (they get a new id)
 MATCH_SAMPLE = 1 << 22
 
 

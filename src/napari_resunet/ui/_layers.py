@@ -200,7 +200,8 @@ def begin_write(
 def merge_pending(pending: PendingWrite) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     """The merged labels and the indices where they differ from the snapshot.
 
-    Numpy only, safe in a worker: 0.8 s for a 128x512x512 cell volume here.
+    Numpy only, safe in a worker: about 1 s for a 128x512x512 cell volume here
+    (``benchmarks/bench_merge.py``).
     """
     merged = merge_prediction(
         pending.current,

@@ -98,16 +98,21 @@ def start_prediction(
     def _returned(result: tuple[np.ndarray, np.ndarray]) -> None:
         nonlocal merging
         probs, labels = result
-        if show_probabilities:
-            _show_probabilities(probs)
         pending = begin_write(
             viewer, store, snap, labels, replace=replace, instances=is_instance
         )
         if pending is None:  # a new layer: nothing to merge
-            _done(*write_prediction(viewer, store, snap, labels, replace, is_instance))
+            written = write_prediction(
+                viewer, store, snap, labels, replace, is_instance
+            )
+            if show_probabilities:  # above the labels
+                _show_probabilities(probs)
+            _done(*written)
             return
-        # the merge (0.8 s for a 128x512x512 cell volume, more for larger ones)
-        # runs in a worker too; only the snapshot and the write stay here
+        if show_probabilities:
+            _show_probabilities(probs)
+        # the merge (about 1 s for a 128x512x512 cell volume, more for larger
+        # ones) runs in a worker too; only the snapshot and the write stay here
         merging = True
 
         def _merged(result: tuple[np.ndarray, tuple[np.ndarray, ...]]) -> None:
