@@ -37,6 +37,23 @@ def test_iter_compare_reports_progress_and_segments_with_each_model(nuclei2d):
     assert run_generator(iter_compare([], image), False, "c") == []
 
 
+def test_compared_cell_models_show_a_cell_with_the_same_id(nuclei2d, monkeypatch):
+    import napari_resunet.core.versions as cv
+
+    image = nuclei2d[0]
+    models = [
+        (n, tiny_model(2, seed=n, task="instance", out_channels=3)) for n in (1, 2)
+    ]
+    # the same cells from both, numbered differently (as two watersheds may)
+    cells = np.zeros(image.shape, np.uint32)
+    cells[10:40, 10:40], cells[50:90, 60:100], cells[100:120, 5:30] = 1, 2, 3
+    relabel = iter([cells, np.array([0, 3, 1, 2], np.uint32)[cells]])
+    monkeypatch.setattr(cv, "labels_from_probabilities", lambda *a: next(relabel))
+    (_, first), (_, second) = run_generator(iter_compare(models, image), False, "c")
+    np.testing.assert_array_equal(first, cells)
+    np.testing.assert_array_equal(second, cells)
+
+
 def test_held_back_scores_per_model(nuclei2d):
     image, truth = nuclei2d
     crops = [(image[:64, :64], truth[:64, :64]), (image[64:, 64:], truth[64:, 64:])]

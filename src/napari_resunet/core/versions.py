@@ -11,6 +11,7 @@ import numpy as np
 
 from napari_resunet.core.checks import check_image
 from napari_resunet.core.config import InferenceConfig
+from napari_resunet.core.edits import continue_ids
 from napari_resunet.core.inference.postprocess import labels_from_probabilities
 from napari_resunet.core.inference.predict import iter_predict, make_tile_plan, predict
 from napari_resunet.core.metrics import dice_per_class
@@ -49,6 +50,9 @@ def iter_compare(
 ) -> Generator[Progress, None, list[tuple[int, np.ndarray]]]:
     """Segment ``image`` with each ``(number, model)``, reporting tile progress.
 
+    With cell models, a cell of a later model that matches one of the first
+    model's takes its id (:func:`~napari_resunet.core.edits.continue_ids`).
+
     Returns:
         ``(number, labels)`` per model, in order.
     """
@@ -69,5 +73,10 @@ def iter_compare(
             "compare",
         )
         labels = labels_from_probabilities(probs, model.config, model.instance_config)
+        if out and model.config.task == "instance" == models[0][1].config.task:
+            # the same cell in the same colour in both: what differs stands out
+            # (each watershed numbers its cells afresh)
+            first = out[0][1]
+            labels = continue_ids(labels, first, np.ones(first.shape, bool))
         out.append((number, labels))
     return out
