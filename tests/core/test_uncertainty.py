@@ -138,6 +138,42 @@ def test_mc_dropout_samples_add_disagreement(blobs2d):
     assert plain.disagreement.max() == 0
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_a_segmentations_pass_is_reused_with_the_same_result(blobs2d, dropout):
+    from napari_resunet.core import predict
+
+    image = blobs2d[0]
+    model = tiny_model(2, dropout=dropout)
+    cfg = InferenceConfig(use_compile="never")
+    mc = 2 if dropout else 0
+    full_steps, full = [], None
+    gen = iter_uncertainty(model, image, cfg, n_flips=3, mc_samples=mc)
+    try:
+        while True:
+            full_steps.append(next(gen))
+    except StopIteration as stop:
+        full = stop.value
+    first = predict(model, image, cfg)  # what a segmentation computes
+    steps = []
+    gen = iter_uncertainty(model, image, cfg, 3, mc_samples=mc, first_pass=first)
+    try:
+        while True:
+            steps.append(next(gen))
+    except StopIteration as stop:
+        reused = stop.value
+    for name in ("probabilities", "entropy", "disagreement"):
+        np.testing.assert_array_equal(getattr(reused, name), getattr(full, name))
+    # one pass fewer, and the progress still ends at its total
+    passes = 3 + mc
+    assert steps[-1].total == full_steps[-1].total * (passes - 1) // passes
+    assert steps[-1].step == steps[-1].total
+    assert not any(rec.message.startswith("pass 1/") for rec in steps)
+    with pytest.raises(ValueError, match="first_pass"):
+        run_generator(
+            iter_uncertainty(model, image, cfg, 3, first_pass=first[:, :10]), False, "u"
+        )
+
+
 def _balls(shape, radius, spacing):
     """Labels with one ball (disc in 2D) of ``radius`` every ``spacing`` pixels."""
     grid = np.indices(shape)

@@ -3,6 +3,8 @@
 import numpy as np
 from tests.ui.conftest import dock, segment_with_new_network, wait_idle
 
+from napari_resunet.core import InferenceConfig
+from napari_resunet.core.progress import run_generator
 from napari_resunet.core.uncertainty import diversify
 from napari_resunet.ui._layers import camera_of
 from napari_resunet.ui._model_store import get_store
@@ -101,10 +103,37 @@ def test_fine_tune_now_and_automatic_refresh(
         refresh(*args)
 
     q._on_refresh_clicked = spy
-    q._finetune_button.clicked()
+    reused = []
+    real = qw.iter_uncertainty
+
+    def counting(*args, first_pass=None, **kwargs):
+        reused.append(first_pass is not None)
+        return (yield from real(*args, first_pass=first_pass, **kwargs))
+
+    qw.iter_uncertainty = counting
+    try:
+        q._finetune_button.clicked()
+    finally:
+        qw.iter_uncertainty = real
     assert store.rounds == 1
     assert len(ft._plot.losses) == 3
     assert q._entries and q._entries != before  # ranked again with the new model
+    # the round's segmentation gave the queue its unmirrored pass, and the
+    # ranking is the one all passes give
+    assert reused == [True] and store.first_pass is None
+    full = run_generator(
+        real(
+            store.model,
+            np.asarray(viewer.layers["img"].data),
+            InferenceConfig(use_compile="never"),
+            3,
+        ),
+        False,
+        "u",
+    )
+    np.testing.assert_array_equal(
+        viewer.layers["img [resunet uncertainty]"].data, full.uncertainty
+    )
     assert len(seen) == 1 and not seen[0][0]
     np.testing.assert_array_equal(seen[0][1], layer.data)  # labels already updated
     # undo segments again too: the queue waits for that as well

@@ -80,12 +80,19 @@ def iter_uncertainty(
     voxel_size: Sequence[float] | None = None,
     mc_samples: int = 0,
     seed: int = 0,
+    first_pass: NDArray | None = None,
 ) -> Generator[Progress, None, UncertaintyResult]:
     """Predict ``image`` under ``n_flips`` mirrorings and measure their disagreement.
 
     With ``mc_samples`` > 0 and a network that has dropout, that many Monte-Carlo
     dropout samples join the passes (seeded by ``seed``, global torch random
     state restored afterwards).
+
+    ``first_pass``: the probabilities of the unmirrored image from this model
+    with these settings, when a segmentation has just computed them (as
+    ``iter_predict`` returns them); that pass is then not predicted again. After
+    a fine-tuning round, which segments the image anyway, the queue's three
+    passes become two.
 
     Yields:
         :class:`Progress` after every batch of tiles of every pass.
@@ -108,9 +115,19 @@ def iter_uncertainty(
     n_mc = mc_samples if model.config.dropout > 0 else 0
     passes: list[tuple[tuple[int, ...], bool]] = [(f, False) for f in flips]
     passes += [((), True)] * n_mc
-    total = per_pass * len(passes)
     preds = []
+    if first_pass is not None:
+        if first_pass.shape[1:] != spatial_shape:
+            raise ValueError(
+                f"first_pass {first_pass.shape} does not match the image's "
+                f"spatial shape {spatial_shape}."
+            )
+        preds.append(first_pass)  # flips[0] is "no mirroring"
+    done = len(preds)  # passes not run here (the same seeds for the rest)
+    total = per_pass * (len(passes) - done)
     for k, (flip, stochastic) in enumerate(passes):
+        if k < done:
+            continue
         img_axes = tuple(spatial_axes[a] for a in flip)
         flipped = np.flip(image, img_axes) if img_axes else image
         if stochastic:
@@ -130,7 +147,7 @@ def iter_uncertainty(
                 )
             preds.append(probs)
             yield Progress(
-                (k + 1) * per_pass,
+                (k + 1 - done) * per_pass,
                 total,
                 f"dropout sample {k + 1 - len(flips)}/{n_mc}",
                 "uncertainty",
@@ -140,7 +157,7 @@ def iter_uncertainty(
             iter_predict(
                 model, np.ascontiguousarray(flipped), cfg, channel_axis, voxel_size
             ),
-            k * per_pass,
+            (k - done) * per_pass,
             total,
             f"pass {k + 1}/{len(passes)}, ",
             "uncertainty",

@@ -37,6 +37,38 @@ class LabelsTrack:
         return self.edited
 
 
+@dataclass(frozen=True)
+class FirstPass:
+    """A segmentation's probabilities, kept for the queue's uncertainty (which
+    would otherwise predict the same unmirrored image again).
+
+    Attributes:
+        model: a weak reference to the model that made them.
+        image: the image snapshot they were predicted from.
+        channel_axis, cfg, voxel_size: the prediction's settings.
+        probabilities: ``(C, *spatial)``, as ``iter_predict`` returned them.
+    """
+
+    model: Any
+    image: np.ndarray
+    channel_axis: int | None
+    cfg: Any
+    voxel_size: tuple[float, ...] | None
+    probabilities: np.ndarray
+
+    def matches(
+        self, model: Any, channel_axis: int | None, cfg: Any, voxel_size: Any
+    ) -> bool:
+        """Made by ``model`` with these settings (the image is compared by whoever
+        takes it, off the main thread)."""
+        return (
+            self.model() is model
+            and self.channel_axis == channel_axis
+            and self.cfg == cfg
+            and self.voxel_size == voxel_size
+        )
+
+
 @dataclass
 class ModelStore:
     """The model a viewer's widgets share.
@@ -67,6 +99,10 @@ class ModelStore:
     # the Fine-tune widget's "run a round" (weakly held), for the queue's button
     finetune_hook: Any = None
     settling: bool = False
+    # the last segmentation's probabilities, kept only once a queue wants them
+    # (they are as large as the image times its classes)
+    keep_first_pass: bool = False
+    first_pass: FirstPass | None = None
     _undo: list[tuple[Any, str, int, bool]] = field(default_factory=list)
     _tracks: weakref.WeakKeyDictionary = field(
         default_factory=weakref.WeakKeyDictionary
@@ -99,7 +135,37 @@ class ModelStore:
             self._undo.clear()
         self.model, self.source, self.pretrained = model, source, pretrained
         self.rounds = self.rounds + 1 if undoable else 0
+        self.first_pass = None  # another model's
         self.changed.emit()
+
+    def remember_first_pass(
+        self,
+        model: Any,
+        image: np.ndarray,
+        channel_axis: int | None,
+        cfg: Any,
+        voxel_size: tuple[float, ...] | None,
+        probabilities: np.ndarray,
+    ) -> None:
+        """Keep a segmentation's probabilities for the queue, if one wants them."""
+        if self.keep_first_pass and model is self.model:
+            self.first_pass = FirstPass(
+                weakref.ref(model), image, channel_axis, cfg, voxel_size, probabilities
+            )
+
+    def take_first_pass(
+        self,
+        model: Any,
+        channel_axis: int | None,
+        cfg: Any,
+        voxel_size: tuple[float, ...] | None,
+    ) -> FirstPass | None:
+        """The kept probabilities if ``model`` made them with these settings; they
+        are let go either way (one use: the next round makes new ones)."""
+        kept, self.first_pass = self.first_pass, None
+        if kept is not None and kept.matches(model, channel_axis, cfg, voxel_size):
+            return kept
+        return None
 
     def end_settling(self) -> None:
         """The follow-up work of a model change is over: tell whoever waited."""
@@ -116,6 +182,7 @@ class ModelStore:
         if not self._undo:
             return False
         self.model, self.source, self.rounds, self.pretrained = self._undo.pop()
+        self.first_pass = None
         self.changed.emit()
         return True
 

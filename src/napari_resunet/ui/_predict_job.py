@@ -98,6 +98,8 @@ def start_prediction(
     def _returned(result: tuple[np.ndarray, np.ndarray]) -> None:
         nonlocal merging
         probs, labels = result
+        # the queue's uncertainty after this needs not predict the image again
+        store.remember_first_pass(model, snap.data, snap.channel_axis, cfg, vs, probs)
         pending = begin_write(
             viewer, store, snap, labels, replace=replace, instances=is_instance
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,7 +31,7 @@ from napari_resunet.ui._layers import (
     show_layer,
     snapshot_image,
 )
-from napari_resunet.ui._model_store import get_store
+from napari_resunet.ui._model_store import FirstPass, get_store
 from napari_resunet.ui._predict_job import voxel_size_of
 from napari_resunet.ui._status import status_label
 from napari_resunet.ui._tooltips import TOOLTIPS
@@ -41,6 +42,36 @@ if TYPE_CHECKING:
 
 HIGHLIGHT = "[resunet] queue patch"
 UNCERTAINTY_SUFFIX = " [resunet uncertainty]"
+
+
+def _iter_queue_uncertainty(
+    model: Any,
+    image: np.ndarray,
+    cfg: InferenceConfig,
+    n_flips: int,
+    channel_axis: int | None,
+    voxel_size: tuple[float, ...] | None,
+    mc_samples: int,
+    kept: FirstPass | None,
+) -> Generator[Any, None, Any]:
+    """``iter_uncertainty``, reusing a segmentation's pass when it was made from
+    this very image (compared here, in the worker: a fine-tuning round has just
+    segmented it with the new model)."""
+    first = None
+    if kept is not None and np.array_equal(kept.image, image):
+        first = kept.probabilities
+    return (
+        yield from iter_uncertainty(
+            model,
+            image,
+            cfg,
+            n_flips,
+            channel_axis,
+            voxel_size,
+            mc_samples,
+            first_pass=first,
+        )
+    )
 
 
 class QueueWidget(Container):
@@ -205,16 +236,21 @@ class QueueWidget(Container):
         self._snap = snap
         self._set_running(True)
         self._status.value = "Measuring uncertainty…"
+        cfg, vs = InferenceConfig(use_compile="never"), voxel_size_of(snap)
+        # from now on segmentations keep their probabilities for the next ranking
+        self._store.keep_first_pass = True
+        kept = self._store.take_first_pass(model, snap.channel_axis, cfg, vs)
         self._job.start(
             lambda finished: start_job(
-                iter_uncertainty,
+                _iter_queue_uncertainty,
                 model,
                 snap.data,
-                InferenceConfig(use_compile="never"),
+                cfg,
                 int(self._flips_spin.value),
                 snap.channel_axis,
-                voxel_size_of(snap),
+                vs,
                 4 if model.config.dropout > 0 else 0,  # MC dropout samples
+                kept,
                 desc="Uncertainty",
                 on_returned=self._on_uncertainty,
                 on_errored=lambda err: show_error(f"Uncertainty failed: {err}"),
