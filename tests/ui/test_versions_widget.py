@@ -5,6 +5,7 @@ import torch
 from qtpy.QtCore import QLocale
 from tests.ui.conftest import dock, segment_with_new_network
 
+import napari_resunet.ui.versions_widget as vw
 from napari_resunet.core import InferenceConfig, predict
 from napari_resunet.ui._layers import grid_of
 from napari_resunet.ui._model_store import get_store
@@ -161,23 +162,47 @@ def test_rounds_are_versioned_scored_restored_and_reopened(
     assert not layers["img [resunet]"].visible
     grid.enabled = False
     assert layers["img [resunet]"].visible and "img [compare backdrop]" not in layers
-    # save, then reopen in a new viewer
+    # save, then reopen in a new viewer with the image
     ver._save_button.clicked()
     viewer2 = make_napari_viewer()
+    viewer2.add_image(image, name="img", scale=(0.5, 0.5), translate=(3, 4))
     ver2 = dock(viewer2, "Model versions")
     ver2._folder.value = tmp_path / "sess"
     ver2._open_button.clicked()
     store2 = get_store(viewer2)
     assert len(ver2.session.versions) == 2
     assert store2.held_back == [(slice(96, 192), slice(128, 256))]
-    restored = viewer2.layers[-1]
+    # the saved labels are the image's working layer again, over the image
+    restored = viewer2.layers["img [resunet]"]
+    assert ver2._labels_combo.value is restored
+    assert tuple(restored.scale) == (0.5, 0.5)
+    assert tuple(restored.translate) == (3, 4)
     np.testing.assert_array_equal(restored.data, out.data)
     for k, v in ver.session.load_version(2).state_dict().items():
         assert torch.equal(store2.model.state_dict()[k], v)
+    # so a round goes on from there: it learns from the saved corrections and
+    # segments into that layer, keeping them
+    saved_edits = store.track(out).refresh(np.asarray(out.data))
+    ft2 = dock(viewer2, "Fine-tune")
+    ft2._image_combo.value = viewer2.layers["img"]
+    ft2._labels_combo.value = restored
+    ft2._steps_spin.value = 3
+    ft2._run_button.clicked()
+    assert store2.rounds == 1
+    # (the mask: the edits grown by a margin, without the held-back patch)
+    assert ft2._round["n_corrections"] >= int(saved_edits[:96, :128].sum()) > 0
+    assert [la.name for la in viewer2.layers] == ["img", "img [resunet]"]
+    np.testing.assert_array_equal(
+        restored.data[saved_edits], np.asarray(out.data)[saved_edits]
+    )
+    # a viewer that has the working layer already gets the saved one beside it
+    infos: list[str] = []
+    monkeypatch.setattr(vw, "show_info", infos.append)
+    ver2._open_button.clicked()
+    assert viewer2.layers[-1].name == "img [corrections]"
+    assert "img [resunet]" in infos[-1] and "img [corrections]" in infos[-1]
     # a round scored lower is flagged in the table and warned about, with where
     # to go back to; a drop below the shown precision is not
-    import napari_resunet.ui.versions_widget as vw
-
     warned: list[str] = []
     monkeypatch.setattr(vw, "show_warning", warned.append)
     ver._on_scored(2, True, [0.9, 0.8995])
