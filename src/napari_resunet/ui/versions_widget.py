@@ -29,7 +29,6 @@ from napari_resunet.core.session import AnnotationSession, SessionError
 from napari_resunet.core.versions import iter_compare, iter_held_back_scores
 from napari_resunet.ui._compare_view import SideBySide
 from napari_resunet.ui._layers import (
-    find_output_layer,
     guess_channel_axis,
     output_name,
     show_layer,
@@ -367,7 +366,7 @@ class VersionsWidget(Container):
             # a leading channel axis is not spatial)
             style["scale"] = tuple(image.scale[-labels.ndim :])
             style["translate"] = tuple(image.translate[-labels.ndim :])
-        taken = find_output_layer(self._viewer, name, labels.shape) is not None
+        taken = name in self._viewer.layers
         layer = self._viewer.add_labels(
             labels, name=f"{base} [corrections]" if taken else name, **style
         )
