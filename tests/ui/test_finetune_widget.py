@@ -175,11 +175,13 @@ def test_cell_model_finetunes_on_painted_cells(
 
 
 def test_starter_model_is_finetuned_gently(
-    make_napari_viewer, qtbot, nuclei2d, sync_jobs
+    make_napari_viewer, qtbot, nuclei2d, sync_jobs, monkeypatch
 ):
     """A starter model is fine-tuned at the pretrained rate, keeps that lineage
     through rounds and undo, and a round on a few painted cells does not undo its
-    training (a new network gets the fast rate)."""
+    training (a new network gets the fast rate). The round segments again with
+    the cell settings the Segment widget used."""
+    import napari_resunet.ui._predict_job as pj
     from napari_resunet.core.metrics import match_instances
     from napari_resunet.ui.predict_widget import STARTER_PREFIX
 
@@ -203,8 +205,20 @@ def test_starter_model_is_finetuned_gently(
     for k, cell in enumerate([i for i in np.unique(truth[region]) if i][:3]):
         out.data_setitem(np.nonzero(truth == cell), int(out.data.max()) + 1 + k)
     ft._steps_spin.value = 40
+    used = []
+    real = pj.labels_from_probabilities
+
+    def spy(probs, config, instance_cfg=None, *rest):
+        used.append(instance_cfg)
+        return real(probs, config, instance_cfg, *rest)
+
+    monkeypatch.setattr(pj, "labels_from_probabilities", spy)
     ft._run_button.clicked()
     assert store.rounds == 1 and store.pretrained
+    # the starter's own settings, as the Segment widget showed and used them
+    # (the round used the defaults: seed threshold 0.5)
+    assert used == [seg._read_instance_config()]
+    assert used[0].seed_threshold == pytest.approx(0.9)
     f1_after = match_instances(out.data, truth, (0.5,))[0]["f1"]
     assert f1_after > f1_before - 0.05, (f1_before, f1_after)
     ft._undo_button.clicked()

@@ -99,6 +99,9 @@ class ModelStore:
     # the Fine-tune widget's "run a round" (weakly held), for the queue's button
     finetune_hook: Any = None
     settling: bool = False
+    # the cell settings (watershed) the Segment widget last segmented with: the
+    # re-segmentation after a round or a restored version uses them too
+    instance_cfg: Any = None
     # the last segmentation's probabilities, kept only once a queue wants them
     # (they are as large as the image times its classes)
     keep_first_pass: bool = False
@@ -136,6 +139,8 @@ class ModelStore:
         self.model, self.source, self.pretrained = model, source, pretrained
         self.rounds = self.rounds + 1 if undoable else 0
         self.first_pass = None  # another model's
+        if not undoable:  # another lineage: its own tuned cell settings apply
+            self.instance_cfg = None
         self.changed.emit()
 
     def remember_first_pass(

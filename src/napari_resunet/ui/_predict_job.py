@@ -88,7 +88,15 @@ def start_prediction(
 
     ``on_done(layer, kept)`` receives the output Labels layer and the number of
     user-edited voxels that were kept. Returns the worker.
+
+    Cell models use ``instance_cfg``, else the settings the Segment widget last
+    used (``store.instance_cfg``), else the model's own tuned ones. A fine-tuning
+    round's re-segmentation used the defaults before, so a starter model's cells
+    changed with its first round for reasons that were not the training's
+    (nuclei2d: seed threshold 0.5 instead of its 0.9).
     """
+    if instance_cfg is None:
+        instance_cfg = store.instance_cfg or getattr(model, "instance_config", None)
     vs = voxel_size_of(snap)
     plan = make_tile_plan(model, snap.spatial_shape, cfg, vs)
 

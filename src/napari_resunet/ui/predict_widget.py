@@ -304,6 +304,8 @@ class PredictWidget(Container):
             self._model_combo.value = SESSION
         self._set_running(True)
         self._status.value = f"Segmenting {layer.name}…"
+        instance_cfg = self._read_instance_config()
+        self._store.instance_cfg = instance_cfg  # for the re-segmentations after
         self._job.start(
             lambda finished: start_prediction(
                 self._viewer,
@@ -313,7 +315,7 @@ class PredictWidget(Container):
                 cfg,
                 replace=self._replace_check.value,
                 show_probabilities=self._prob_check.value,
-                instance_cfg=self._read_instance_config(),
+                instance_cfg=instance_cfg,
                 on_done=self._on_prediction_done,
                 on_aborted=self._on_aborted,
                 on_errored=self._on_errored,
