@@ -101,7 +101,9 @@ def test_rounds_are_versioned_scored_restored_and_reopened(
     store = get_store(viewer)
     ft._run_button.clicked()
     after_round_1 = store.model
+    labels_round_1 = np.array(out.data, copy=True)
     ft._run_button.clicked()
+    assert not np.array_equal(out.data, labels_round_1)
     versions = ver.session.versions
     assert [v.number for v in versions] == [1, 2]
     v1 = versions[0]
@@ -118,6 +120,9 @@ def test_rounds_are_versioned_scored_restored_and_reopened(
         predict(store.model, image, cfg), predict(after_round_1, image, cfg)
     )
     assert store.source == "version v1" and len(ver.session.versions) == 2
+    # and the image is segmented with it: the labels are those of round 1 again
+    np.testing.assert_array_equal(out.data, labels_round_1)
+    assert "updated 'img [resunet]'" in ver._status.value and not store.settling
     # compare v1 and v2 side by side
     ver._version_combo.value, ver._other_combo.value = 1, 2
     viewer.layers.selection.active = viewer.layers["img [resunet]"]

@@ -81,8 +81,8 @@ TOOLTIPS: dict[str, str] = {
     "patches.",
     "ver_save": "Save the corrections, the edited-voxel mask and reviewed patches into "
     "the session folder (versions are saved automatically).",
-    "ver_restore": "Make the chosen version the session model again (Undo in Fine-tune "
-    "goes back).",
+    "ver_restore": "Make the chosen version the session model again and segment the "
+    "image with it; your edits are kept (Undo in Fine-tune goes back).",
     "ver_compare": "Segment the image with both versions into two Labels layers shown "
     "side by side, each over the image (a two-cell grid; other layers are hidden "
     "until you turn the grid off).",

@@ -25,6 +25,8 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QStyledItemDelegate
 
+from napari_resunet.core import InferenceConfig
+from napari_resunet.core.checks import check_image
 from napari_resunet.core.session import AnnotationSession, SessionError
 from napari_resunet.core.versions import iter_compare, iter_held_back_scores
 from napari_resunet.ui._compare_view import SideBySide
@@ -35,7 +37,7 @@ from napari_resunet.ui._layers import (
     snapshot_image,
 )
 from napari_resunet.ui._model_store import get_store, unwrap
-from napari_resunet.ui._predict_job import voxel_size_of
+from napari_resunet.ui._predict_job import start_prediction, voxel_size_of
 from napari_resunet.ui._status import status_label
 from napari_resunet.ui._tooltips import TOOLTIPS
 from napari_resunet.ui._workers import JobSlot, start_job
@@ -81,7 +83,7 @@ class VersionsWidget(Container):
         self._rollback_button = PushButton(text="Restore this version")
         self._compare_button = PushButton(text="Compare side by side")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
-        self._job = JobSlot(on_idle=lambda: self._set_running(False))
+        self._job = JobSlot(on_idle=self._on_idle)
         # rounds whose held-back scores are still to be measured, oldest first
         self._pending: list[tuple[int, Any, Any, list]] = []
         self._score_job = JobSlot(on_idle=self._next_scoring)
@@ -281,10 +283,54 @@ class VersionsWidget(Container):
             return
         model = self.session.load_version(int(number))
         self._recorded = model
+        image = self._image_combo.value
+        snap = None
+        if image is not None:
+            snap = snapshot_image(
+                image, guess_channel_axis(image, model.config.in_channels)
+            )
+            try:
+                check_image(snap.data, model.config, snap.channel_axis)
+            except ValueError:
+                snap = None  # another image than the versions were made on
+        # segmenting with it follows: the queue and the scoring wait for that
+        self._store.settling = snap is not None
         self._store.set_model(model, f"version v{number}", undoable=True)
         self._status.value = f"Restored version v{number}."
+        if snap is None:
+            return
+        # the labels show what the restored version segments, as after a round or
+        # its undo; the user's edits are kept (Ctrl+Z undoes the update)
+        self._status.value = f"Restored version v{number}; segmenting {snap.name}…"
+        self._set_running(True)
+        self._job.start(
+            lambda finished: start_prediction(
+                self._viewer,
+                self._store,
+                model,
+                snap,
+                InferenceConfig(use_compile="never"),
+                on_done=lambda layer, _: setattr(
+                    self._status,
+                    "value",
+                    f"Restored version v{number}; updated '{layer.name}'.",
+                ),
+                on_aborted=lambda: setattr(
+                    self._status,
+                    "value",
+                    f"Restored version v{number}; segmentation cancelled.",
+                ),
+                on_errored=lambda err: show_error(f"Segmentation failed: {err}"),
+                on_finished=finished,
+            )
+        )
+
+    def _on_idle(self) -> None:
+        self._set_running(False)
+        self._store.end_settling()  # a restore's segmentation is over
 
     def _set_running(self, running: bool) -> None:
+        self._rollback_button.enabled = not running
         self._compare_button.enabled = not running
         self._cancel_button.enabled = running
 
