@@ -74,6 +74,7 @@ class PredictWidget(Container):
         super().__init__(labels=True)
         self._viewer = viewer
         self._store = get_store(viewer)
+        self._shown_tuned: Any = None  # the tuned cell settings last put in the form
         self._job = JobSlot(on_idle=lambda: self._set_running(False))
         defaults = InferenceConfig()
         self._image_combo = create_widget(
@@ -208,12 +209,15 @@ class PredictWidget(Container):
         if model is None:
             self._status.value = "No session model yet."
         else:
-            # a model tuned for its data brings its own cell settings
+            # a model tuned for its data brings its own cell settings; its
+            # fine-tuned versions carry the same ones, which must not undo what
+            # the user set in the form after every round
             tuned = getattr(model, "instance_config", None)
-            if tuned is not None:
+            if tuned is not None and tuned != self._shown_tuned:
                 self._min_size_spin.value = tuned.min_size
                 self._seeds_combo.value = tuned.seeds
                 self._seed_threshold_spin.value = tuned.seed_threshold
+                self._shown_tuned = tuned
             kind = "cells" if model.config.task == "instance" else "classes"
             self._status.value = (
                 f"Session model: {model.spatial_dims}D {kind}, {self._store.source}"
