@@ -112,6 +112,42 @@ def test_cancel_changes_nothing(make_napari_viewer, qtbot, nuclei3d):
     assert "Cancelled" in widget._status.value
 
 
+def test_cancel_while_merging_writes_nothing(
+    make_napari_viewer, qtbot, nuclei2d, monkeypatch
+):
+    """Real threads: Cancel clicked after the tiles, while the labels are merged
+    with the edits, still leaves the layer as it was."""
+    import threading
+
+    import napari_resunet.ui._predict_job as pj
+
+    viewer = make_napari_viewer()
+    viewer.add_image(nuclei2d[0], name="nuclei")
+    seg = segment_with_new_network(viewer, qtbot, "nuclei", NEW_2D)
+    out = viewer.layers["nuclei [resunet]"]
+    paint(out, (slice(0, 20), slice(0, 20)), 1)
+    seg._replace_check.value = True  # the merge would undo the painting
+    before = np.array(out.data, copy=True)
+    merging, go = threading.Event(), threading.Event()
+    real = pj.merge_pending
+
+    def held(pending):
+        result = real(pending)
+        merging.set()
+        go.wait(30)
+        return result
+
+    monkeypatch.setattr(pj, "merge_pending", held)
+    seg._run_button.clicked()
+    qtbot.waitUntil(merging.is_set, timeout=60_000)
+    seg._cancel_button.clicked()
+    go.set()
+    wait_idle(qtbot, seg)
+    np.testing.assert_array_equal(out.data, before)
+    assert "Cancelled" in seg._status.value
+    assert seg._run_button.enabled and not seg._cancel_button.enabled
+
+
 def _force(model, cls):
     """Make the network predict class ``cls`` everywhere."""
     import torch

@@ -64,9 +64,31 @@ def iter_segment(
 def _iter_merge(
     pending: PendingWrite,
 ) -> Generator[Progress, None, tuple[np.ndarray, tuple[np.ndarray, ...]]]:
-    """Merge a prediction into the labels as they were snapshotted (a worker)."""
-    yield Progress(0, 0, "merging with your edits", "merge")
-    return merge_pending(pending)
+    """Merge a prediction into the labels as they were snapshotted (a worker).
+
+    Yields before and after the merge, so a Cancel clicked meanwhile stops the
+    job before anything is written.
+    """
+    yield Progress(0, 1, "merging with your edits", "merge")
+    merged = merge_pending(pending)
+    yield Progress(1, 1, "writing", "merge")
+    return merged
+
+
+class _Stages:
+    """What a widget holds for a prediction job: Cancel stops whichever stage
+    runs, the tiles or the merge that follows them."""
+
+    def __init__(self) -> None:
+        self.current: Any = None
+
+    def quit(self) -> None:
+        if self.current is not None:
+            self.current.quit()
+
+    def __getattr__(self, name: str) -> Any:
+        # the running stage's signals and state (``yielded``, ``is_running``...)
+        return getattr(self.__dict__["current"], name)
 
 
 def start_prediction(
@@ -87,7 +109,8 @@ def start_prediction(
     """Start tiled prediction of ``snap`` and write the labels when it returns.
 
     ``on_done(layer, kept)`` receives the output Labels layer and the number of
-    user-edited voxels that were kept. Returns the worker.
+    user-edited voxels that were kept. Returns the job (``quit()`` cancels it,
+    up to the moment the labels are written).
 
     Cell models use ``instance_cfg``, else the settings the Segment widget last
     used (``store.instance_cfg``), else the model's own tuned ones. A fine-tuning
@@ -102,6 +125,7 @@ def start_prediction(
 
     is_instance = model.config.task == "instance"
     merging = False  # the job goes on as a merge: that job finishes it
+    stages = _Stages()
 
     def _returned(result: tuple[np.ndarray, np.ndarray]) -> None:
         nonlocal merging
@@ -128,11 +152,12 @@ def start_prediction(
         def _merged(result: tuple[np.ndarray, tuple[np.ndarray, ...]]) -> None:
             _done(*finish_write(viewer, store, snap, pending, *result))
 
-        start_job(
+        stages.current = start_job(
             _iter_merge,
             pending,
             desc="Updating labels",
             on_returned=_merged,
+            on_aborted=on_aborted,
             on_errored=on_errored,
             on_finished=on_finished,
         )
@@ -161,7 +186,7 @@ def start_prediction(
         if on_done is not None:
             on_done(layer, kept)
 
-    return start_job(
+    worker = start_job(
         iter_segment,
         model,
         snap.data,
@@ -176,3 +201,6 @@ def start_prediction(
         on_errored=on_errored,
         on_finished=_finished,
     )
+    if stages.current is None:  # (inline jobs have run the merge already)
+        stages.current = worker
+    return stages
