@@ -35,6 +35,23 @@ def test_iter_compare_reports_progress_and_segments_with_each_model(nuclei2d):
         )
         np.testing.assert_array_equal(labels, expected)
     assert run_generator(iter_compare([], image), False, "c") == []
+    # cell models: the given cell settings, else each model's own
+    from napari_resunet.core.config import InstanceConfig
+
+    cells = tiny_model(2, seed=0, task="instance", out_channels=3)
+    cells.instance_config = InstanceConfig(min_size=5)
+    probs = predict(cells, image, cfg)
+    for given, expected in (
+        (None, cells.instance_config),
+        (InstanceConfig(min_size=200), None),
+    ):
+        expected = expected or given
+        ((_, labels),) = run_generator(
+            iter_compare([(1, cells)], image, instance_cfg=given), False, "c"
+        )
+        np.testing.assert_array_equal(
+            labels, labels_from_probabilities(probs, cells.config, expected)
+        )
 
 
 def test_compared_cell_models_show_a_cell_with_the_same_id(nuclei2d, monkeypatch):

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from napari_resunet.core.checks import check_image
-from napari_resunet.core.config import InferenceConfig
+from napari_resunet.core.config import InferenceConfig, InstanceConfig
 from napari_resunet.core.edits import continue_ids
 from napari_resunet.core.inference.postprocess import labels_from_probabilities
 from napari_resunet.core.inference.predict import iter_predict, make_tile_plan, predict
@@ -47,11 +47,14 @@ def iter_compare(
     image: np.ndarray,
     channel_axis: int | None = None,
     voxel_size: tuple[float, ...] | None = None,
+    instance_cfg: InstanceConfig | None = None,
 ) -> Generator[Progress, None, list[tuple[int, np.ndarray]]]:
     """Segment ``image`` with each ``(number, model)``, reporting tile progress.
 
-    With cell models, a cell of a later model that matches one of the first
-    model's takes its id (:func:`~napari_resunet.core.edits.continue_ids`).
+    Cell models use ``instance_cfg`` (the settings the working labels were
+    made with) when given, else each model's own tuned settings. A cell of a
+    later model that matches one of the first model's takes its id
+    (:func:`~napari_resunet.core.edits.continue_ids`).
 
     Returns:
         ``(number, labels)`` per model, in order.
@@ -72,7 +75,9 @@ def iter_compare(
             f"v{number}: ",
             "compare",
         )
-        labels = labels_from_probabilities(probs, model.config, model.instance_config)
+        labels = labels_from_probabilities(
+            probs, model.config, instance_cfg or model.instance_config
+        )
         if out and model.config.task == "instance" == models[0][1].config.task:
             # the same cell in the same colour in both: what differs stands out
             # (each watershed numbers its cells afresh)

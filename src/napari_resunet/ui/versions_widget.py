@@ -369,6 +369,7 @@ class VersionsWidget(Container):
                 snap.data,
                 snap.channel_axis,
                 voxel_size_of(snap),
+                self._store.instance_cfg,  # as the working labels were made
                 desc="Compare versions",
                 on_returned=shown,
                 on_aborted=lambda: setattr(
