@@ -1,5 +1,7 @@
 """The Segment widget in a real viewer."""
 
+import copy
+
 import numpy as np
 import pytest
 from tests.ui.conftest import dock, paint, segment_with_new_network, wait_idle
@@ -437,6 +439,33 @@ def test_strokes_made_while_the_merge_runs_are_kept(
     np.testing.assert_array_equal(
         again.data[~_mask(first.shape, stroke)], first[~_mask(first.shape, stroke)]
     )
+
+    # a patch marked "correct as shown" while the merge ran stays as shown, even
+    # where the new prediction differs (another model here)
+    import torch
+
+    store = get_store(viewer)
+    other = copy.deepcopy(store.model)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.mul_(1.5)
+    store.set_model(other, "changed", undoable=True)
+    patch = (slice(0, 48), slice(100, 160))
+    shown = np.array(again.data, copy=True)
+    new_labels = []
+
+    def review_meanwhile(pending):
+        new_labels.append(pending.labels)
+        track = store.track(again)
+        edited = track.refresh(np.asarray(again.data))
+        edited[patch] = True  # what the queue's "Mark reviewed" does
+        return real(pending)
+
+    monkeypatch.setattr(pj, "merge_pending", review_meanwhile)
+    _segment(qtbot, seg)
+    assert (new_labels[0][patch] != shown[patch]).any()  # it would have changed
+    np.testing.assert_array_equal(again.data[patch], shown[patch])
+    assert (np.asarray(again.data) != shown).any()  # elsewhere the labels changed
 
 
 def _mask(shape, region):

@@ -184,7 +184,8 @@ def begin_write(
             np.promote_types(layer.data.dtype, labels.dtype)
         )
     current = np.array(layer.data, copy=True)
-    edited = track.refresh(current)
+    # a copy: the live mask can grow while the merge runs ("Mark reviewed")
+    edited = track.refresh(current).copy()
     return PendingWrite(
         layer,
         current,
@@ -242,7 +243,11 @@ def finish_write(
         return write_prediction(
             viewer, store, snap, pending.labels, pending.replace, pending.instances
         )
-    moved = now != pending.current  # the user's strokes during the merge
+    # the user's strokes during the merge, and patches marked "correct as
+    # shown" meanwhile: both stay as they are now
+    moved = now != pending.current
+    if track.edited is not None and track.edited.shape == moved.shape:
+        moved |= track.edited & ~pending.edited
     if moved.any():
         stay = ~moved[changed]
         changed = tuple(axis[stay] for axis in changed)
