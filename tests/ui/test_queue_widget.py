@@ -141,6 +141,12 @@ def test_fine_tune_now_and_automatic_refresh(
     ft._undo_button.clicked()
     assert store.rounds == 0 and len(seen) == 1 and not seen[0][0]
     assert not store.settling
+    # a Fine-tune job that ends (a cancelled round, say) while another widget
+    # segments does not release the queue early
+    store.settling = True
+    ft._job.start(lambda finished: finished())
+    assert store.settling
+    store.settling = False
 
 
 def test_with_threads_the_queue_ranks_after_the_round(

@@ -62,6 +62,7 @@ class FinetuneWidget(Container):
         self._store = get_store(viewer)
         self._job = JobSlot(on_idle=self._on_idle)
         self._last_image: Any = None  # snapshot of the image of the last round
+        self._settling = False  # this widget's round holds the store settling
         self._image_combo = create_widget(
             annotation="napari.layers.Image", label="image"
         )
@@ -135,7 +136,9 @@ class FinetuneWidget(Container):
 
     def _on_idle(self) -> None:
         self._set_running(False)
-        self._store.end_settling()  # the round, re-segmentation included, is over
+        if self._settling:  # the round, re-segmentation included, is over
+            self._settling = False
+            self._store.end_settling()
 
     def _set_running(self, running: bool) -> None:
         self._run_button.enabled = not running
@@ -237,7 +240,7 @@ class FinetuneWidget(Container):
     def _on_returned(self, result: Any) -> None:
         losses = result.history["loss"]
         self._store.last_round = dict(self._round)
-        self._store.settling = True  # until the image is segmented again
+        self._store.settling = self._settling = True  # until segmented again
         self._store.set_model(result.model, "fine-tuned", undoable=True)
         self._status.value = (
             f"Fine-tuned: loss {losses[0]:.3f} → {losses[-1]:.3f}. Segmenting again…"
@@ -282,7 +285,8 @@ class FinetuneWidget(Container):
         if not self._store.can_undo:
             return
         # segmenting again follows at once: the queue waits for it (settling)
-        self._store.settling = self._last_image is not None
+        if self._last_image is not None:
+            self._store.settling = self._settling = True
         self._store.undo()
         show_info("Restored the model from before the last fine-tune.")
         if self._last_image is not None:
