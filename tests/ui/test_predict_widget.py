@@ -129,6 +129,7 @@ def test_cancel_while_merging_writes_nothing(
     out = viewer.layers["nuclei [resunet]"]
     paint(out, (slice(0, 20), slice(0, 20)), 1)
     seg._replace_check.value = True  # the merge would undo the painting
+    seg._prob_check.value = True  # and a probabilities layer would be added
     before = np.array(out.data, copy=True)
     merging, go = threading.Event(), threading.Event()
     real = pj.merge_pending
@@ -146,6 +147,7 @@ def test_cancel_while_merging_writes_nothing(
     go.set()
     wait_idle(qtbot, seg)
     np.testing.assert_array_equal(out.data, before)
+    assert "nuclei [resunet probabilities]" not in viewer.layers
     assert "Cancelled" in seg._status.value
     assert seg._run_button.enabled and not seg._cancel_button.enabled
 

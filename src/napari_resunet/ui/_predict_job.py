@@ -130,7 +130,7 @@ def start_prediction(
     def _returned(result: tuple[np.ndarray, np.ndarray]) -> None:
         nonlocal merging
         probs, labels = result
-        # the queue's uncertainty after this needs not predict the image again
+        # the queue's uncertainty after this need not predict the image again
         store.remember_first_pass(model, snap.data, snap.channel_axis, cfg, vs, probs)
         pending = begin_write(
             viewer, store, snap, labels, replace=replace, instances=is_instance
@@ -143,14 +143,15 @@ def start_prediction(
                 _show_probabilities(probs)
             _done(*written)
             return
-        if show_probabilities:
-            _show_probabilities(probs)
         # the merge (about 1 s for a 128x512x512 cell volume, more for larger
         # ones) runs in a worker too; only the snapshot and the write stay here
         merging = True
 
         def _merged(result: tuple[np.ndarray, tuple[np.ndarray, ...]]) -> None:
-            _done(*finish_write(viewer, store, snap, pending, *result))
+            written = finish_write(viewer, store, snap, pending, *result)
+            if show_probabilities:  # with the labels: a Cancel changes neither
+                _show_probabilities(probs)
+            _done(*written)
 
         stages.current = start_job(
             _iter_merge,
