@@ -174,6 +174,25 @@ def test_a_segmentations_pass_is_reused_with_the_same_result(blobs2d, dropout):
         )
 
 
+def test_uncertainty_maps_are_the_mean_and_spread_of_the_flipped_passes(blobs2d):
+    from napari_resunet.core import predict
+
+    image = blobs2d[0]
+    model = tiny_model(2, seed=3)
+    cfg = InferenceConfig(use_compile="never")
+    res = run_generator(iter_uncertainty(model, image, cfg, n_flips=3), False, "u")
+    passes = [predict(model, image, cfg)]
+    for axis in (1, 0):  # mirrored along X, then Y, and mirrored back
+        flipped = np.ascontiguousarray(np.flip(image, axis))
+        passes.append(np.flip(predict(model, flipped, cfg), axis + 1))
+    stack = np.stack(passes)
+    mean = stack.mean(axis=0)
+    spread = np.abs(stack - mean).mean(axis=0).sum(axis=0)
+    np.testing.assert_array_equal(res.probabilities, mean)
+    np.testing.assert_array_equal(res.disagreement, np.clip(spread, 0, 1))
+    np.testing.assert_array_equal(res.entropy, entropy_map(mean))
+
+
 def _balls(shape, radius, spacing):
     """Labels with one ball (disc in 2D) of ``radius`` every ``spacing`` pixels."""
     grid = np.indices(shape)
