@@ -143,21 +143,20 @@ def continue_ids(
     src = np.zeros(0, prediction.dtype)
     dst = np.zeros(0, current.dtype)
     if both.any():
-        pi = np.searchsorted(p_ids, p[both]).astype(np.int64)
-        ci = np.searchsorted(c_ids, c[both]).astype(np.int64)
-        pair, overlap = np.unique(pi * c_ids.size + ci, return_counts=True)
-        pi, ci = pair // c_ids.size, pair % c_ids.size
-        iou = overlap / (p_sizes[pi] + c_sizes[ci] - overlap)
+        pair_p, pair_c, overlap = _pair_counts(p[both], c[both])
+        size_p = p_sizes[np.searchsorted(p_ids, pair_p)]
+        size_c = c_sizes[np.searchsorted(c_ids, pair_c)]
+        iou = overlap / (size_p + size_c - overlap)
         ok = iou > min_iou
         # one to one even for min_iou < 0.5: the best pair first, each id once
         order = np.argsort(-iou[ok], kind="stable")
-        pi, ci = pi[ok][order], ci[ok][order]
-        _, first_p = np.unique(pi, return_index=True)
-        keep = np.zeros(pi.size, bool)
+        pair_p, pair_c = pair_p[ok][order], pair_c[ok][order]
+        _, first_p = np.unique(pair_p, return_index=True)
+        keep = np.zeros(pair_p.size, bool)
         keep[first_p] = True
-        _, first_c = np.unique(ci[keep], return_index=True)
+        _, first_c = np.unique(pair_c[keep], return_index=True)
         chosen = np.flatnonzero(keep)[first_c]
-        src, dst = p_ids[pi[chosen]], c_ids[ci[chosen]].astype(current.dtype)
+        src, dst = pair_p[chosen], pair_c[chosen].astype(current.dtype)
     # every predicted id, matched or new; a predicted id space below 2^24 (a
     # watershed's) is relabelled through a table, several times faster than a
     # sort of the whole volume
@@ -193,10 +192,22 @@ def continue_ids(
     return out
 
 
+def _pair_counts(a: NDArray, b: NDArray) -> tuple[NDArray, NDArray, NDArray]:
+    """Each pair of ids that meet in ``a`` and ``b`` (1-D, same length) and how
+    often: ``(a_id, b_id, count)``, sorted by ``a_id`` then ``b_id``. The pairs
+    are coded over the ids present, not the id values: ids can be large."""
+    # np.unique then searchsorted: the same indices as return_inverse, faster
+    a_all, b_all = np.unique(a), np.unique(b)
+    a_inv = np.searchsorted(a_all, a).astype(np.int64)
+    b_inv = np.searchsorted(b_all, b)
+    pair, counts = np.unique(a_inv * b_all.size + b_inv, return_counts=True)
+    return a_all[pair // b_all.size], b_all[pair % b_all.size], counts
+
+
 def _isin_ids(ids: NDArray, keys: NDArray) -> NDArray[np.bool_]:
     """``np.isin`` for label ids: with keys below 2^24 (the usual case) a lookup
-    table, several times faster than ``np.isin`` on a large volume (this runs on
-    the viewer's thread after every segmentation); larger ids fall back to it."""
+    table, several times faster than ``np.isin`` on a large volume (this runs
+    after every segmentation); larger ids fall back to it."""
     keys = np.asarray(keys)
     if keys.size == 0:
         return np.zeros(np.shape(ids), bool)
@@ -258,13 +269,7 @@ def join_remainders(
     inside = edited & (predicted > 0) & (merged > 0)
     if not inside.any() or edited.all():
         return merged
-    # (predicted, kept) pairs as one small integer each: ids can be large
-    p_all, p_inv = np.unique(predicted[inside], return_inverse=True)
-    k_all, k_inv = np.unique(merged[inside], return_inverse=True)
-    pair, counts = np.unique(
-        p_inv.astype(np.int64) * k_all.size + k_inv, return_counts=True
-    )
-    p_ids, k_ids = p_all[pair // k_all.size], k_all[pair % k_all.size]
+    p_ids, k_ids, counts = _pair_counts(predicted[inside], merged[inside])
     # per predicted object (p_ids is sorted): the kept object it overlaps most
     # and its overlap with all of them
     order = np.lexsort((-counts, p_ids))
