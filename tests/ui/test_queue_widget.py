@@ -143,10 +143,28 @@ def test_fine_tune_now_and_automatic_refresh(
     assert not store.settling
     # a Fine-tune job that ends (a cancelled round, say) while another widget
     # segments does not release the queue early
-    store.settling = True
+    other = object()
+    store.begin_settling(other)
     ft._job.start(lambda finished: finished())
     assert store.settling
-    store.settling = False
+    store.end_settling(other)
+    assert not store.settling
+
+
+def test_only_the_widget_that_began_settling_ends_it():
+    from napari_resunet.ui._model_store import ModelStore
+
+    store = ModelStore()
+    seen = []
+    store.settled.connect(lambda: seen.append(True))
+    first, second = object(), object()
+    store.begin_settling(first)
+    store.end_settling(second)
+    assert store.settling and not seen
+    store.end_settling(first)
+    assert not store.settling and seen == [True]
+    store.end_settling(first)
+    assert seen == [True]
 
 
 def test_with_threads_the_queue_ranks_after_the_round(

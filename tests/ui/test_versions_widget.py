@@ -126,10 +126,11 @@ def test_rounds_are_versioned_scored_restored_and_reopened(
     # compare v1 and v2 side by side
     ver._version_combo.value, ver._other_combo.value = 1, 2
     viewer.layers.selection.active = viewer.layers["img [resunet]"]
-    store.settling = True  # as while a fine-tuning round segments again
+    other = object()
+    store.begin_settling(other)  # as while a fine-tuning round segments again
     ver._compare_button.clicked()
     assert store.settling  # a comparison does not end another widget's settling
-    store.settling = False
+    store.end_settling(other)
     # the backdrop is not left as the selected layer
     assert viewer.layers.selection.active.name != "img [compare backdrop]"
     assert "img [v1]" in viewer.layers and "img [v2]" in viewer.layers

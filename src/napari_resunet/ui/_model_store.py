@@ -99,6 +99,7 @@ class ModelStore:
     # the Fine-tune widget's "run a round" (weakly held), for the queue's button
     finetune_hook: Any = None
     settling: bool = False
+    _settler: Any = None  # the widget whose work holds ``settling``
     # the cell settings (watershed) the Segment widget last segmented with: the
     # re-segmentation after a round or a restored version uses them too
     instance_cfg: Any = None
@@ -172,10 +173,17 @@ class ModelStore:
             return kept
         return None
 
-    def end_settling(self) -> None:
-        """The follow-up work of a model change is over: tell whoever waited."""
-        if self.settling:
-            self.settling = False
+    def begin_settling(self, owner: Any) -> None:
+        """``owner`` segments with the model it just changed: work that can wait
+        (the queue's uncertainty, held-back scores) waits for ``settled``."""
+        self.settling, self._settler = True, owner
+
+    def end_settling(self, owner: Any) -> None:
+        """``owner``'s follow-up work is over: tell whoever waited. Only the
+        widget that began settling ends it; another widget's job finishing
+        meanwhile (a comparison, a cancelled round) released the queue early."""
+        if self.settling and owner is self._settler:
+            self.settling, self._settler = False, None
             self.settled.emit()
 
     @property

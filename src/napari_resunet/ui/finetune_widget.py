@@ -62,7 +62,6 @@ class FinetuneWidget(Container):
         self._store = get_store(viewer)
         self._job = JobSlot(on_idle=self._on_idle)
         self._last_image: Any = None  # snapshot of the image of the last round
-        self._settling = False  # this widget's round holds the store settling
         self._image_combo = create_widget(
             annotation="napari.layers.Image", label="image"
         )
@@ -136,9 +135,7 @@ class FinetuneWidget(Container):
 
     def _on_idle(self) -> None:
         self._set_running(False)
-        if self._settling:  # the round, re-segmentation included, is over
-            self._settling = False
-            self._store.end_settling()
+        self._store.end_settling(self)  # the round, re-segmentation included
 
     def _set_running(self, running: bool) -> None:
         self._run_button.enabled = not running
@@ -240,7 +237,7 @@ class FinetuneWidget(Container):
     def _on_returned(self, result: Any) -> None:
         losses = result.history["loss"]
         self._store.last_round = dict(self._round)
-        self._store.settling = self._settling = True  # until segmented again
+        self._store.begin_settling(self)  # until the image is segmented again
         self._store.set_model(result.model, "fine-tuned", undoable=True)
         self._status.value = (
             f"Fine-tuned: loss {losses[0]:.3f} → {losses[-1]:.3f}. Segmenting again…"
@@ -286,7 +283,7 @@ class FinetuneWidget(Container):
             return
         # segmenting again follows at once: the queue waits for it (settling)
         if self._last_image is not None:
-            self._store.settling = self._settling = True
+            self._store.begin_settling(self)
         self._store.undo()
         show_info("Restored the model from before the last fine-tune.")
         if self._last_image is not None:

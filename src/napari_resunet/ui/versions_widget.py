@@ -84,7 +84,6 @@ class VersionsWidget(Container):
         self._compare_button = PushButton(text="Compare side by side")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._job = JobSlot(on_idle=self._on_idle)
-        self._settling = False  # this widget's restore holds the store settling
         # rounds whose held-back scores are still to be measured, oldest first
         self._pending: list[tuple[int, Any, Any, list]] = []
         self._score_job = JobSlot(on_idle=self._next_scoring)
@@ -294,8 +293,8 @@ class VersionsWidget(Container):
                 check_image(snap.data, model.config, snap.channel_axis)
             except ValueError:
                 snap = None  # another image than the versions were made on
-        # segmenting with it follows: the queue and the scoring wait for that
-        self._store.settling = self._settling = snap is not None
+        if snap is not None:  # segmenting with it follows: the queue waits
+            self._store.begin_settling(self)
         self._store.set_model(model, f"version v{number}", undoable=True)
         self._status.value = f"Restored version v{number}."
         if snap is None:
@@ -328,9 +327,7 @@ class VersionsWidget(Container):
 
     def _on_idle(self) -> None:
         self._set_running(False)
-        if self._settling:  # a restore's segmentation is over (not a comparison)
-            self._settling = False
-            self._store.end_settling()
+        self._store.end_settling(self)  # a restore's segmentation is over
 
     def _set_running(self, running: bool) -> None:
         self._rollback_button.enabled = not running
