@@ -167,10 +167,10 @@ def iter_uncertainty(
     # pass by pass rather than over np.stack(preds): no second copy of all the
     # passes (1.2 GB for three passes of a 3-class 128x512x512 volume), and the
     # same sums in the same order, so the same numbers bit for bit
-    total = np.array(preds[0], dtype=np.float32, copy=True)
+    summed = np.array(preds[0], dtype=np.float32, copy=True)
     for p in preds[1:]:
-        total += p
-    mean = total / np.float32(len(preds))
+        summed += p
+    mean = summed / np.float32(len(preds))
     spread = np.abs(preds[0] - mean)
     for p in preds[1:]:
         spread += np.abs(p - mean)

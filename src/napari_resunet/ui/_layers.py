@@ -226,10 +226,10 @@ def finish_write(
     """Write a merge into its layer; returns ``(layer, kept)`` as
     :func:`write_prediction` does.
 
-    Voxels the user painted while the merge ran are left as painted (and count
-    as edited from then on). If the layer was removed, reshaped or written by
-    another prediction meanwhile, the merge is done again here, on the labels
-    as they are now.
+    Voxels the user painted, or marked reviewed, while the merge ran are left
+    as they are (and count as edited from then on). If the layer was reshaped
+    or written by another prediction meanwhile, the merge is done again here, on
+    the labels as they are now; if it was removed, a new layer takes the labels.
     """
     layer = pending.layer
     track = store.track(layer)
@@ -291,15 +291,25 @@ def write_prediction(
     """
     pending = begin_write(viewer, store, snap, labels, replace, instances)
     if pending is None:
-        layer = viewer.add_labels(
-            labels.copy(),
-            name=output_name(snap.name),
-            scale=snap.scale,
-            translate=snap.translate,
-        )
-        track = store.track(layer)
-        track.last_prediction = labels.copy()
-        track.edited = np.zeros(labels.shape, bool)
-        track.writes += 1
-        return layer, 0
+        return add_output_layer(viewer, store, snap, labels), 0
     return finish_write(viewer, store, snap, pending, *merge_pending(pending))
+
+
+def add_output_layer(
+    viewer: napari.viewer.Viewer,
+    store: ModelStore,
+    snap: ImageSnapshot,
+    labels: np.ndarray,
+) -> Any:
+    """A new ``<image> [resunet]`` layer showing ``labels``, nothing edited yet."""
+    layer = viewer.add_labels(
+        labels.copy(),
+        name=output_name(snap.name),
+        scale=snap.scale,
+        translate=snap.translate,
+    )
+    track = store.track(layer)
+    track.last_prediction = labels.copy()
+    track.edited = np.zeros(labels.shape, bool)
+    track.writes += 1
+    return layer

@@ -19,11 +19,11 @@ from napari_resunet.core.progress import Progress
 from napari_resunet.ui._layers import (
     ImageSnapshot,
     PendingWrite,
+    add_output_layer,
     begin_write,
     finish_write,
     merge_pending,
     show_layer,
-    write_prediction,
 )
 from napari_resunet.ui._workers import start_job
 
@@ -136,12 +136,10 @@ def start_prediction(
             viewer, store, snap, labels, replace=replace, instances=is_instance
         )
         if pending is None:  # a new layer: nothing to merge
-            written = write_prediction(
-                viewer, store, snap, labels, replace, is_instance
-            )
+            layer = add_output_layer(viewer, store, snap, labels)
             if show_probabilities:  # above the labels
                 _show_probabilities(probs)
-            _done(*written)
+            _done(layer, 0)
             return
         # the merge (about 1 s for a 128x512x512 cell volume, more for larger
         # ones) runs in a worker too; only the snapshot and the write stay here
