@@ -160,7 +160,7 @@ def test_a_repainted_cell_takes_back_the_rim_of_its_prediction():
 
 
 def test_isin_ids_matches_numpy():
-    from napari_resunet.core.edits import _isin_ids
+    from napari_resunet.core.cell_ids import _isin_ids
 
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 50, size=(20, 30)).astype(np.uint32)
@@ -249,7 +249,7 @@ def test_split_and_merged_cells_keep_an_id_only_for_the_main_part():
 
 
 def test_continue_ids_on_a_subsample_and_with_large_ids(monkeypatch):
-    import napari_resunet.core.edits as edits
+    import napari_resunet.core.cell_ids as edits
 
     centres = [(8, 12, 12), (8, 12, 36), (8, 36, 24)]
     big = 2_500_000_000

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from napari_resunet.core.cell_ids import continue_ids
 from napari_resunet.core.checks import check_image
 from napari_resunet.core.config import InferenceConfig, InstanceConfig
-from napari_resunet.core.edits import continue_ids
 from napari_resunet.core.inference.postprocess import labels_from_probabilities
 from napari_resunet.core.inference.predict import iter_predict, make_tile_plan, predict
 from napari_resunet.core.metrics import dice_per_class
@@ -54,7 +54,7 @@ def iter_compare(
     Cell models use ``instance_cfg`` (the settings the working labels were
     made with) when given, else each model's own tuned settings. A cell of a
     later model that matches one of the first model's takes its id
-    (:func:`~napari_resunet.core.edits.continue_ids`).
+    (:func:`~napari_resunet.core.cell_ids.continue_ids`).
 
     Returns:
         ``(number, labels)`` per model, in order.
