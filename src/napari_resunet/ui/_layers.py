@@ -7,6 +7,7 @@ thread, hand plain arrays to the core, and write results back here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -313,3 +314,58 @@ def add_output_layer(
     track.edited = np.zeros(labels.shape, bool)
     track.writes += 1
     return layer
+
+
+def add_saved_labels(
+    viewer: napari.viewer.Viewer,
+    store: ModelStore,
+    image_name: str,
+    labels: np.ndarray,
+    edited: np.ndarray,
+) -> tuple[Any, str]:
+    """Add a session's saved labels as the image's working layer, so the session
+    goes on where it stopped.
+
+    Named as the Segment and Fine-tune widgets name their output
+    (``<image> [resunet]``), with the image's scale and translate when the image
+    is open: the next segmentation merges into it, keeping the saved
+    corrections, and a fine-tuning round replays them with the new ones. Opened
+    as ``<image> [corrections]`` before, the saved corrections and everything
+    after reopening ended up in two layers, and a round could learn from only
+    one of them. If the viewer already has a layer of that name, the saved
+    labels open beside it as ``<image> [corrections]``.
+
+    Returns:
+        ``(layer, beside)``: the new layer, and the name of the working layer it
+        was opened beside (``""`` when it is the working layer).
+    """
+    from napari.layers import Image
+
+    image = None
+    for candidate in (image_name, Path(image_name).stem):
+        image = next(
+            (
+                layer
+                for layer in viewer.layers
+                if isinstance(layer, Image) and layer.name == candidate
+            ),
+            None,
+        )
+        if image is not None:
+            break
+    base = image.name if image is not None else (Path(image_name).stem or "session")
+    name = output_name(base)
+    style: dict[str, Any] = {}
+    if image is not None and image.ndim >= labels.ndim:
+        # the image's geometry on its last axes (napari counts no RGB axis; a
+        # leading channel axis is not spatial)
+        style["scale"] = tuple(image.scale[-labels.ndim :])
+        style["translate"] = tuple(image.translate[-labels.ndim :])
+    beside = name if name in viewer.layers else ""
+    layer = viewer.add_labels(
+        labels, name=f"{base} [corrections]" if beside else name, **style
+    )
+    track = store.track(layer)
+    track.last_prediction = labels.copy()  # nothing changed since saving
+    track.edited = edited
+    return layer, beside

@@ -31,12 +31,12 @@ from napari_resunet.core.session import AnnotationSession, SessionError
 from napari_resunet.core.versions import iter_compare, iter_held_back_scores
 from napari_resunet.ui._compare_view import SideBySide
 from napari_resunet.ui._layers import (
+    add_saved_labels,
     guess_channel_axis,
-    output_name,
     show_layer,
     snapshot_image,
 )
-from napari_resunet.ui._model_store import get_store, unwrap
+from napari_resunet.ui._model_store import get_store
 from napari_resunet.ui._predict_job import start_prediction, voxel_size_of
 from napari_resunet.ui._status import status_label
 from napari_resunet.ui._tooltips import TOOLTIPS
@@ -381,53 +381,6 @@ class VersionsWidget(Container):
         )
 
     # ---- save and reopen ---------------------------------------------------------
-    def _restore_corrections(
-        self, image_name: str, labels: np.ndarray, edited: np.ndarray
-    ) -> None:
-        """Add the saved labels as the image's working layer, so the session goes
-        on where it stopped.
-
-        Named as the Segment and Fine-tune widgets name their output
-        (``<image> [resunet]``): the next segmentation merges into it, keeping the
-        saved corrections, and a fine-tuning round replays them with the new
-        ones. Opened as ``<image> [corrections]`` before, the saved corrections
-        and everything after reopening ended up in two layers, and a round could
-        learn from only one of them. If the viewer already has that layer, the
-        saved labels open beside it instead, and the user is told.
-        """
-        from napari.layers import Image
-
-        image = None
-        for candidate in (image_name, Path(image_name).stem):
-            for layer in self._viewer.layers:
-                if isinstance(layer, Image) and layer.name == candidate:
-                    image = layer
-                    break
-            if image is not None:
-                break
-        base = image.name if image is not None else (Path(image_name).stem or "session")
-        name = output_name(base)
-        style: dict[str, Any] = {}
-        if image is not None and image.ndim >= labels.ndim:
-            # the image's geometry on its last axes (napari counts no RGB axis;
-            # a leading channel axis is not spatial)
-            style["scale"] = tuple(image.scale[-labels.ndim :])
-            style["translate"] = tuple(image.translate[-labels.ndim :])
-        taken = name in self._viewer.layers
-        layer = self._viewer.add_labels(
-            labels, name=f"{base} [corrections]" if taken else name, **style
-        )
-        track = self._store.track(unwrap(layer))
-        track.last_prediction = labels.copy()  # nothing changed since saving
-        track.edited = edited
-        self._labels_combo.value = layer
-        if taken:
-            show_info(
-                f"'{name}' is open already: the saved corrections are in "
-                f"'{layer.name}'. Choose that layer as the corrected labels to go on "
-                "learning from them."
-            )
-
     def _on_save_clicked(self, *_: Any) -> None:
         labels = self._labels_combo.value
         s = self.session
@@ -455,7 +408,14 @@ class VersionsWidget(Container):
         self._store.held_back[:] = s.held_back
         saved = s.load_corrections()
         if saved is not None:
-            self._restore_corrections(s.image, *saved)
+            layer, beside = add_saved_labels(self._viewer, self._store, s.image, *saved)
+            self._labels_combo.value = layer
+            if beside:
+                show_info(
+                    f"'{beside}' is open already: the saved corrections are in "
+                    f"'{layer.name}'. Choose that layer as the corrected labels to "
+                    "go on learning from them."
+                )
         if s.versions:
             last = s.versions[-1].number
             model = s.load_version(last)
