@@ -34,6 +34,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         device=args.device,
         use_compile=args.compile,
+        precision=args.precision,
     )
     probs = predict(
         model, img.data, cfg, args.channel_axis, voxel_size, show_progress=True

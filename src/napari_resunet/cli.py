@@ -127,6 +127,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="torch.compile the network (default auto: only for long jobs)",
     )
     sp.add_argument(
+        "--precision",
+        choices=["auto", "float32", "bfloat16"],
+        default=idef.precision,
+        help="convolution arithmetic (default auto: bfloat16 on CPUs that compute "
+        "it natively, else float32)",
+    )
+    sp.add_argument(
         "--min-size",
         type=int,
         help="cell models: remove cells smaller than this many voxels (default: "

@@ -78,11 +78,13 @@ def test_sample_train_predict_info_end_to_end(tmp_path):
         and "--overwrite" in res.stderr
         and "Traceback" not in res.stderr
     )
-    probs = tmp_path / "probs.tif"
-    assert (
-        _cli("predict", img, "-m", ckpt, "-o", probs, "--probabilities").returncode == 0
-    )
-    assert tifffile.imread(probs).shape == (3, 520, 696)
+    probs, probs32 = tmp_path / "probs.tif", tmp_path / "probs32.tif"
+    for path, precision in ((probs, "bfloat16"), (probs32, "float32")):
+        args = ("-o", path, "--probabilities", "--precision", precision)
+        assert _cli("predict", img, "-m", ckpt, *args).returncode == 0
+    p16, p32 = tifffile.imread(probs), tifffile.imread(probs32)
+    assert p16.shape == (3, 520, 696) and p16.dtype == np.float32
+    assert 0 < np.abs(p16 - p32).max() < 0.05  # the option reaches the network
 
 
 @pytest.fixture

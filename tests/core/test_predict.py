@@ -84,7 +84,11 @@ def test_tiled_matches_whole_image_groupnorm(blobs2d):
 def test_single_tile_equals_whole_image_exactly(blobs2d):
     model = tiny_model(2)
     out = predict(
-        model, blobs2d[0], InferenceConfig(tile_shape=(512, 512), use_compile="never")
+        model,
+        blobs2d[0],
+        InferenceConfig(
+            tile_shape=(512, 512), use_compile="never", precision="float32"
+        ),
     )
     np.testing.assert_allclose(out, _whole(model, blobs2d[0]), atol=2e-5)
 
@@ -124,10 +128,46 @@ def test_closing_early_leaves_model_untouched(blobs3d):
 
 def test_batching_and_memory_format_do_not_change_results(blobs2d):
     model = tiny_model(2)
-    base = InferenceConfig(tile_shape=(32, 32), overlap=0.25, use_compile="never")
+    base = InferenceConfig(
+        tile_shape=(32, 32), overlap=0.25, use_compile="never", precision="float32"
+    )
     a = predict(model, blobs2d[0], base)
     b = predict(model, blobs2d[0], base.replace(batch_size=4, channels_last=False))
     np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_bfloat16_prediction_is_close_to_float32(spatial_dims, blobs2d, blobs3d):
+    """bfloat16 convolutions (on any CPU: emulated where not native) change the
+    probabilities by rounding only; they come back float32 and still sum to 1."""
+    image, labels = blobs2d if spatial_dims == 2 else blobs3d
+    model = _trained(spatial_dims, "batch", image, labels)
+    base = InferenceConfig(use_compile="never", precision="float32")
+    ref = predict(model, image, base)
+    out = predict(model, image, base.replace(precision="bfloat16"))
+    assert out.dtype == np.float32 and out.shape == ref.shape
+    np.testing.assert_allclose(out.sum(0), 1.0, atol=1e-5)
+    diff = np.abs(out - ref)
+    assert 0 < diff.max() < 0.05, diff.max()  # it did run in bfloat16
+    assert (out.argmax(0) == ref.argmax(0)).mean() > 0.995
+    assert 0.02 < ref.argmax(0).mean() < 0.95  # classes vary: not trivial
+
+
+def test_precision_auto_follows_the_cpu(monkeypatch):
+    from napari_resunet.core import device as dev
+
+    cpu = torch.device("cpu")
+    assert dev.resolve_precision("float32", cpu) is None
+    assert dev.resolve_precision("bfloat16", cpu) is torch.bfloat16
+    monkeypatch.setattr(dev, "native_bfloat16_cpu", lambda: True)
+    assert dev.resolve_precision("auto", cpu) is torch.bfloat16
+    assert dev.resolve_precision("auto", torch.device("cuda")) is None  # not measured
+    monkeypatch.setattr(dev, "native_bfloat16_cpu", lambda: False)
+    assert dev.resolve_precision("auto", cpu) is None  # emulated: slower, so no
+    with pytest.raises(ValueError, match="not available on mps"):
+        dev.resolve_precision("bfloat16", torch.device("mps"))
+    with pytest.raises(ValueError, match="precision"):
+        InferenceConfig(precision="float16")
 
 
 def test_inference_copy_follows_weight_updates(blobs2d):
@@ -144,7 +184,9 @@ def test_2d_model_on_stack_runs_slice_by_slice(blobs3d):
     model = tiny_model(2)
     stack = blobs3d[0]
     out = predict(
-        model, stack, InferenceConfig(tile_shape=(64, 64), use_compile="never")
+        model,
+        stack,
+        InferenceConfig(tile_shape=(64, 64), use_compile="never", precision="float32"),
     )
     assert out.shape == (2, *stack.shape)
     # each slice equals a 2D prediction of that slice normalised with the stack's statistics
@@ -219,7 +261,7 @@ def test_auto_compile_skips_short_jobs(blobs2d, monkeypatch):
 @pytest.mark.slow
 def test_real_torch_compile_matches_eager(blobs2d):
     model = tiny_model(2)
-    cfg = InferenceConfig(tile_shape=(64, 64), use_compile="never")
+    cfg = InferenceConfig(tile_shape=(64, 64), use_compile="never", precision="float32")
     eager = predict(model, blobs2d[0], cfg)
     compiled = predict(model, blobs2d[0], cfg.replace(use_compile="always"))
     np.testing.assert_allclose(compiled, eager, atol=1e-4)

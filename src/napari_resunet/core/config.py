@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 NormKind = Literal["group", "instance", "batch", "none"]
 BlendKind = Literal["gaussian", "constant"]
 CompileMode = Literal["auto", "always", "never"]
+Precision = Literal["auto", "float32", "bfloat16"]
 LabelMode = Literal["auto", "classes", "foreground", "instances"]
 Task = Literal["semantic", "instance"]
 SeedKind = Literal["interior", "distance"]
@@ -169,6 +170,13 @@ class InferenceConfig(_ConfigBase):
             job is long enough to repay the warm-up (see ``compile_min_seconds``).
         compile_min_seconds: estimated eager run time above which "auto" compiles.
         channels_last: use the channels-last memory format (faster convs on CPU).
+        precision: arithmetic of the network's convolutions. ``"auto"`` runs them
+            in bfloat16 on a CPU that computes bfloat16 natively (AVX512-BF16 or
+            AMX: recent AMD and Intel server and laptop chips) and in float32
+            everywhere else; ``"bfloat16"`` asks for it on any CPU or CUDA GPU
+            (emulated and slower on CPUs without it). Probabilities are always
+            returned as float32. On 2 such cores bfloat16 predicts 1.8-2.4x faster
+            and moves the starters' scores by under 0.001 (``docs/benchmarks.md``).
     """
 
     tile_shape: tuple[int, ...] | None = None
@@ -179,6 +187,7 @@ class InferenceConfig(_ConfigBase):
     use_compile: CompileMode = "auto"
     compile_min_seconds: float = 60.0
     channels_last: bool = True
+    precision: Precision = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -194,6 +203,7 @@ class InferenceConfig(_ConfigBase):
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}.")
         _check_choice("blend", self.blend, ("gaussian", "constant"))
         _check_choice("use_compile", self.use_compile, ("auto", "always", "never"))
+        _check_choice("precision", self.precision, ("auto", "float32", "bfloat16"))
 
 
 @dataclass(frozen=True)

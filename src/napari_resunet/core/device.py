@@ -43,6 +43,48 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+def native_bfloat16_cpu() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX tiles).
+
+    Elsewhere oneDNN emulates bfloat16 and a network runs slower than in float32.
+    Asks torch's CPU feature probes, which older torch versions lack (then False).
+    """
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    for name in probes:
+        probe = getattr(torch.cpu, name, None)
+        try:
+            if probe is not None and probe():
+                return True
+        except RuntimeError:  # a probe that cannot run here answers no
+            continue
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``, or None for float32.
+
+    ``"auto"`` is bfloat16 on a CPU with native bfloat16 only: elsewhere it is
+    slower (emulated CPUs) or not measured (GPUs). An explicit ``"bfloat16"`` is
+    honoured on CPUs and CUDA GPUs.
+
+    Raises:
+        ValueError: ``"bfloat16"`` on a device without bfloat16 autocast (MPS).
+    """
+    if precision == "float32":
+        return None
+    if precision == "auto":
+        native = device.type == "cpu" and native_bfloat16_cpu()
+        return torch.bfloat16 if native else None
+    if precision == "bfloat16":
+        if device.type not in ("cpu", "cuda"):
+            raise ValueError(
+                f"precision='bfloat16' is not available on {device.type}; "
+                "use float32 or auto."
+            )
+        return torch.bfloat16
+    raise ValueError(f"Unknown precision {precision!r}; use auto, float32 or bfloat16.")
+
+
 @functools.cache
 def _malloc_trim():
     """glibc's ``malloc_trim``, or ``None`` (other platforms or C libraries)."""
