@@ -58,7 +58,7 @@ def case_sgemm(args) -> dict:
 
 
 def case_ours(args) -> dict:
-    _setup(args.threads)
+    torch = _setup(args.threads)
     from _common import peak_rss_mib
     from napari_resunet.core import InferenceConfig, predict
 
@@ -71,16 +71,20 @@ def case_ours(args) -> dict:
         blend="gaussian",
         use_compile=args.compile,
         device="cpu",
+        precision=args.precision,
     )
+    from napari_resunet.core.device import resolve_precision
     from napari_resunet.core.inference.predict import make_tile_plan
 
     plan = make_tile_plan(model, img.shape, cfg)
     t0 = time.perf_counter()
     predict(model, img, cfg)
     first = time.perf_counter() - t0
+    dtype = resolve_precision(cfg.precision, torch.device("cpu"))
     out = {
         "first_s": first,
         "tile": "x".join(map(str, plan.tile_shape)) + f" x{plan.n_tiles}",
+        "precision": "bfloat16" if dtype is not None else "float32",
     }
     if args.compile == "always":  # second call reuses the compiled graph
         t0 = time.perf_counter()
@@ -180,9 +184,12 @@ def _suite(label, shape, tile, args, peak) -> list[str]:
     ]
     net = _run("network", common)
     monai = _run("monai", common)
-    eager = _run("ours", [*common, "--compile", "never"])
-    comp = _run("ours", [*common, "--compile", "always"])
-    auto = _run("ours", [*common, "--compile", "auto"])
+    # the engines compared in float32, the arithmetic MONAI's network runs in
+    f32 = [*common, "--precision", "float32"]
+    eager = _run("ours", [*f32, "--compile", "never"])
+    comp = _run("ours", [*f32, "--compile", "always"])
+    auto = _run("ours", [*f32, "--compile", "auto"])
+    bf16 = _run("ours", [*common, "--compile", "never", "--precision", "bfloat16"])
     default = _run("ours", [*common, "--compile", "auto", "--auto-tiles"])
     vox = 1
     for s in shape:
@@ -208,7 +215,11 @@ def _suite(label, shape, tile, args, peak) -> list[str]:
         f"| predict, use_compile='auto' (cold) | {auto['seconds']:.1f} | "
         f"{auto['voxels_per_s']:.3g} | {monai['seconds'] / auto['seconds']:.2f}x | "
         f"{auto['peak_rss_mib']:.0f} |",
-        f"| predict, default config (automatic tiles {default['tile']}, cold) | "
+        f"| predict, eager, bfloat16 convolutions | {bf16['seconds']:.1f} | "
+        f"{bf16['voxels_per_s']:.3g} | {monai['seconds'] / bf16['seconds']:.2f}x | "
+        f"{bf16['peak_rss_mib']:.0f} |",
+        f"| predict, default config (automatic tiles {default['tile']}, "
+        f"{default['precision']}, cold) | "
         f"{default['seconds']:.1f} | {default['voxels_per_s']:.3g} | "
         f"{monai['seconds'] / default['seconds']:.2f}x | {default['peak_rss_mib']:.0f} |",
         "",
@@ -240,6 +251,12 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--compile", default="never")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "float32", "bfloat16"],
+        default="auto",
+        help="InferenceConfig.precision of the 'ours' case (the suite sets it)",
+    )
     p.add_argument("--auto-tiles", action="store_true", help="let predict choose tiles")
     p.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     p.add_argument("--only", choices=["2d", "3d"], help="run one of the two suites")
