@@ -67,6 +67,8 @@ from napari_resunet.core.uncertainty import diversify, iter_uncertainty, rank_pa
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 ICFG = InferenceConfig(use_compile="never")
 STARTERS = {"bbbc039": "nuclei2d", "flyem": "em_boundaries3d"}
+# set from --train-precision: the fine-tuning arithmetic when not the widget's own
+TRAIN_PRECISION: dict[str, str] = {}
 
 
 @dataclass
@@ -174,6 +176,7 @@ def round_config(
     )
     if mix != "auto":
         cfg = cfg.replace(match_class_mix=mix != "off")
+    cfg = cfg.replace(**TRAIN_PRECISION)
     return cfg.replace(lr=lr) if lr else cfg
 
 
@@ -620,6 +623,11 @@ def main() -> None:
         help="print, per round, how well the queue's uncertainty ranks the "
         "patches' true error (not timed)",
     )
+    p.add_argument(
+        "--train-precision",
+        choices=["auto", "float32", "bfloat16"],
+        help="fine-tuning arithmetic (TrainConfig.precision; default: the widget's)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--plot")
     p.add_argument("--json")
@@ -627,6 +635,8 @@ def main() -> None:
         "--from-json", help="re-print the tables and re-plot a saved run, no training"
     )
     args = p.parse_args()
+    if args.train_precision:
+        TRAIN_PRECISION["precision"] = args.train_precision
     flyem = args.dataset == "flyem"
     if args.start == "starter" and not flyem:
         p.error(

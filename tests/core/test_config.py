@@ -31,6 +31,8 @@ from napari_resunet.core.config import (
             steps=5,
             label_mode="foreground",
             augment_elastic=True,
+            precision="bfloat16",
+            channels_last=False,
         ),
     ],
 )
@@ -54,6 +56,8 @@ def test_dict_round_trip(cfg):
         (InferenceConfig, {"tile_shape": (64,)}, "tile_shape"),
         (InferenceConfig, {"blend": "linear"}, "blend"),
         (InferenceConfig, {"batch_size": 0}, "batch_size"),
+        (InferenceConfig, {"precision": "float16"}, "precision"),
+        (TrainConfig, {"precision": "half"}, "precision"),
         (TrainConfig, {"steps": 0}, "steps"),
         (TrainConfig, {"lr": 0}, "lr"),
         (TrainConfig, {"label_mode": "cells"}, "label_mode"),

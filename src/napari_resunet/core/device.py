@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
@@ -83,6 +84,14 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
             )
         return torch.bfloat16
     raise ValueError(f"Unknown precision {precision!r}; use auto, float32 or bfloat16.")
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Autocast to ``dtype`` on ``device``; a no-op for float32 (``None``), so
+    devices without autocast support are never asked for it."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 @functools.cache

@@ -14,7 +14,6 @@ CPU, so it only pays off for jobs that would run for a minute or more eagerly.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import time
@@ -30,6 +29,7 @@ from torch import nn
 from napari_resunet.core.checks import check_image, check_not_constant
 from napari_resunet.core.config import InferenceConfig
 from napari_resunet.core.device import (
+    autocast,
     release_memory,
     resolve_device,
     resolve_precision,
@@ -207,7 +207,7 @@ def iter_predict(
                 inp = torch.from_numpy(batch).to(device)
                 if cfg.channels_last:
                     inp = inp.contiguous(memory_format=fmt)
-                with _precision(device, autocast_dtype):
+                with autocast(device, autocast_dtype):
                     logits = _forward(net, inp, use_compiled)
                 # the softmax/sigmoid always in float32, whatever the convs ran in
                 probs = logits_to_probabilities(logits.float()).cpu().numpy()
@@ -237,14 +237,6 @@ def iter_predict(
     out = acc[(slice(None), *crop)]
     out /= wsum[crop]
     return np.ascontiguousarray(out)
-
-
-def _precision(device: torch.device, dtype: torch.dtype | None):
-    """Autocast to ``dtype`` on ``device``; nothing for float32 (None), so devices
-    without autocast support are never asked for it."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def _forward(net: nn.Module, inp: torch.Tensor, use_compiled: bool) -> torch.Tensor:

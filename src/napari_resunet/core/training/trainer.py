@@ -20,7 +20,12 @@ import torch
 from numpy.typing import NDArray
 
 from napari_resunet.core.config import InferenceConfig, TrainConfig
-from napari_resunet.core.device import release_memory, resolve_device
+from napari_resunet.core.device import (
+    autocast,
+    release_memory,
+    resolve_device,
+    resolve_precision,
+)
 from napari_resunet.core.inference.postprocess import probabilities_to_labels
 from napari_resunet.core.inference.predict import iter_predict
 from napari_resunet.core.metrics import dice_per_class
@@ -215,9 +220,13 @@ def iter_train(
     sampler = PatchSampler(samples, model.config, cfg, rng)
     prior = _mix_prior(train_list, samples, model.config.out_channels, cfg)
     device = resolve_device(cfg.device)
+    autocast_dtype = resolve_precision(cfg.precision, device)
     net = copy.deepcopy(model).to(device)
     fmt = torch.channels_last if net.spatial_dims == 2 else torch.channels_last_3d
-    if cfg.channels_last:
+    channels_last = cfg.channels_last
+    if channels_last is None:  # see TrainConfig.channels_last
+        channels_last = autocast_dtype is None
+    if channels_last:
         net = net.to(memory_format=fmt)
     optimizer = torch.optim.AdamW(
         net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
@@ -233,11 +242,12 @@ def iter_train(
     log_every = cfg.log_every or cfg.steps
     t_start = time.perf_counter()
     logger.info(
-        "Training %d steps, patches %s x %d on %s",
+        "Training %d steps, patches %s x %d on %s (%s)",
         cfg.steps,
         sampler.patch_shape,
         cfg.batch_size,
         device,
+        "bfloat16" if autocast_dtype is not None else "float32",
     )
 
     def validate(step: int) -> Progress:
@@ -262,7 +272,7 @@ def iter_train(
                 group["lr"] = lr
             x_np, y_np = sampler.sample_batch(cfg.batch_size)
             x = torch.from_numpy(x_np).to(device)
-            if cfg.channels_last:
+            if channels_last:
                 x = x.contiguous(memory_format=fmt)
             y = torch.from_numpy(y_np).to(device)
             weights = (
@@ -274,9 +284,14 @@ def iter_train(
             # this step only, so runs are reproducible and no global state leaks.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(rng.integers(2**63 - 1)))
-                logits = net(x)
-                loss = masked_ce_dice_loss(
-                    logits, y, cfg.ce_weight, cfg.dice_weight, class_weights=weights
+                with autocast(device, autocast_dtype):
+                    logits = net(x)
+                loss = masked_ce_dice_loss(  # in float32 whatever the convs ran in
+                    logits.float(),
+                    y,
+                    cfg.ce_weight,
+                    cfg.dice_weight,
+                    class_weights=weights,
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
