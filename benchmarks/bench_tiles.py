@@ -4,7 +4,10 @@ Times the default ResUNet (eager, channels-last, BatchNorm folded) on one tile o
 each size and prints million voxels per second. Repeat it a few times: single runs
 vary by about 20% on a shared 2-core machine.
 
-    python benchmarks/bench_tiles.py --dims 3 [--threads 2] [--repeats 3]
+    python benchmarks/bench_tiles.py --dims 3 [--threads 2] [--repeats 3] [--bfloat16]
+
+``--bfloat16`` runs the convolutions under bfloat16 autocast, as ``predict`` does
+on CPUs that compute bfloat16 natively (the table's second curve).
 """
 
 from __future__ import annotations
@@ -32,17 +35,22 @@ def main() -> None:
     p.add_argument("--dims", type=int, choices=[2, 3], default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--bfloat16", action="store_true", help="bfloat16 autocast")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     fmt = torch.channels_last_3d if args.dims == 3 else torch.channels_last
     model = fold_batch_norm(build_model(ModelConfig(spatial_dims=args.dims)).eval())
     model = model.to(memory_format=fmt)
-    print(f"{args.dims}D default ResUNet, {args.threads} threads")
+    precision = "bfloat16" if args.bfloat16 else "float32"
+    print(f"{args.dims}D default ResUNet, {args.threads} threads, {precision}")
     print("| tile | voxels | seconds | Mvoxels/s |\n|---|---:|---:|---:|")
     for side in SIZES[args.dims]:
         shape = (side,) * args.dims
         x = torch.randn(1, 1, *shape).contiguous(memory_format=fmt)
-        with torch.inference_mode():
+        with (
+            torch.inference_mode(),
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bfloat16),
+        ):
             model(x)
             sec = best_time(lambda x=x: model(x), args.repeats)
         vox = math.prod(shape)
