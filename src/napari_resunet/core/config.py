@@ -175,7 +175,7 @@ class InferenceConfig(_ConfigBase):
             AMX: recent AMD and Intel server and laptop chips) and in float32
             everywhere else; ``"bfloat16"`` asks for it on any CPU or CUDA GPU
             (emulated and slower on CPUs without it). Probabilities are always
-            returned as float32. On 2 such cores bfloat16 predicts 1.8-2.4x faster
+            returned as float32. On 2 such cores bfloat16 predicts 1.8-2.5x faster
             and moves the starters' scores by under 0.001 (``docs/benchmarks.md``).
     """
 

@@ -7,9 +7,10 @@ Speed on CPU comes from: one inference copy of the network per weight version
 (eval mode, BatchNorm folded into convs, channels-last memory format, cached),
 batched tiles under ``torch.inference_mode``, bfloat16 convolutions on CPUs that
 compute bfloat16 natively (``InferenceConfig.precision``), blending in float32 on
-the CPU and, when the job is long, ``torch.compile``. Whether to compile is decided from the
-measured time of the first batch: compiling costs 5-30 s of warm-up on a laptop
-CPU, so it only pays off for jobs that would run for a minute or more eagerly.
+the CPU and, when the job is long, ``torch.compile``. Whether to compile is
+decided from the measured time of the first batch: compiling costs 5-30 s of
+warm-up on a laptop CPU, so it only pays off for jobs that would run for a minute
+or more eagerly.
 """
 
 from __future__ import annotations
