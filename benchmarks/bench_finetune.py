@@ -68,9 +68,15 @@ def rss_mib() -> float:
 
 def _wait(widget, app, timeout=600.0, pending=lambda: False) -> None:
     """Until ``widget``'s job is done and ``pending()`` is false."""
+    from qtpy.QtCore import QEvent
+
     t0 = time.perf_counter()
     while widget._job.busy or pending():
         app.processEvents()
+        # processEvents() leaves deleteLater() undone (a running event loop does
+        # it): napari's finished progress bars would stay, and with them the
+        # status bar's animated "in progress" indicator, repainting the window
+        app.sendPostedEvents(None, QEvent.Type.DeferredDelete)
         time.sleep(0.002)
         if time.perf_counter() - t0 > timeout:
             raise TimeoutError(f"{type(widget).__name__}'s job did not finish")
