@@ -35,6 +35,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         device=args.device,
         use_compile=args.compile,
         precision=args.precision,
+        test_time_flips=args.test_time_flips,
     )
     probs = predict(
         model, img.data, cfg, args.channel_axis, voxel_size, show_progress=True

@@ -134,6 +134,14 @@ def _build_parser() -> argparse.ArgumentParser:
         "it natively, else float32)",
     )
     sp.add_argument(
+        "--test-time-flips",
+        type=int,
+        default=idef.test_time_flips,
+        metavar="N",
+        help="average the prediction over N mirrorings of each tile, up to 4 in 2D "
+        "and 8 in 3D (N times slower; default 1: none)",
+    )
+    sp.add_argument(
         "--min-size",
         type=int,
         help="cell models: remove cells smaller than this many voxels (default: "

@@ -9,7 +9,13 @@ import tifffile
 from tests.conftest import tiny_model
 
 from napari_resunet.cli import main
-from napari_resunet.core import read_checkpoint, save_checkpoint
+from napari_resunet.core import (
+    InferenceConfig,
+    load_checkpoint,
+    predict,
+    read_checkpoint,
+    save_checkpoint,
+)
 
 
 def _cli(*args):
@@ -85,6 +91,14 @@ def test_sample_train_predict_info_end_to_end(tmp_path):
     p16, p32 = tifffile.imread(probs), tifffile.imread(probs32)
     assert p16.shape == (3, 520, 696) and p16.dtype == np.float32
     assert 0 < np.abs(p16 - p32).max() < 0.05  # the option reaches the network
+    flipped = tmp_path / "probs_tta.tif"
+    args = ("-o", flipped, "--probabilities", "--precision", "float32")
+    res = _cli("predict", img, "-m", ckpt, *args, "--test-time-flips", "4")
+    assert res.returncode == 0, res.stderr
+    cfg = InferenceConfig(precision="float32", test_time_flips=4)
+    expected = predict(load_checkpoint(ckpt)[0], tifffile.imread(img), cfg)
+    np.testing.assert_allclose(tifffile.imread(flipped), expected, atol=1e-6)
+    assert np.abs(expected - p32).max() > 1e-4
 
 
 @pytest.fixture

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,11 @@ from napari_resunet.core import (
     predict,
     train,
 )
-from napari_resunet.core.inference.predict import make_tile_plan, prepare_for_inference
+from napari_resunet.core.inference.predict import (
+    flip_sets,
+    make_tile_plan,
+    prepare_for_inference,
+)
 from napari_resunet.core.normalize import normalize_image
 
 
@@ -91,6 +97,82 @@ def test_single_tile_equals_whole_image_exactly(blobs2d):
         ),
     )
     np.testing.assert_allclose(out, _whole(model, blobs2d[0]), atol=2e-5)
+
+
+def _mirrored_whole(model, image, flips):
+    """Reference test-time augmentation: whole-image predictions of mirrored
+    copies, each mirrored back, averaged."""
+    out = []
+    for axes in flips:
+        x = np.ascontiguousarray(np.flip(image, axes)) if axes else image
+        p = _whole(model, x)
+        out.append(np.flip(p, tuple(a + 1 for a in axes)) if axes else p)
+    return np.mean(out, axis=0)
+
+
+def test_test_time_flips_average_the_mirrored_predictions(blobs2d):
+    """One tile over the whole image: the prediction is the mean of the four
+    in-plane mirrorings, so it mirrors exactly with the image (a single pass
+    does not)."""
+    model = _trained(2, "batch", *blobs2d)
+    image = blobs2d[0]
+    cfg = InferenceConfig(
+        tile_shape=(512, 512), use_compile="never", precision="float32"
+    )
+    single = predict(model, image, cfg)
+    tta = predict(model, image, cfg.replace(test_time_flips=4))
+    ref = _mirrored_whole(model, image, [(), (1,), (0,), (0, 1)])
+    np.testing.assert_allclose(tta, ref, atol=2e-5)
+    assert np.abs(tta - single).max() > 1e-3  # the mirrorings did differ
+    np.testing.assert_allclose(tta.sum(0), 1.0, atol=1e-5)
+    mirrored = predict(model, np.ascontiguousarray(image[:, ::-1]), cfg)
+    assert np.abs(mirrored[:, :, ::-1] - single).max() > 1e-3
+    mirrored = predict(
+        model, np.ascontiguousarray(image[:, ::-1]), cfg.replace(test_time_flips=4)
+    )
+    np.testing.assert_allclose(mirrored[:, :, ::-1], tta, atol=1e-6)
+    # two flips: the unmirrored and the X-mirrored pass
+    two = predict(model, image, cfg.replace(test_time_flips=2))
+    np.testing.assert_allclose(
+        two, _mirrored_whole(model, image, [(), (1,)]), atol=2e-5
+    )
+
+
+def test_test_time_flips_in_3d_and_on_stacks(blobs3d):
+    """A 3D network has 8 mirrorings (more count as 8); a 2D network on a stack
+    is mirrored in-plane only, as each plane would be on its own."""
+    image = blobs3d[0]
+    cfg = InferenceConfig(
+        tile_shape=(24, 48, 40), use_compile="never", precision="float32"
+    )
+    model = _trained(3, "batch", *blobs3d)
+    eight = predict(model, image, cfg.replace(test_time_flips=8))
+    all_flips = [c for k in range(4) for c in itertools.combinations(range(3), k)]
+    np.testing.assert_allclose(
+        eight, _mirrored_whole(model, image, all_flips), atol=2e-5
+    )
+    np.testing.assert_array_equal(
+        predict(model, image, cfg.replace(test_time_flips=50)), eight
+    )
+    four = predict(model, image, cfg.replace(test_time_flips=4))
+    assert np.abs(four - eight).max() > 1e-4
+    net2d = tiny_model(2)
+    stack_cfg = cfg.replace(tile_shape=(48, 40))
+    on_stack = predict(net2d, image, stack_cfg.replace(test_time_flips=8))
+    np.testing.assert_array_equal(
+        predict(net2d, image, stack_cfg.replace(test_time_flips=4)), on_stack
+    )
+    assert np.abs(on_stack - predict(net2d, image, stack_cfg)).max() > 1e-4
+    with pytest.raises(ValueError, match="test_time_flips"):
+        InferenceConfig(test_time_flips=0)
+
+
+def test_flip_sets_order():
+    assert flip_sets(2, 10) == [(), (1,), (0,), (0, 1)]
+    assert flip_sets(3, 8) == [(), (2,), (1,), (0,), (1, 2), (0, 2), (0, 1), (0, 1, 2)]
+    assert flip_sets(3, 3) == [(), (2,), (1,)]
+    assert flip_sets(3, 0) == [()]
+    assert flip_sets(3, 8, axes=(2, 1)) == [(), (2,), (1,), (1, 2)]
 
 
 @pytest.mark.parametrize("batch_size", [1, 3])

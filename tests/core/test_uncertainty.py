@@ -191,6 +191,11 @@ def test_uncertainty_maps_are_the_mean_and_spread_of_the_flipped_passes(blobs2d)
     np.testing.assert_array_equal(res.probabilities, mean)
     np.testing.assert_array_equal(res.disagreement, np.clip(spread, 0, 1))
     np.testing.assert_array_equal(res.entropy, entropy_map(mean))
+    # each pass is one mirroring even when the settings ask for test-time flips:
+    # flip-averaged passes would hide the disagreement
+    tta = cfg.replace(test_time_flips=4)
+    res4 = run_generator(iter_uncertainty(model, image, tta, n_flips=3), False, "u")
+    np.testing.assert_array_equal(res4.disagreement, res.disagreement)
 
 
 def _balls(shape, radius, spacing):

@@ -301,3 +301,39 @@ def test_class_mix_option_reaches_training(
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     # ... so the option is what made the other round differ
     assert any(not torch.equal(a, b) for a, b in zip(models[0], models[1]))
+
+
+def test_test_time_flips_segment_and_the_rounds_after_keep_them(
+    make_napari_viewer, qtbot, nuclei2d
+):
+    """The Segment widget's test-time flips make the labels, and a fine-tuning
+    round's re-segmentation keeps segmenting that way."""
+    image, truth = nuclei2d
+    viewer, seg, ft = _segmented_viewer(make_napari_viewer, qtbot, image)
+    store = get_store(viewer)
+    out = viewer.layers["nuclei [resunet]"]
+    seg._advanced_check.value = True
+    seg._flips_spin.value = 4
+    seg._prob_check.value = True
+    seg._run_button.clicked()
+    wait_idle(qtbot, seg)
+    cfg = InferenceConfig(use_compile="never", test_time_flips=4)
+    single = InferenceConfig(use_compile="never")
+    probs = predict(store.model, image, cfg)
+    shown = viewer.layers["nuclei [resunet probabilities]"].data
+    np.testing.assert_allclose(shown, probs[1], atol=1e-6)
+    assert np.abs(predict(store.model, image, single) - probs).max() > 1e-3
+    np.testing.assert_array_equal(out.data, probs.argmax(0))
+    # a round on a corrected corner; the rest of the layer is segmented again
+    region = (slice(0, 64), slice(0, 64))
+    paint(out, region, (truth[region] > 0).astype(out.data.dtype).ravel())
+    ft._steps_spin.value = 5
+    ft._run_button.clicked()
+    wait_idle(qtbot, ft)
+    assert store.rounds == 1
+    rest = np.ones(image.shape, bool)
+    rest[region] = False
+    after = predict(store.model, image, cfg).argmax(0)
+    np.testing.assert_array_equal(out.data[rest], after[rest])
+    plain = predict(store.model, image, single).argmax(0)
+    assert (plain[rest] != after[rest]).any()  # the flips do change the labels

@@ -20,7 +20,11 @@ import torch
 from numpy.typing import NDArray
 
 from napari_resunet.core.config import InferenceConfig
-from napari_resunet.core.inference.predict import iter_predict, make_tile_plan
+from napari_resunet.core.inference.predict import (
+    flip_sets,
+    iter_predict,
+    make_tile_plan,
+)
 from napari_resunet.core.models.resunet import ResUNet
 from napari_resunet.core.progress import Progress, relay, run_generator
 
@@ -60,15 +64,12 @@ class UncertaintyResult:
 
 
 def _flip_sets(spatial_ndim: int, model_dims: int, n: int) -> list[tuple[int, ...]]:
-    """Up to ``n`` axis sets to mirror: none, then single axes, then pairs (in-plane
-    axes first, since Z is often coarser)."""
+    """Up to ``n`` image axis sets to mirror: none, then single axes, then pairs
+    (in-plane axes first, since Z is often coarser), then all three."""
     axes = list(range(spatial_ndim))[::-1]
     if model_dims == 2 and spatial_ndim == 3:
         axes = axes[:2]  # a 2D net on a stack: mirror in-plane only
-    sets: list[tuple[int, ...]] = [()]
-    for k in (1, 2):
-        sets += [tuple(sorted(c)) for c in itertools.combinations(axes, k)]
-    return sets[: max(1, n)]
+    return flip_sets(spatial_ndim, n, axes)
 
 
 def iter_uncertainty(
@@ -90,9 +91,9 @@ def iter_uncertainty(
 
     ``first_pass``: the probabilities of the unmirrored image from this model
     with these settings, when a segmentation has just computed them (as
-    ``iter_predict`` returns them); that pass is then not predicted again. After
-    a fine-tuning round, which segments the image anyway, the queue's three
-    passes become two.
+    ``iter_predict`` returns them, with ``test_time_flips=1``); that pass is then
+    not predicted again. After a fine-tuning round, which segments the image
+    anyway, the queue's three passes become two.
 
     Yields:
         :class:`Progress` after every batch of tiles of every pass.
@@ -100,7 +101,9 @@ def iter_uncertainty(
     Returns:
         :class:`UncertaintyResult`.
     """
-    cfg = cfg or InferenceConfig()
+    # each pass here is one mirroring: the passes' own test-time flips would hide
+    # the disagreement this measures
+    cfg = (cfg or InferenceConfig()).replace(test_time_flips=1)
     image = np.asarray(image)
     spatial_axes = [
         a

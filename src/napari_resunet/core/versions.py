@@ -48,18 +48,20 @@ def iter_compare(
     channel_axis: int | None = None,
     voxel_size: tuple[float, ...] | None = None,
     instance_cfg: InstanceConfig | None = None,
+    cfg: InferenceConfig | None = None,
 ) -> Generator[Progress, None, list[tuple[int, np.ndarray]]]:
     """Segment ``image`` with each ``(number, model)``, reporting tile progress.
 
     Cell models use ``instance_cfg`` (the settings the working labels were
-    made with) when given, else each model's own tuned settings. A cell of a
+    made with) when given, else each model's own tuned settings; ``cfg`` the
+    prediction settings (default: no compiling, otherwise defaults). A cell of a
     later model that matches one of the first model's takes its id
     (:func:`~napari_resunet.core.cell_ids.continue_ids`).
 
     Returns:
         ``(number, labels)`` per model, in order.
     """
-    cfg = InferenceConfig(use_compile="never")
+    cfg = cfg or InferenceConfig(use_compile="never")
     out = []
     batches = [  # checks the image against every model before any work
         make_tile_plan(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from psygnal import Signal
 
+from napari_resunet.core.config import InferenceConfig
 from napari_resunet.core.edits import update_edited
 
 if TYPE_CHECKING:
@@ -103,6 +104,8 @@ class ModelStore:
     # the cell settings (watershed) the Segment widget last segmented with: the
     # re-segmentation after a round or a restored version uses them too
     instance_cfg: Any = None
+    # and the prediction settings it used (tiles, test-time flips); None: defaults
+    inference_cfg: Any = None
     # the last segmentation's probabilities, kept only once a queue wants them
     # (they are as large as the image times its classes)
     keep_first_pass: bool = False
@@ -143,6 +146,12 @@ class ModelStore:
         if not undoable:  # another lineage: its own tuned cell settings apply
             self.instance_cfg = None
         self.changed.emit()
+
+    def resegment_config(self) -> InferenceConfig:
+        """Prediction settings for the segmentations that follow a model change (a
+        round, a restored version, a comparison): the Segment widget's last ones,
+        so the labels keep being made the same way."""
+        return self.inference_cfg or InferenceConfig(use_compile="never")
 
     def remember_first_pass(
         self,

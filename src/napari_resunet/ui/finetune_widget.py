@@ -18,7 +18,7 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from napari_resunet.core import InferenceConfig, TrainData, iter_train, save_checkpoint
+from napari_resunet.core import TrainData, iter_train, save_checkpoint
 from napari_resunet.core.checks import check_image
 from napari_resunet.core.config import finetune_config
 from napari_resunet.core.edits import corrections_mask
@@ -262,7 +262,7 @@ class FinetuneWidget(Container):
                 self._store,
                 self._store.model,
                 snap,
-                InferenceConfig(use_compile="never"),
+                self._store.resegment_config(),
                 on_done=self._on_repredicted,
                 on_aborted=self._on_repredict_aborted,
                 on_errored=self._on_errored,

@@ -108,6 +108,9 @@ class PredictWidget(Container):
             choices=["auto", "cpu", "cuda", "mps"],
             value=defaults.device,
         )
+        self._flips_spin = SpinBox(
+            label="test-time flips", value=defaults.test_time_flips, min=1, max=8
+        )
         inst = InstanceConfig()
         self._min_size_spin = SpinBox(
             label="min cell size", value=inst.min_size, min=0, max=10**7
@@ -128,6 +131,7 @@ class PredictWidget(Container):
                 self._overlap_spin,
                 self._batch_spin,
                 self._device_combo,
+                self._flips_spin,
                 self._min_size_spin,
                 self._seeds_combo,
                 self._seed_threshold_spin,
@@ -154,6 +158,7 @@ class PredictWidget(Container):
             (self._overlap_spin, "overlap"),
             (self._batch_spin, "batch"),
             (self._device_combo, "device"),
+            (self._flips_spin, "flips"),
             (self._prob_check, "probabilities"),
             (self._replace_check, "replace"),
             (self._run_button, "run"),
@@ -237,6 +242,7 @@ class PredictWidget(Container):
             overlap=float(self._overlap_spin.value),
             batch_size=int(self._batch_spin.value),
             device=self._device_combo.value,
+            test_time_flips=int(self._flips_spin.value),
             # A viewer job must stay cancellable within a second: never block on a
             # compile warm-up here.
             use_compile="never",
@@ -310,6 +316,7 @@ class PredictWidget(Container):
         self._status.value = f"Segmenting {layer.name}…"
         instance_cfg = self._read_instance_config()
         self._store.instance_cfg = instance_cfg  # for the re-segmentations after
+        self._store.inference_cfg = cfg  # (tiles, test-time flips) as well
         self._job.start(
             lambda finished: start_prediction(
                 self._viewer,

@@ -25,7 +25,6 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QStyledItemDelegate
 
-from napari_resunet.core import InferenceConfig
 from napari_resunet.core.checks import check_image
 from napari_resunet.core.session import AnnotationSession, SessionError
 from napari_resunet.core.versions import iter_compare, iter_held_back_scores
@@ -309,7 +308,7 @@ class VersionsWidget(Container):
                 self._store,
                 model,
                 snap,
-                InferenceConfig(use_compile="never"),
+                self._store.resegment_config(),
                 on_done=lambda layer, _: setattr(
                     self._status,
                     "value",
@@ -370,6 +369,7 @@ class VersionsWidget(Container):
                 snap.channel_axis,
                 voxel_size_of(snap),
                 self._store.instance_cfg,  # as the working labels were made
+                self._store.resegment_config(),
                 desc="Compare versions",
                 on_returned=shown,
                 on_aborted=lambda: setattr(

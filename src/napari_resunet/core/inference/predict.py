@@ -5,7 +5,8 @@ channel axis); this is the only module that converts to torch's ``(N, C, ...)``.
 
 Speed on CPU comes from: one inference copy of the network per weight version
 (eval mode, BatchNorm folded into convs, channels-last memory format, cached),
-batched tiles under ``torch.inference_mode``, bfloat16 convolutions on CPUs that
+batched tiles under ``torch.inference_mode``, optional test-time mirroring of each
+batch (``InferenceConfig.test_time_flips``), bfloat16 convolutions on CPUs that
 compute bfloat16 natively (``InferenceConfig.precision``), blending in float32 on
 the CPU and, when the job is long, ``torch.compile``. Whether to compile is
 decided from the measured time of the first batch: compiling costs 5-30 s of
@@ -16,10 +17,11 @@ or more eagerly.
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import time
 import weakref
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import Any
 
 import numpy as np
@@ -97,6 +99,24 @@ def _compiled(prepared: nn.Module) -> nn.Module:
         compiled = torch.compile(prepared, dynamic=False)
         _COMPILED[prepared] = compiled
     return compiled
+
+
+def flip_sets(
+    ndim: int, n: int, axes: Sequence[int] | None = None
+) -> list[tuple[int, ...]]:
+    """The first ``n`` sets of axes to mirror: none, then single axes, pairs and
+    the triple, the last axis (X) first, since Z is often the coarser one.
+
+    Args:
+        ndim: number of spatial axes.
+        n: how many sets (at most ``2 ** len(axes)`` are returned).
+        axes: the axes that may be mirrored (default: all ``ndim``).
+    """
+    axes = list(range(ndim))[::-1] if axes is None else list(axes)
+    sets: list[tuple[int, ...]] = [()]
+    for k in range(1, len(axes) + 1):
+        sets += [tuple(sorted(c)) for c in itertools.combinations(axes, k)]
+    return sets[: max(1, n)]
 
 
 def make_tile_plan(
@@ -185,15 +205,26 @@ def iter_predict(
     net = prepare_for_inference(model, device, cfg.channels_last)
     drops = [m for m in net.modules() if isinstance(m, nn.Dropout)] if dropout else []
     use_compiled = cfg.use_compile == "always"
+    # mirrorings of the network's input tensor (B, C, *spatial): a 2D network on a
+    # stack sees planes, so it is mirrored in-plane only
+    flips = flip_sets(model.spatial_dims, cfg.test_time_flips)
     total = plan.n_batches(cfg.batch_size)
     logger.info(
-        "Predicting %s with %d tiles of %s on %s (%s)",
+        "Predicting %s with %d tiles of %s on %s (%s, %d mirroring%s)",
         spatial_shape,
         plan.n_tiles,
         plan.tile_shape,
         device,
         "bfloat16" if autocast_dtype is not None else "float32",
+        len(flips),
+        "" if len(flips) == 1 else "s",
     )
+    layout = fmt if cfg.channels_last else None
+
+    def run(t: torch.Tensor) -> torch.Tensor:  # reads use_compiled when called
+        with autocast(device, autocast_dtype):
+            return _forward(net, t, use_compiled)
+
     try:
         for m in drops:
             m.train()
@@ -208,10 +239,7 @@ def iter_predict(
                 inp = torch.from_numpy(batch).to(device)
                 if cfg.channels_last:
                     inp = inp.contiguous(memory_format=fmt)
-                with autocast(device, autocast_dtype):
-                    logits = _forward(net, inp, use_compiled)
-                # the softmax/sigmoid always in float32, whatever the convs ran in
-                probs = logits_to_probabilities(logits.float()).cpu().numpy()
+                probs = _mirrored_mean(run, inp, flips, layout).cpu().numpy()
             if b == 0 and cfg.use_compile == "auto" and total > 1:
                 eager_estimate = (time.perf_counter() - t0) * (total - 1)
                 use_compiled = eager_estimate > cfg.compile_min_seconds
@@ -238,6 +266,31 @@ def iter_predict(
     out = acc[(slice(None), *crop)]
     out /= wsum[crop]
     return np.ascontiguousarray(out)
+
+
+def _mirrored_mean(
+    run: Any,
+    inp: torch.Tensor,
+    flips: list[tuple[int, ...]],
+    layout: torch.memory_format | None,
+) -> torch.Tensor:
+    """Class probabilities of the batch ``inp`` averaged over mirrorings of its
+    spatial axes (``run`` maps a batch to logits; each prediction is mirrored
+    back before it is added)."""
+    total = None
+    for flip in flips:
+        dims = tuple(2 + a for a in flip)  # (B, C, *spatial)
+        x = torch.flip(inp, dims) if dims else inp
+        if layout is not None and dims:
+            x = x.contiguous(memory_format=layout)
+        logits = run(x)
+        # the softmax/sigmoid always in float32, whatever the convs ran in
+        probs = logits_to_probabilities(logits.float())
+        if dims:
+            probs = torch.flip(probs, dims)
+        total = probs if total is None else total.add_(probs)
+    assert total is not None
+    return total.div_(len(flips)) if len(flips) > 1 else total
 
 
 def _forward(net: nn.Module, inp: torch.Tensor, use_compiled: bool) -> torch.Tensor:
