@@ -1,6 +1,7 @@
 """Accuracy of the starter models on the validation splits, against classical baselines.
 
     python benchmarks/bench_accuracy.py [--isbi-steps 600] [--markdown out.md]
+        [--test-time-flips 8]
 
 - BBBC039 val (10 fields): ``nuclei2d`` instance F1@0.5 and mean AP@0.5:0.9, vs Otsu
   threshold + distance-transform watershed.
@@ -34,6 +35,13 @@ from napari_resunet.core.models.zoo import load_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 OUT = Path(__file__).resolve().parents[1] / "bench-out"
+# the networks' prediction settings (--test-time-flips sets the mirrorings)
+ICFG = InferenceConfig(use_compile="never")
+
+
+def _ours(name: str) -> str:
+    flips = ICFG.test_time_flips
+    return name if flips == 1 else f"{name}, {flips} test-time flips"
 
 
 def otsu_watershed(
@@ -64,7 +72,7 @@ def bench_bbbc039() -> list[str]:
     d = SHARED / "bbbc039_nuclei2d"
     names = json.loads((d / "split.json").read_text())["val"]
     model, _ = load_model("nuclei2d")
-    icfg = InferenceConfig(use_compile="never")
+    icfg = ICFG
     ours, base = [], []
     t0 = time.perf_counter()
     for n in names:
@@ -82,7 +90,7 @@ def bench_bbbc039() -> list[str]:
         "",
         "| method | F1@0.5 | mean AP@0.5:0.9 |",
         "|---|---:|---:|",
-        f"| nuclei2d starter model | {o[0]:.3f} | {o[1]:.3f} |",
+        f"| {_ours('nuclei2d starter model')} | {o[0]:.3f} | {o[1]:.3f} |",
         f"| Otsu + distance watershed | {b[0]:.3f} | {b[1]:.3f} |",
         "",
         f"Mean over fields (the empty field scores 1.0 when nothing is predicted). "
@@ -98,7 +106,7 @@ def bench_flyem() -> list[str]:
     bnd = tifffile.imread(d / "val_boundaries.tif").astype(np.uint8)
     model, _ = load_model("em_boundaries3d")
     t0 = time.perf_counter()
-    probs = predict(model, img, InferenceConfig(use_compile="never"))
+    probs = predict(model, img, ICFG)
     pred_bnd = (probs[2] > probs[1]).astype(np.uint8)
     cells = labels_from_probabilities(probs, model.config, model.instance_config)
     sec = time.perf_counter() - t0
@@ -116,7 +124,7 @@ def bench_flyem() -> list[str]:
         "",
         "| method | boundary Dice | adapted Rand error | VI split | VI merge |",
         "|---|---:|---:|---:|---:|",
-        f"| em_boundaries3d starter model | {dice:.3f} | {ours['adapted_rand_error']:.3f} | "
+        f"| {_ours('em_boundaries3d starter model')} | {dice:.3f} | {ours['adapted_rand_error']:.3f} | "
         f"{ours['vi_split']:.2f} | {ours['vi_merge']:.2f} |",
         f"| Otsu + distance watershed | {base_dice:.3f} | {base['adapted_rand_error']:.3f} | "
         f"{base['vi_split']:.2f} | {base['vi_merge']:.2f} |",
@@ -159,7 +167,7 @@ def bench_isbi(steps: int) -> list[str]:
         OUT.mkdir(exist_ok=True)
         save_checkpoint(ckpt, model, res.metadata())
     train_min = (time.perf_counter() - t0) / 60
-    probs = predict(model, img[24:], InferenceConfig(use_compile="never"))
+    probs = predict(model, img[24:], ICFG)
     dice = dice_per_class(probs.argmax(0), mem[24:], 2)[1]
     from skimage.filters import gaussian, threshold_otsu
 
@@ -186,7 +194,7 @@ def bench_bbbc050() -> list[str]:
     img = tf.asarray()
     truth = tifffile.imread(d / "16_cell_stage_labels.tif")
     model, _ = load_model("nuclei3d")
-    probs = predict(model, img, InferenceConfig(use_compile="never"), voxel_size=vs)
+    probs = predict(model, img, ICFG, voxel_size=vs)
     pred = labels_from_probabilities(probs, model.config, model.instance_config, vs)
     o = _scores(pred, truth)
     b = _scores(otsu_watershed(img, min_distance=3, sampling=vs), truth)
@@ -195,7 +203,7 @@ def bench_bbbc050() -> list[str]:
         "",
         "| method | F1@0.5 | mean AP@0.5:0.9 | cells found / true |",
         "|---|---:|---:|---:|",
-        f"| nuclei3d starter model | {o[0]:.3f} | {o[1]:.3f} | {int(pred.max())} / {int(truth.max())} |",
+        f"| {_ours('nuclei3d starter model')} | {o[0]:.3f} | {o[1]:.3f} | {int(pred.max())} / {int(truth.max())} |",
         f"| Otsu + distance watershed | {b[0]:.3f} | {b[1]:.3f} | |",
         "",
     ]
@@ -206,7 +214,15 @@ def main() -> None:
     p.add_argument("--only", nargs="+", default=["bbbc039", "flyem", "isbi", "bbbc050"])
     p.add_argument("--isbi-steps", type=int, default=600)
     p.add_argument("--markdown")
+    p.add_argument(
+        "--test-time-flips",
+        type=int,
+        default=1,
+        help="predict under this many mirrorings (InferenceConfig.test_time_flips)",
+    )
     args = p.parse_args()
+    global ICFG
+    ICFG = ICFG.replace(test_time_flips=args.test_time_flips)
     lines: list[str] = []
     for name in args.only:
         part = {

@@ -19,7 +19,8 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
     python benchmarks/bench_active_learning.py [--dataset bbbc039|flyem]
         [--start untrained|starter] [--seeds 0 1 2] [--rounds 5] [--k 4]
         [--variety 0] [--class-mix auto|on|off|argmax|truth] [--explore 0]
-        [--quick [queue]] [--oracle] [--diagnose] [--plot out.png] [--json out.json]
+        [--quick [queue]] [--oracle] [--diagnose] [--test-time-flips 1]
+        [--plot out.png] [--json out.json]
 
 BBBC039 (2D cells): pool = 4 training fields, held out = the 10 validation fields.
 FlyEM medulla (3D boundaries): pool = the 48x160x160 corner of the validation
@@ -69,6 +70,9 @@ ICFG = InferenceConfig(use_compile="never")
 STARTERS = {"bbbc039": "nuclei2d", "flyem": "em_boundaries3d"}
 # set from --train-precision: the fine-tuning arithmetic when not the widget's own
 TRAIN_PRECISION: dict[str, str] = {}
+# set from --test-time-flips: the mirrorings the networks are scored with (the
+# Segment widget's "test-time flips"; the queue's own passes are unaffected)
+SCORE_FLIPS = 1
 
 
 @dataclass
@@ -140,11 +144,23 @@ def load_flyem() -> Task:
     )
 
 
-def score_model(model, task: Task) -> tuple[float, float]:
-    """Pixel Dice (foreground / boundary) and, for cells, instance F1@0.5."""
+def scores(model, task: Task) -> dict[str, float]:
+    """``dice`` and ``f1`` with ``SCORE_FLIPS`` test-time flips and, when that is
+    more than one, ``dice_1flip`` and ``f1_1flip`` from a single pass."""
+    dice, f1 = score_model(model, task, SCORE_FLIPS)
+    out = {"dice": dice, "f1": f1}
+    if SCORE_FLIPS > 1:
+        out["dice_1flip"], out["f1_1flip"] = score_model(model, task, 1)
+    return out
+
+
+def score_model(model, task: Task, flips: int = 1) -> tuple[float, float]:
+    """Pixel Dice (foreground / boundary) and, for cells, instance F1@0.5, from
+    predictions under ``flips`` test-time mirrorings."""
+    cfg = ICFG.replace(test_time_flips=flips)
     dice, f1 = [], []
     for (img, lab), truth in zip(task.held, task.held_truth):
-        probs = predict(model, img, ICFG)
+        probs = predict(model, img, cfg)
         if task.boundaries:  # interior (1) vs boundary (2); no background in FlyEM
             pred = (probs[2] > probs[1]).astype(np.uint8)
             dice.append(dice_per_class(pred, truth, 2)[1])
@@ -300,12 +316,12 @@ def run_strategy(
         ]
         model = train(model, data, cfg).model
         elapsed = time.perf_counter() - t0
-        dice, f1 = score_model(model, task)
+        scored = scores(model, task)
+        dice, f1 = scored["dice"], scored["f1"]
         rows.append(
             {
                 "round": r,
-                "dice": dice,
-                "f1": f1,
+                **scored,
                 "seconds": elapsed,
                 "annotated": int(sum(m.sum() for m in masks)),
             }
@@ -385,19 +401,21 @@ def run_full(task: Task, start, steps, lr, seed):
     cfg = round_config(task, start, steps, lr, seed)
     t0 = time.perf_counter()
     model = train(model, [TrainData(img, lab) for img, lab in task.pool], cfg).model
-    dice, f1 = score_model(model, task)
+    scored = scores(model, task)
+    dice, f1 = scored["dice"], scored["f1"]
     print(
         f"seed {seed} full supervision ({steps} steps): Dice {dice:.3f} F1@0.5 {f1:.3f}",
         flush=True,
     )
-    return {"dice": dice, "f1": f1, "seconds": time.perf_counter() - t0, "steps": steps}
+    return {**scored, "seconds": time.perf_counter() - t0, "steps": steps}
 
 
 def run_seed(task, args, seed, feats) -> dict:
     masks: list = []
     common = (task, args.start, args.rounds, args.k, args.patch, args.steps, args.lr)
     common = (*common, seed, args.variety, args.class_mix, args.explore)
-    dice0, f10 = score_model(initial_model(task, args.start, seed), task)
+    start = scores(initial_model(task, args.start, seed), task)
+    dice0, f10 = start["dice"], start["f1"]
     print(f"seed {seed} start ({args.start}): Dice {dice0:.3f} F1@0.5 {f10:.3f}")
     errors: list | None = [] if args.diagnose else None
     queue = run_strategy("queue", *common, record=masks, record_errors=errors)
@@ -407,11 +425,11 @@ def run_seed(task, args, seed, feats) -> dict:
     if args.oracle:
         extra["oracle"] = run_strategy("oracle", *common)
     if args.quick == "queue":
-        return {"start": {"dice": dice0, "f1": f10}, "queue": queue, **extra}
+        return {"start": start, "queue": queue, **extra}
     rand = run_strategy("random", *common)
     if args.quick:
         return {
-            "start": {"dice": dice0, "f1": f10},
+            "start": start,
             "queue": queue,
             "random": rand,
             **extra,
@@ -419,7 +437,7 @@ def run_seed(task, args, seed, feats) -> dict:
     forest = run_forest(task, masks, seed, feats)
     full = run_full(task, args.start, args.steps * args.rounds, args.lr, seed)
     return {
-        "start": {"dice": dice0, "f1": f10},
+        "start": start,
         "queue": queue,
         "random": rand,
         "forest": forest,
@@ -481,24 +499,36 @@ def print_tables(runs: list[dict], seeds: list[int], boundaries: bool) -> None:
             f"full supervision ({full['steps']} steps): Dice {full['dice']:.3f}, "
             f"F1@0.5 {full['f1']:.3f}"
         )
+    flips = runs[0]["queue"][0].keys() >= {"dice_1flip"}
+    _mean_table(runs, seeds, key, metric + (" (test-time flips)" if flips else ""))
+    if flips:
+        _mean_table(runs, seeds, f"{key}_1flip", f"{metric} (single pass)")
+
+
+def _mean_table(runs: list[dict], seeds: list[int], key: str, metric: str) -> None:
+    """Means over seeds of ``key`` per round; the forest has one score only."""
+    fkey = key.removesuffix("_1flip")
     n = len(runs[0]["queue"])
     print(f"\nmean over seeds {seeds}: {metric}")
     print(
         "| round | queue | random | queue - random (per seed) | forest "
-        "| queue - forest | full - queue | queue round (s, max) |"
+        "| queue - forest (per seed) | full - queue | queue round (s, max) |"
     )
-    print("|---:|---:|---:|---|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---|---:|---|---:|---:|")
     full = float(np.mean([run["full"][key] for run in runs]))
     for r in range(n):
         q = _mean(runs, "queue", key, r)
         diffs = " ".join(
             f"{run['queue'][r][key] - run['random'][r][key]:+.3f}" for run in runs
         )
+        vs_forest = " ".join(
+            f"{run['queue'][r][key] - run['forest'][r][fkey]:+.3f}" for run in runs
+        )
         secs = max(run["queue"][r]["seconds"] for run in runs)
-        f = _mean(runs, "forest", key, r)
+        f = _mean(runs, "forest", fkey, r)
         print(
             f"| {r + 1} | {q:.3f} | {_mean(runs, 'random', key, r):.3f} | {diffs} "
-            f"| {f:.3f} | {q - f:+.3f} | {full - q:+.3f} | {secs:.1f} |"
+            f"| {f:.3f} | {q - f:+.3f} ({vs_forest}) | {full - q:+.3f} | {secs:.1f} |"
         )
     start = float(np.mean([run["start"][key] for run in runs]))
     print(f"start model, mean: {metric} {start:.3f}")
@@ -628,6 +658,13 @@ def main() -> None:
         choices=["auto", "float32", "bfloat16"],
         help="fine-tuning arithmetic (TrainConfig.precision; default: the widget's)",
     )
+    p.add_argument(
+        "--test-time-flips",
+        type=int,
+        default=1,
+        help="score the networks with this many test-time mirrorings (as the "
+        "Segment widget's setting; single-pass scores are kept beside them)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--plot")
     p.add_argument("--json")
@@ -637,6 +674,8 @@ def main() -> None:
     args = p.parse_args()
     if args.train_precision:
         TRAIN_PRECISION["precision"] = args.train_precision
+    global SCORE_FLIPS
+    SCORE_FLIPS = args.test_time_flips
     flyem = args.dataset == "flyem"
     if args.start == "starter" and not flyem:
         p.error(
