@@ -16,6 +16,7 @@ from napari_resunet.core import (
 from napari_resunet.core.inference.predict import (
     flip_sets,
     make_tile_plan,
+    prediction_steps,
     prepare_for_inference,
 )
 from napari_resunet.core.normalize import normalize_image
@@ -192,6 +193,16 @@ def test_generator_contract(blobs3d, batch_size):
     assert all(r.total == len(records) for r in records)
     assert result.shape == (2, *image.shape) and result.dtype == np.float32
     np.testing.assert_allclose(result.sum(0), 1.0, atol=1e-5)
+    assert prediction_steps(model, image.shape, cfg) == len(records)
+    # with test-time flips every mirrored pass is a step, so Cancel (closing the
+    # generator) never waits for more than one forward pass
+    tta = cfg.replace(test_time_flips=3)
+    records, flipped = drain(iter_predict(model, image, tta))
+    assert len(records) == 3 * plan.n_batches(batch_size)
+    assert prediction_steps(model, image.shape, tta) == len(records)
+    assert [r.step for r in records] == list(range(1, len(records) + 1))
+    assert "mirroring 3/3" in records[-1].message
+    np.testing.assert_allclose(flipped.sum(0), 1.0, atol=1e-5)
 
 
 def test_closing_early_leaves_model_untouched(blobs3d):

@@ -23,7 +23,7 @@ from napari_resunet.core.config import InferenceConfig
 from napari_resunet.core.inference.predict import (
     flip_sets,
     iter_predict,
-    make_tile_plan,
+    prediction_steps,
 )
 from napari_resunet.core.models.resunet import ResUNet
 from napari_resunet.core.progress import Progress, relay, run_generator
@@ -112,9 +112,7 @@ def iter_uncertainty(
     ]
     flips = _flip_sets(len(spatial_axes), model.spatial_dims, n_flips)
     spatial_shape = tuple(image.shape[a] for a in spatial_axes)
-    per_pass = make_tile_plan(model, spatial_shape, cfg, voxel_size).n_batches(
-        cfg.batch_size
-    )
+    per_pass = prediction_steps(model, spatial_shape, cfg, voxel_size)
     n_mc = mc_samples if model.config.dropout > 0 else 0
     passes: list[tuple[tuple[int, ...], bool]] = [(f, False) for f in flips]
     passes += [((), True)] * n_mc

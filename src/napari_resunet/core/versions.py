@@ -13,7 +13,11 @@ from napari_resunet.core.cell_ids import continue_ids
 from napari_resunet.core.checks import check_image
 from napari_resunet.core.config import InferenceConfig, InstanceConfig
 from napari_resunet.core.inference.postprocess import labels_from_probabilities
-from napari_resunet.core.inference.predict import iter_predict, make_tile_plan, predict
+from napari_resunet.core.inference.predict import (
+    iter_predict,
+    predict,
+    prediction_steps,
+)
 from napari_resunet.core.metrics import dice_per_class
 from napari_resunet.core.progress import Progress, relay
 
@@ -64,9 +68,7 @@ def iter_compare(
     cfg = cfg or InferenceConfig(use_compile="never")
     out = []
     batches = [  # checks the image against every model before any work
-        make_tile_plan(
-            m, check_image(image, m.config, channel_axis), cfg, voxel_size
-        ).n_batches(cfg.batch_size)
+        prediction_steps(m, check_image(image, m.config, channel_axis), cfg, voxel_size)
         for _, m in models
     ]
     for k, (number, model) in enumerate(models):

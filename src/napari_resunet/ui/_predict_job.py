@@ -14,7 +14,7 @@ import numpy as np
 from napari_resunet.core import InferenceConfig, iter_predict
 from napari_resunet.core.config import InstanceConfig
 from napari_resunet.core.inference.postprocess import labels_from_probabilities
-from napari_resunet.core.inference.predict import make_tile_plan
+from napari_resunet.core.inference.predict import prediction_steps
 from napari_resunet.core.progress import Progress
 from napari_resunet.ui._layers import (
     ImageSnapshot,
@@ -121,7 +121,7 @@ def start_prediction(
     if instance_cfg is None:
         instance_cfg = store.instance_cfg or getattr(model, "instance_config", None)
     vs = voxel_size_of(snap)
-    plan = make_tile_plan(model, snap.spatial_shape, cfg, vs)
+    steps = prediction_steps(model, snap.spatial_shape, cfg, vs)
 
     is_instance = model.config.task == "instance"
     merging = False  # the job goes on as a merge: that job finishes it
@@ -193,7 +193,7 @@ def start_prediction(
         snap.channel_axis,
         vs,
         instance_cfg,
-        total=plan.n_batches(cfg.batch_size),
+        total=steps,
         desc="Segmenting",
         on_returned=_returned,
         on_aborted=on_aborted,

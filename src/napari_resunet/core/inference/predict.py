@@ -153,6 +153,19 @@ def make_tile_plan(
     return plan_tiles(spatial_shape, tile, cfg.overlap, multiples)
 
 
+def prediction_steps(
+    model: ResUNet,
+    spatial_shape: tuple[int, ...],
+    cfg: InferenceConfig,
+    voxel_size: tuple[float, ...] | None = None,
+) -> int:
+    """The number of progress steps ``iter_predict`` yields for this image:
+    batches of tiles times test-time mirrorings. Cheap (numpy only)."""
+    plan = make_tile_plan(model, spatial_shape, cfg, voxel_size)
+    flips = flip_sets(model.spatial_dims, cfg.test_time_flips)
+    return plan.n_batches(cfg.batch_size) * len(flips)
+
+
 def iter_predict(
     model: ResUNet,
     image: NDArray,
@@ -175,7 +188,8 @@ def iter_predict(
             gives a different sample; draws from torch's global generator).
 
     Yields:
-        :class:`Progress` after every batch of tiles (``total`` = number of batches).
+        :class:`Progress` after every batch of tiles and, with test-time flips,
+        after each of its mirrored passes (``total`` = :func:`prediction_steps`).
 
     Returns:
         ``(C, *spatial)`` float32 probabilities (softmax over the C classes).
@@ -208,7 +222,6 @@ def iter_predict(
     # mirrorings of the network's input tensor (B, C, *spatial): a 2D network on a
     # stack sees planes, so it is mirrored in-plane only
     flips = flip_sets(model.spatial_dims, cfg.test_time_flips)
-    total = plan.n_batches(cfg.batch_size)
     logger.info(
         "Predicting %s with %d tiles of %s on %s (%s, %d mirroring%s)",
         spatial_shape,
@@ -219,45 +232,56 @@ def iter_predict(
         len(flips),
         "" if len(flips) == 1 else "s",
     )
-    layout = fmt if cfg.channels_last else None
-
-    def run(t: torch.Tensor) -> torch.Tensor:  # reads use_compiled when called
-        with autocast(device, autocast_dtype):
-            return _forward(net, t, use_compiled)
-
+    n_batches = plan.n_batches(cfg.batch_size)
+    total = n_batches * len(flips)  # one step per mirrored pass of a batch
+    step = 0
     try:
         for m in drops:
             m.train()
-        for b in range(total):
+        for b in range(n_batches):
             idx = range(b * cfg.batch_size, min((b + 1) * cfg.batch_size, plan.n_tiles))
             slices = [plan.tile_slices(i) for i in idx]
             batch = np.stack([x[(slice(None), *s)] for s in slices])
             if slice_mode:
                 batch = batch[:, :, 0]  # (B, C, 1, Y, X) -> (B, C, Y, X)
-            t0 = time.perf_counter()
-            with torch.inference_mode():
-                inp = torch.from_numpy(batch).to(device)
-                if cfg.channels_last:
-                    inp = inp.contiguous(memory_format=fmt)
-                probs = _mirrored_mean(run, inp, flips, layout).cpu().numpy()
-            if b == 0 and cfg.use_compile == "auto" and total > 1:
-                eager_estimate = (time.perf_counter() - t0) * (total - 1)
-                use_compiled = eager_estimate > cfg.compile_min_seconds
-                if use_compiled:
-                    logger.info(
-                        "Compiling the network (eager estimate %.0f s)", eager_estimate
-                    )
-            if slice_mode:
-                probs = probs[:, :, None]
-            for p, s in zip(probs, slices):
-                acc[(slice(None), *s)] += p * weights
-                wsum[s] += weights
-            yield Progress(
-                step=b + 1,
-                total=total,
-                message=f"tile batch {b + 1}/{total}",
-                phase="predict",
-            )
+            for k, flip in enumerate(flips):
+                t0 = time.perf_counter()
+                dims = tuple(2 + a for a in flip)  # (B, C, *spatial)
+                with torch.inference_mode():
+                    inp = torch.from_numpy(batch).to(device)
+                    if dims:
+                        inp = torch.flip(inp, dims)
+                    if cfg.channels_last:
+                        inp = inp.contiguous(memory_format=fmt)
+                    with autocast(device, autocast_dtype):
+                        logits = _forward(net, inp, use_compiled)
+                    # the softmax/sigmoid always in float32, whatever the convs ran in
+                    probs_t = logits_to_probabilities(logits.float())
+                    if dims:  # mirrored back
+                        probs_t = torch.flip(probs_t, dims)
+                    probs = probs_t.cpu().numpy()
+                if step == 0 and cfg.use_compile == "auto" and total > 1:
+                    eager_estimate = (time.perf_counter() - t0) * (total - 1)
+                    use_compiled = eager_estimate > cfg.compile_min_seconds
+                    if use_compiled:
+                        logger.info(
+                            "Compiling the network (eager estimate %.0f s)",
+                            eager_estimate,
+                        )
+                if slice_mode:
+                    probs = probs[:, :, None]
+                # the mirrored passes are averaged with equal weight: each adds
+                # 1/n of the tile's blending weight
+                w = weights if len(flips) == 1 else weights / np.float32(len(flips))
+                for p, s in zip(probs, slices):
+                    acc[(slice(None), *s)] += p * w
+                    if k == 0:
+                        wsum[s] += weights
+                step += 1
+                message = f"tile batch {b + 1}/{n_batches}"
+                if len(flips) > 1:
+                    message += f", mirroring {k + 1}/{len(flips)}"
+                yield Progress(step=step, total=total, message=message, phase="predict")
     finally:
         for m in drops:  # the cached inference copy is shared: restore it
             m.eval()
@@ -266,31 +290,6 @@ def iter_predict(
     out = acc[(slice(None), *crop)]
     out /= wsum[crop]
     return np.ascontiguousarray(out)
-
-
-def _mirrored_mean(
-    run: Any,
-    inp: torch.Tensor,
-    flips: list[tuple[int, ...]],
-    layout: torch.memory_format | None,
-) -> torch.Tensor:
-    """Class probabilities of the batch ``inp`` averaged over mirrorings of its
-    spatial axes (``run`` maps a batch to logits; each prediction is mirrored
-    back before it is added)."""
-    total = None
-    for flip in flips:
-        dims = tuple(2 + a for a in flip)  # (B, C, *spatial)
-        x = torch.flip(inp, dims) if dims else inp
-        if layout is not None and dims:
-            x = x.contiguous(memory_format=layout)
-        logits = run(x)
-        # the softmax/sigmoid always in float32, whatever the convs ran in
-        probs = logits_to_probabilities(logits.float())
-        if dims:
-            probs = torch.flip(probs, dims)
-        total = probs if total is None else total.add_(probs)
-    assert total is not None
-    return total.div_(len(flips)) if len(flips) > 1 else total
 
 
 def _forward(net: nn.Module, inp: torch.Tensor, use_compiled: bool) -> torch.Tensor:
