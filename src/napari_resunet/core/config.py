@@ -181,8 +181,9 @@ class InferenceConfig(_ConfigBase):
             of it (test-time augmentation): 1 = none; then X, Y, Z, XY, XZ, YZ,
             XYZ. At most 4 count for a 2D network (in-plane mirrorings) and 8 for
             a 3D one; more are treated as all of them. Prediction takes that many
-            times longer; on the FlyEM starter 8 raise boundary Dice by about
-            0.014 (``docs/benchmarks.md``).
+            times longer. On boundaries and membranes it raised Dice by
+            0.006-0.014; nuclei2d's cells lost a little (F1 0.907 -> 0.903), its
+            seed threshold being tuned on single passes (``docs/benchmarks.md``).
     """
 
     tile_shape: tuple[int, ...] | None = None
