@@ -15,6 +15,7 @@ from napari_resunet.core import (
 )
 from napari_resunet.core.inference.predict import (
     flip_sets,
+    image_flip_sets,
     make_tile_plan,
     prediction_steps,
     prepare_for_inference,
@@ -168,12 +169,35 @@ def test_test_time_flips_in_3d_and_on_stacks(blobs3d):
         InferenceConfig(test_time_flips=0)
 
 
+def test_test_time_flips_mirror_the_whole_image(blobs2d):
+    """Several padded tiles: the average is over predictions of the mirrored
+    image (its padding and tile cuts move with it), the same passes the queue's
+    uncertainty averages."""
+    from napari_resunet.core.uncertainty import iter_uncertainty
+
+    model = _trained(2, "batch", *blobs2d)
+    image = blobs2d[0][:90, :101]  # padded to multiples of 4
+    cfg = InferenceConfig(
+        tile_shape=(48, 48), overlap=0.25, use_compile="never", precision="float32"
+    )
+    tta = predict(model, image, cfg.replace(test_time_flips=3))
+    passes = [predict(model, image, cfg)]
+    for axis in (1, 0):
+        flipped = np.ascontiguousarray(np.flip(image, axis))
+        passes.append(np.flip(predict(model, flipped, cfg), axis + 1))
+    np.testing.assert_allclose(tta, np.mean(passes, axis=0), atol=1e-6)
+    unc = drain(iter_uncertainty(model, image, cfg, n_flips=3))[1]
+    np.testing.assert_allclose(tta, unc.probabilities, atol=1e-6)
+
+
 def test_flip_sets_order():
     assert flip_sets(2, 10) == [(), (1,), (0,), (0, 1)]
     assert flip_sets(3, 8) == [(), (2,), (1,), (0,), (1, 2), (0, 2), (0, 1), (0, 1, 2)]
     assert flip_sets(3, 3) == [(), (2,), (1,)]
     assert flip_sets(3, 0) == [()]
     assert flip_sets(3, 8, axes=(2, 1)) == [(), (2,), (1,), (1, 2)]
+    assert image_flip_sets(2, 3, 8) == [(), (2,), (1,), (1, 2)]  # in-plane only
+    assert image_flip_sets(3, 3, 2) == [(), (2,)]
 
 
 @pytest.mark.parametrize("batch_size", [1, 3])

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from napari_resunet.core.config import InferenceConfig
 from napari_resunet.core.inference.predict import (
-    flip_sets,
+    image_flip_sets,
     iter_predict,
     prediction_steps,
 )
@@ -63,15 +63,6 @@ class UncertaintyResult:
         return (0.5 * (self.entropy + self.disagreement)).astype(np.float32)
 
 
-def _flip_sets(spatial_ndim: int, model_dims: int, n: int) -> list[tuple[int, ...]]:
-    """Up to ``n`` image axis sets to mirror: none, then single axes, then pairs
-    (in-plane axes first, since Z is often coarser), then all three."""
-    axes = list(range(spatial_ndim))[::-1]
-    if model_dims == 2 and spatial_ndim == 3:
-        axes = axes[:2]  # a 2D net on a stack: mirror in-plane only
-    return flip_sets(spatial_ndim, n, axes)
-
-
 def iter_uncertainty(
     model: ResUNet,
     image: NDArray,
@@ -110,7 +101,8 @@ def iter_uncertainty(
         for a in range(image.ndim)
         if channel_axis is None or a != channel_axis % image.ndim
     ]
-    flips = _flip_sets(len(spatial_axes), model.spatial_dims, n_flips)
+    # the same mirrorings, in the same order, as test-time flips
+    flips = image_flip_sets(model.spatial_dims, len(spatial_axes), n_flips)
     spatial_shape = tuple(image.shape[a] for a in spatial_axes)
     per_pass = prediction_steps(model, spatial_shape, cfg, voxel_size)
     n_mc = mc_samples if model.config.dropout > 0 else 0
