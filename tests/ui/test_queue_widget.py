@@ -149,6 +149,29 @@ def test_fine_tune_now_and_automatic_refresh(
     assert store.settling
     store.end_settling(other)
     assert not store.settling
+    # with the Segment widget's test-time flips the round's segmentation is a
+    # mean of mirrored passes: not the unmirrored pass the queue could reuse
+    store.inference_cfg = InferenceConfig(use_compile="never", test_time_flips=4)
+    reused.clear()
+    qw.iter_uncertainty = counting
+    try:
+        q._finetune_button.clicked()
+    finally:
+        qw.iter_uncertainty = real
+    assert store.rounds == 1 and reused == [False]
+    full = run_generator(
+        real(
+            store.model,
+            np.asarray(viewer.layers["img"].data),
+            InferenceConfig(use_compile="never"),
+            3,
+        ),
+        False,
+        "u",
+    )
+    np.testing.assert_array_equal(
+        viewer.layers["img [resunet uncertainty]"].data, full.uncertainty
+    )
 
 
 def test_only_the_widget_that_began_settling_ends_it():

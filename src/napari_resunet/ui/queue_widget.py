@@ -236,7 +236,9 @@ class QueueWidget(Container):
         self._snap = snap
         self._set_running(True)
         self._status.value = "Measuring uncertainty…"
-        cfg, vs = InferenceConfig(use_compile="never"), voxel_size_of(snap)
+        # the Segment widget's tiles and device; the queue mirrors on its own
+        cfg = self._store.resegment_config().replace(test_time_flips=1)
+        vs = voxel_size_of(snap)
         # from now on segmentations keep their probabilities for the next ranking
         self._store.keep_first_pass = True
         kept = self._store.take_first_pass(model, snap.channel_axis, cfg, vs)
