@@ -256,9 +256,8 @@ def iter_predict(
             axes = tuple(1 + a for a in flip)  # (C, *spatial)
             xf = np.flip(x, axes) if axes else x
             xf = np.ascontiguousarray(pad_to(xf, plan.padded_shape))
-            if k:
+            if k:  # the blending weights' sum is the same for every pass
                 acc.fill(0.0)
-                wsum.fill(0.0)
             for b in range(n_batches):
                 idx = range(
                     b * cfg.batch_size, min((b + 1) * cfg.batch_size, plan.n_tiles)
@@ -288,14 +287,15 @@ def iter_predict(
                     probs = probs[:, :, None]
                 for p, s in zip(probs, slices):
                     acc[(slice(None), *s)] += p * weights
-                    wsum[s] += weights
+                    if not k:
+                        wsum[s] += weights
                 step += 1
                 message = f"tile batch {b + 1}/{n_batches}"
                 if len(flips) > 1:
                     message += f", mirroring {k + 1}/{len(flips)}"
                 yield Progress(step=step, total=total, message=message, phase="predict")
             res = acc[(slice(None), *crop)]
-            res /= wsum[crop]
+            res /= wsum[crop]  # (in place: acc is refilled for the next pass)
             if axes:  # mirrored back
                 res = np.flip(res, axes)
             if out is None:
