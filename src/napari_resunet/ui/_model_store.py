@@ -6,6 +6,7 @@ model and a closed viewer's state is freed with it.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -233,11 +234,41 @@ def unwrap(obj: Any) -> Any:
     return obj
 
 
+def _warm_up() -> None:
+    """Import what the plugin's first jobs need ahead of time.
+
+    napari imports pandas when the first Labels layer is created (its feature
+    table), on the main thread when the first segmentation is written: 0.16 s
+    here, more while other threads run. Building the first AdamW imports
+    ``torch._dynamo`` (about 1 s of import work). Doing both in the background
+    when the first widget opens, pandas first, keeps them out of the first
+    segmentation and the first fine-tuning round, when the user is watching.
+    """
+    import contextlib
+    import importlib
+
+    import torch
+
+    with contextlib.suppress(ImportError):  # napari's dependency, not ours
+        importlib.import_module("pandas")
+
+    torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
+
+
+_WARMED = threading.Event()  # set once the warm-up has been started
+
+
 def get_store(viewer: napari.viewer.Viewer) -> ModelStore:
-    """The :class:`ModelStore` of ``viewer`` (created on first use)."""
+    """The :class:`ModelStore` of ``viewer`` (created on first use, which also
+    starts the once-per-process warm-up of the imports the first jobs need)."""
     viewer = unwrap(viewer)
     store = _STORES.get(viewer)
     if store is None:
         store = ModelStore()
         _STORES[viewer] = store
+        if not _WARMED.is_set():
+            _WARMED.set()
+            threading.Thread(
+                target=_warm_up, name="resunet-warm-up", daemon=True
+            ).start()
     return store

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -32,27 +31,6 @@ from napari_resunet.ui._workers import JobSlot, start_job
 
 if TYPE_CHECKING:
     import napari
-
-
-def _warm_up_training() -> None:
-    """Import what the plugin's first jobs need ahead of time.
-
-    napari imports pandas when the first Labels layer is created (its feature
-    table), on the main thread when the first segmentation is written: 0.16 s
-    here, more while other threads run. Building the first AdamW imports
-    ``torch._dynamo`` (about 1 s of import work). Doing both in the background
-    when the widget opens, pandas first, keeps them out of the first
-    segmentation and the first fine-tuning round, when the user is watching.
-    """
-    import contextlib
-    import importlib
-
-    import torch
-
-    with contextlib.suppress(ImportError):  # napari's dependency, not ours
-        importlib.import_module("pandas")
-
-    torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
 
 
 SCOPES = {
@@ -127,9 +105,6 @@ class FinetuneWidget(Container):
         self._store.changed.connect(self._on_store_changed)
         self._on_store_changed()
         self._store.finetune_hook = weakref.WeakMethod(self._on_run_clicked)
-        threading.Thread(
-            target=_warm_up_training, name="resunet-warm-up", daemon=True
-        ).start()
 
     def _on_store_changed(self) -> None:
         self._undo_button.enabled = self._store.can_undo and not self._job.busy
