@@ -376,6 +376,10 @@ def finetune_config(
     CPU: a 512² image about 10 s, a 32x256x256 volume about 30 s (see
     ``benchmarks/bench_finetune.py``). Patches are small and centred on the
     corrections, there is no warm-up, and augmentation stays cheap (no elastic).
+    2D patches are 112² rather than 128²: a step costs 27% less, and since the
+    loss counts only corrected pixels, which the patch is centred on, it sees
+    about as many of them. In the simulated user (BBBC039, 5 seeds) the scores
+    stayed within their seed-to-seed spread and every round took under 8 s.
 
     Where the CPU computes bfloat16 natively the forward passes run in it
     (``precision="auto"``): a round's steps take 20% (2D) to 31% (3D) less time,
@@ -394,7 +398,7 @@ def finetune_config(
         changes: overrides, e.g. ``steps=60``.
     """
     if spatial_dims == 2:
-        patch: tuple[int, ...] = (128, 128)
+        patch: tuple[int, ...] = (112, 112)
         if image_ndim == 3:
             patch = (1, *patch)
         base = TrainConfig(patch_shape=patch, batch_size=4, steps=40)
