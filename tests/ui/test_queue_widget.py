@@ -5,7 +5,7 @@ from tests.ui.conftest import dock, segment_with_new_network, wait_idle
 
 from napari_resunet.core import InferenceConfig
 from napari_resunet.core.progress import run_generator
-from napari_resunet.core.uncertainty import diversify
+from napari_resunet.core.uncertainty import diversify, iter_uncertainty
 from napari_resunet.ui._layers import camera_of
 from napari_resunet.ui._model_store import get_store
 from napari_resunet.ui.predict_widget import NEW_2D, NEW_3D
@@ -74,6 +74,23 @@ def test_queue_ranks_navigates_and_reviews(
     assert third.min(0).tolist() == [s.start for s in q._entries[3].slices]
 
 
+def _assert_all_passes_ranking(viewer, model):
+    """The uncertainty layer is what three fresh mirrored passes give."""
+    full = run_generator(
+        iter_uncertainty(
+            model,
+            np.asarray(viewer.layers["img"].data),
+            InferenceConfig(use_compile="never"),
+            3,
+        ),
+        False,
+        "u",
+    )
+    np.testing.assert_array_equal(
+        viewer.layers["img [resunet uncertainty]"].data, full.uncertainty
+    )
+
+
 def test_fine_tune_now_and_automatic_refresh(
     make_napari_viewer, qtbot, nuclei2d, sync_jobs, notes
 ):
@@ -121,19 +138,7 @@ def test_fine_tune_now_and_automatic_refresh(
     # the round's segmentation gave the queue its unmirrored pass, and the
     # ranking is the one all passes give
     assert reused == [True] and store.first_pass is None
-    full = run_generator(
-        real(
-            store.model,
-            np.asarray(viewer.layers["img"].data),
-            InferenceConfig(use_compile="never"),
-            3,
-        ),
-        False,
-        "u",
-    )
-    np.testing.assert_array_equal(
-        viewer.layers["img [resunet uncertainty]"].data, full.uncertainty
-    )
+    _assert_all_passes_ranking(viewer, store.model)
     assert len(seen) == 1 and not seen[0][0]
     np.testing.assert_array_equal(seen[0][1], layer.data)  # labels already updated
     # undo segments again too: the queue waits for that as well
@@ -159,19 +164,7 @@ def test_fine_tune_now_and_automatic_refresh(
     finally:
         qw.iter_uncertainty = real
     assert store.rounds == 1 and reused == [False]
-    full = run_generator(
-        real(
-            store.model,
-            np.asarray(viewer.layers["img"].data),
-            InferenceConfig(use_compile="never"),
-            3,
-        ),
-        False,
-        "u",
-    )
-    np.testing.assert_array_equal(
-        viewer.layers["img [resunet uncertainty]"].data, full.uncertainty
-    )
+    _assert_all_passes_ranking(viewer, store.model)
 
 
 def test_only_the_widget_that_began_settling_ends_it():
