@@ -582,7 +582,9 @@ def plot(runs: list[dict], task: Task, args) -> None:
         start = args.start
         if start not in ("untrained", "starter"):
             start = f"{Path(start).stem} (checkpoint)"
-        ax.set_title(f"{title}: {label}\n{start} start, {len(runs)} seed(s)")
+        flips = "dice_1flip" in runs[0]["queue"][0]
+        note = ", networks with test-time flips" if flips else ""
+        ax.set_title(f"{title}: {label}\n{start} start, {len(runs)} seed(s){note}")
         ax.grid(alpha=0.3)
     axes[0].legend(loc="lower right", fontsize=8)
     fig.tight_layout()
