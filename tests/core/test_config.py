@@ -90,8 +90,8 @@ def test_instance_config_validation_and_round_trip():
         InstanceConfig(seeds="random")
     assert ModelConfig(task="instance", out_channels=3).task == "instance"
     # fine-tuning presets: small patches, slice-wise for a 2D net on a stack
-    assert finetune_config(2).patch_shape == (112, 112)
-    assert finetune_config(2, image_ndim=3).patch_shape == (1, 112, 112)
+    assert finetune_config(2).patch_shape == (96, 96)
+    assert finetune_config(2, image_ndim=3).patch_shape == (1, 96, 96)
     assert finetune_config(3).patch_shape == (32, 48, 48)
     assert finetune_config(3, steps=7).steps == 7
     assert finetune_config(2, pretrained=True).lr == pytest.approx(1e-4)

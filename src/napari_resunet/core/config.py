@@ -378,12 +378,13 @@ def finetune_config(
     corrections, there is no warm-up, and augmentation stays cheap (no elastic).
     The loss counts only corrected voxels, which the patches are centred on, so
     patches a little larger than a correction see about as many of them as large
-    ones, for less compute: 112² in 2D (27% less per step than 128²) and
-    32x48x48 in 3D (46% less than 32x64x64). In the simulated user the BBBC039
-    scores stayed within their seed-to-seed spread, and the FlyEM queue's rose
-    (boundary Dice 0.739-0.747 -> 0.741-0.750 single pass, ahead of random blocks
-    in every round on average); dense training on whole volumes does a little worse with
-    the smaller 3D patches (0.740 -> 0.729 after 200 steps, docs/benchmarks.md).
+    ones, for less compute: 96² in 2D (40% less per step than 128²) and
+    32x48x48 in 3D (46% less than 32x64x64). In the simulated user the queue's
+    scores rose with them: BBBC039 F1 0.803-0.829 -> 0.804-0.843 over five
+    rounds, FlyEM boundary Dice 0.739-0.747 -> 0.741-0.750 (single pass), ahead
+    of random blocks in every round on average. Dense training on whole volumes
+    does a little worse with the smaller 3D patches (0.740 -> 0.729 after 200
+    steps) and the same in 2D (docs/benchmarks.md).
 
     Where the CPU computes bfloat16 natively the forward passes run in it
     (``precision="auto"``): a round's steps take 20% (2D) to 31% (3D) less time,
@@ -402,7 +403,7 @@ def finetune_config(
         changes: overrides, e.g. ``steps=60``.
     """
     if spatial_dims == 2:
-        patch: tuple[int, ...] = (112, 112)
+        patch: tuple[int, ...] = (96, 96)
         if image_ndim == 3:
             patch = (1, *patch)
         base = TrainConfig(patch_shape=patch, batch_size=4, steps=40)
