@@ -373,7 +373,7 @@ def finetune_config(
     """Training settings for one interactive fine-tuning round.
 
     Tuned so that a round (training plus re-prediction) takes seconds on a 2-core
-    CPU: a 512² image about 5 s, a 32x256x256 volume about 12 s (see
+    CPU: a 512² image about 4 s, a 32x256x256 volume about 12 s (see
     ``benchmarks/bench_finetune.py``). Patches are small and centred on the
     corrections, there is no warm-up, and augmentation stays cheap (no elastic).
     The loss counts only corrected voxels, which the patches are centred on, so
