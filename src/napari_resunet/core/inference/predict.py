@@ -223,8 +223,6 @@ def iter_predict(
     flips = image_flip_sets(model.spatial_dims, len(spatial_shape), cfg.test_time_flips)
 
     n_out = model.config.out_channels
-    acc = np.zeros((n_out, *plan.padded_shape), np.float32)
-    wsum = np.zeros(plan.padded_shape, np.float32)
     weights = blending_weights(plan.tile_shape, cfg.blend)
     fmt = _memory_format(model.spatial_dims)
     net = prepare_for_inference(model, device, cfg.channels_last)
@@ -256,7 +254,12 @@ def iter_predict(
             axes = tuple(1 + a for a in flip)  # (C, *spatial)
             xf = np.flip(x, axes) if axes else x
             xf = np.ascontiguousarray(pad_to(xf, plan.padded_shape))
-            if k:  # the blending weights' sum is the same for every pass
+            if k == len(flips) - 1:
+                del x  # the last pass: free the unpadded copy (peak memory)
+            if k == 0:  # allocated after the copies above: a lower peak
+                acc = np.zeros((n_out, *plan.padded_shape), np.float32)
+                wsum = np.zeros(plan.padded_shape, np.float32)
+            else:  # the blending weights' sum is the same for every pass
                 acc.fill(0.0)
             for b in range(n_batches):
                 idx = range(
