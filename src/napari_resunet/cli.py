@@ -138,7 +138,7 @@ def _build_parser() -> argparse.ArgumentParser:
         type=int,
         default=idef.test_time_flips,
         metavar="N",
-        help="average the prediction over N mirrorings of each tile, up to 4 in 2D "
+        help="average the prediction over N mirrorings of the image, up to 4 in 2D "
         "and 8 in 3D (N times slower; default 1: none)",
     )
     sp.add_argument(

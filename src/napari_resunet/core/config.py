@@ -177,8 +177,8 @@ class InferenceConfig(_ConfigBase):
             (emulated and slower on CPUs without it). Probabilities are always
             returned as float32. On 2 such cores bfloat16 predicts 1.8-2.5x faster
             and moves the starters' scores by under 0.001 (``docs/benchmarks.md``).
-        test_time_flips: average each tile's prediction over this many mirrorings
-            of it (test-time augmentation): 1 = none; then X, Y, Z, XY, XZ, YZ,
+        test_time_flips: average the prediction over this many mirrorings of the
+            image (test-time augmentation): 1 = none; then X, Y, Z, XY, XZ, YZ,
             XYZ. At most 4 count for a 2D network (in-plane mirrorings) and 8 for
             a 3D one; more are treated as all of them. Prediction takes that many
             times longer. On boundaries and membranes it raised Dice by
@@ -381,10 +381,11 @@ def finetune_config(
     ones, for less compute: 96² in 2D (40% less per step than 128²) and
     32x48x48 in 3D (46% less than 32x64x64). In the simulated user the queue's
     scores rose with them: BBBC039 F1 0.803-0.829 -> 0.806-0.845 over five
-    rounds (level with random patches either way), FlyEM boundary Dice 0.739-0.747 -> 0.741-0.750 (single pass), ahead
-    of random blocks in every round on average. Dense training on whole volumes
-    does a little worse with the smaller 3D patches (0.740 -> 0.729 after 200
-    steps) and the same in 2D (docs/benchmarks.md).
+    rounds (level with random patches either way), FlyEM boundary Dice
+    0.739-0.747 -> 0.741-0.750 (single pass), ahead of random blocks in every
+    round on average. Dense training on whole volumes does a little worse with
+    the smaller 3D patches (0.740 -> 0.729 after 200 steps) and about the same
+    in 2D (docs/benchmarks.md).
 
     Where the CPU computes bfloat16 natively the forward passes run in it
     (``precision="auto"``): a round's steps take 20% (2D) to 31% (3D) less time,
