@@ -499,7 +499,7 @@ def print_tables(runs: list[dict], seeds: list[int], boundaries: bool) -> None:
             f"full supervision ({full['steps']} steps): Dice {full['dice']:.3f}, "
             f"F1@0.5 {full['f1']:.3f}"
         )
-    flips = runs[0]["queue"][0].keys() >= {"dice_1flip"}
+    flips = "dice_1flip" in runs[0]["queue"][0]
     _mean_table(runs, seeds, key, metric + (" (test-time flips)" if flips else ""))
     if flips:
         _mean_table(runs, seeds, f"{key}_1flip", f"{metric} (single pass)")

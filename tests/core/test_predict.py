@@ -101,15 +101,20 @@ def test_single_tile_equals_whole_image_exactly(blobs2d):
     np.testing.assert_allclose(out, _whole(model, blobs2d[0]), atol=2e-5)
 
 
-def _mirrored_whole(model, image, flips):
-    """Reference test-time augmentation: whole-image predictions of mirrored
-    copies, each mirrored back, averaged."""
+def _mirrored_mean(run, image, flips):
+    """Reference test-time augmentation: ``run(image)`` of mirrored copies, each
+    mirrored back, averaged."""
     out = []
     for axes in flips:
         x = np.ascontiguousarray(np.flip(image, axes)) if axes else image
-        p = _whole(model, x)
+        p = run(x)
         out.append(np.flip(p, tuple(a + 1 for a in axes)) if axes else p)
     return np.mean(out, axis=0)
+
+
+def _mirrored_whole(model, image, flips):
+    """Whole-image (one forward pass) predictions, mirrored and averaged."""
+    return _mirrored_mean(lambda x: _whole(model, x), image, flips)
 
 
 def test_test_time_flips_average_the_mirrored_predictions(blobs2d):
@@ -181,11 +186,8 @@ def test_test_time_flips_mirror_the_whole_image(blobs2d):
         tile_shape=(48, 48), overlap=0.25, use_compile="never", precision="float32"
     )
     tta = predict(model, image, cfg.replace(test_time_flips=3))
-    passes = [predict(model, image, cfg)]
-    for axis in (1, 0):
-        flipped = np.ascontiguousarray(np.flip(image, axis))
-        passes.append(np.flip(predict(model, flipped, cfg), axis + 1))
-    np.testing.assert_allclose(tta, np.mean(passes, axis=0), atol=1e-6)
+    tiled = _mirrored_mean(lambda x: predict(model, x, cfg), image, [(), (1,), (0,)])
+    np.testing.assert_allclose(tta, tiled, atol=1e-6)
     unc = drain(iter_uncertainty(model, image, cfg, n_flips=3))[1]
     np.testing.assert_allclose(tta, unc.probabilities, atol=1e-6)
 
