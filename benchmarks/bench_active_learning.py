@@ -19,7 +19,7 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
     python benchmarks/bench_active_learning.py [--dataset bbbc039|flyem]
         [--start untrained|starter] [--seeds 0 1 2] [--rounds 5] [--k 4]
         [--variety 0] [--class-mix auto|on|off|argmax|truth] [--explore 0]
-        [--quick [queue]] [--oracle] [--diagnose] [--test-time-flips 1]
+        [--quick [queue]] [--oracle [error|instances]] [--diagnose] [--test-time-flips 1]
         [--plot out.png] [--json out.json]
 
 BBBC039 (2D cells): pool = 4 training fields, held out = the 10 validation fields.
@@ -58,7 +58,7 @@ from napari_resunet.core.inference.postprocess import (
     labels_from_probabilities,
     probabilities_to_instances,
 )
-from napari_resunet.core.metrics import dice_per_class, match_instances
+from napari_resunet.core.metrics import dice_per_class, iou_matrix, match_instances
 from napari_resunet.core.models.zoo import load_model
 from napari_resunet.core.normalize import normalize_image
 from napari_resunet.core.progress import run_generator
@@ -73,6 +73,9 @@ TRAIN_PRECISION: dict[str, str] = {}
 # set from --test-time-flips: the mirrorings the networks are scored with (the
 # Segment widget's "test-time flips"; the queue's own passes are unaffected)
 SCORE_FLIPS = 1
+# set from --oracle: what the oracle ranking ranks by (the pixels' cross-entropy
+# against the truth, or the pixels of wrongly segmented cells)
+ORACLE = "error"
 
 
 @dataclass
@@ -228,6 +231,19 @@ def error_map(probabilities, labels):
     return -np.log(np.clip(p, 1e-6, 1.0)).astype(np.float32)
 
 
+def instance_error_map(probabilities, labels, model):
+    """1 on every pixel of an object the network gets wrong at IoU 0.5 (a predicted
+    cell matching no true one, or a true cell no predicted one matches), else 0:
+    where instance F1 is lost. Needs the truth, like :func:`error_map`."""
+    cells = labels_from_probabilities(probabilities, model.config, InstanceConfig())
+    iou, pred_ids, true_ids = iou_matrix(cells, labels)
+    good = iou >= 0.5  # above 0.5 a cell has at most one partner either way
+    wrong_pred = pred_ids[~good.any(1)] if iou.size else pred_ids
+    wrong_true = true_ids[~good.any(0)] if iou.size else true_ids
+    out = np.isin(cells, wrong_pred) | np.isin(labels, wrong_true)
+    return out.astype(np.float32)
+
+
 def spearman(pairs) -> float:
     """Rank correlation of (uncertainty, error) pairs (ties get mean ranks)."""
     from scipy.stats import spearmanr
@@ -267,7 +283,11 @@ def run_strategy(
                 )
                 score_map, probs = res.uncertainty, res.probabilities
             elif strategy == "oracle":  # ranked by the true error: an upper bound
-                score_map = error_map(predict(model, img, ICFG), task.pool[i][1])
+                p = predict(model, img, ICFG)
+                if ORACLE == "instances":
+                    score_map = instance_error_map(p, task.pool[i][1], model)
+                else:
+                    score_map = error_map(p, task.pool[i][1])
                 probs = None
             else:
                 score_map, probs = np.zeros(img.shape, np.float32), None
@@ -644,10 +664,13 @@ def main() -> None:
     )
     p.add_argument(
         "--oracle",
-        action="store_true",
-        help="also rank patches by the network's true error (cross-entropy against "
-        "the truth): what a perfect uncertainty estimate would pick, an upper bound "
-        "for any ranking",
+        nargs="?",
+        const="error",
+        choices=["error", "instances"],
+        help="also rank patches by the network's true error: its cross-entropy "
+        "against the truth (error, what a perfect uncertainty estimate would pick) "
+        "or, for cells, the share of the patch covered by cells it segments wrongly "
+        "at IoU 0.5 (instances: where instance F1 is lost)",
     )
     p.add_argument(
         "--diagnose",
@@ -676,8 +699,9 @@ def main() -> None:
     args = p.parse_args()
     if args.train_precision:
         TRAIN_PRECISION["precision"] = args.train_precision
-    global SCORE_FLIPS
+    global SCORE_FLIPS, ORACLE
     SCORE_FLIPS = args.test_time_flips
+    ORACLE = args.oracle or ORACLE
     flyem = args.dataset == "flyem"
     if args.start == "starter" and not flyem:
         p.error(
