@@ -8,8 +8,8 @@ from napari_resunet.core.progress import run_generator
 from napari_resunet.core.uncertainty import diversify, iter_uncertainty
 from napari_resunet.ui._layers import camera_of
 from napari_resunet.ui._model_store import get_store
+from napari_resunet.ui._patch_view import HIGHLIGHT
 from napari_resunet.ui.predict_widget import NEW_2D, NEW_3D
-from napari_resunet.ui.queue_widget import HIGHLIGHT
 
 
 def _viewer_with_model(make_napari_viewer, qtbot, image, new, scale=None):

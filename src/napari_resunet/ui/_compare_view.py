@@ -11,11 +11,17 @@ one. Turning the grid off shows the hidden layers again and removes the backdrop
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from napari.layers import Layer
+from napari.utils.notifications import show_error
 
-from napari_resunet.ui._layers import grid_of
+from napari_resunet.core.versions import iter_compare
+from napari_resunet.ui._layers import ImageSnapshot, grid_of, show_layer
+from napari_resunet.ui._predict_job import voxel_size_of
+from napari_resunet.ui._workers import start_job
 
 BACKDROP = " [compare backdrop]"
 
@@ -79,3 +85,46 @@ class SideBySide:
         for layer in list(layers):
             if layer.name.endswith(BACKDROP):
                 layers.remove(layer)
+
+
+def start_comparison(
+    viewer: Any,
+    store: Any,
+    side_by_side: SideBySide,
+    image: Any,
+    snap: ImageSnapshot,
+    models: list[tuple[int, Any]],
+    say: Callable[[str], None],
+    on_finished: Callable[[], None],
+) -> Any:
+    """Segment ``snap`` (of the ``image`` layer) with two ``(number, model)``
+    versions in the background (the working labels' cell settings and the Segment
+    widget's prediction settings), then show the two results side by side over
+    the image; ``say`` gets the status messages. Returns the worker."""
+    (a, _), (b, _) = models
+
+    def shown(result: list[tuple[int, np.ndarray]]) -> None:
+        layers = [
+            show_layer(viewer, "labels", labels, f"{snap.name} [v{number}]", snap)
+            for number, labels in result
+        ]
+        side_by_side.show(image, *layers)
+        say(
+            f"Comparing v{a} (left) and v{b} (right) over the image; turn the "
+            "grid off to go back to the layers as they were."
+        )
+
+    return start_job(
+        iter_compare,
+        models,
+        snap.data,
+        snap.channel_axis,
+        voxel_size_of(snap),
+        store.instance_cfg,  # as the working labels were made
+        store.resegment_config(),
+        desc="Compare versions",
+        on_returned=shown,
+        on_aborted=lambda: say("Comparison cancelled."),
+        on_errored=lambda err: show_error(f"Comparison failed: {err}"),
+        on_finished=on_finished,
+    )

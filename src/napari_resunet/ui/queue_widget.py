@@ -26,12 +26,12 @@ from napari_resunet.core.uncertainty import (
     suggest_patch_side,
 )
 from napari_resunet.ui._layers import (
-    camera_of,
     guess_channel_axis,
     show_layer,
     snapshot_image,
 )
 from napari_resunet.ui._model_store import FirstPass, get_store
+from napari_resunet.ui._patch_view import show_patch
 from napari_resunet.ui._predict_job import voxel_size_of
 from napari_resunet.ui._status import status_label
 from napari_resunet.ui._tooltips import TOOLTIPS
@@ -40,7 +40,6 @@ from napari_resunet.ui._workers import JobSlot, start_job
 if TYPE_CHECKING:
     import napari
 
-HIGHLIGHT = "[resunet] queue patch"
 UNCERTAINTY_SUFFIX = " [resunet uncertainty]"
 
 
@@ -306,44 +305,7 @@ class QueueWidget(Container):
         if index is None or not 0 <= int(index) < len(self._entries):
             return
         entry = self._entries[int(index)]
-        snap = self._snap
-        scale = np.asarray(snap.scale if snap.scale else (1.0,) * len(entry.slices))
-        offset = np.asarray(
-            snap.translate if snap.translate else (0.0,) * len(entry.slices)
-        )
-        centre = offset + scale * np.asarray(entry.centre)
-        lo = offset + scale * np.asarray([s.start for s in entry.slices])
-        hi = offset + scale * np.asarray([s.stop - 1 for s in entry.slices])
-        ndim = len(entry.slices)
-        # a Z position for stacks, then the camera on the patch's (Y, X) centre
-        if ndim == 3:
-            self._viewer.dims.set_point(self._viewer.dims.ndim - 3, float(centre[0]))
-        # zoom so the patch fills about 60% of the view: relative to the zoom at
-        # which the whole image fits (public API only)
-        self._viewer.reset_view()
-        camera = camera_of(self._viewer)
-        full_zoom = float(camera.zoom)
-        image_extent = float(max(scale[-2:] * np.asarray(snap.spatial_shape[-2:])))
-        patch_extent = float(max(hi[-2:] - lo[-2:]) + scale[-1])
-        camera.zoom = full_zoom * image_extent / (1.6 * patch_extent)
-        camera.center = tuple(float(c) for c in centre[-2:])
-        (y0, x0), (y1, x1) = lo[-2:], hi[-2:]
-        rect = np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]])
-        if ndim == 3:
-            rect = np.column_stack([np.full(4, centre[0]), rect])
-        if HIGHLIGHT in self._viewer.layers:
-            shapes = self._viewer.layers[HIGHLIGHT]
-            shapes.data = [rect]
-            shapes.shape_type = ["rectangle"]
-        else:
-            self._viewer.add_shapes(
-                [rect],
-                shape_type="rectangle",
-                name=HIGHLIGHT,
-                edge_color="yellow",
-                face_color="transparent",
-                edge_width=2 * float(scale[-1]),
-            )
+        show_patch(self._viewer, self._snap, entry.slices)
         self._status.value = self._describe(int(index), entry)
 
     def _on_next_clicked(self, *_: Any) -> None:

@@ -27,19 +27,18 @@ from qtpy.QtWidgets import QStyledItemDelegate
 
 from napari_resunet.core.checks import check_image
 from napari_resunet.core.session import AnnotationSession, SessionError
-from napari_resunet.core.versions import iter_compare, iter_held_back_scores
-from napari_resunet.ui._compare_view import SideBySide
+from napari_resunet.ui._compare_view import SideBySide, start_comparison
+from napari_resunet.ui._held_back import HeldBackScorer
 from napari_resunet.ui._layers import (
-    add_saved_labels,
     guess_channel_axis,
-    show_layer,
     snapshot_image,
 )
 from napari_resunet.ui._model_store import get_store
-from napari_resunet.ui._predict_job import start_prediction, voxel_size_of
+from napari_resunet.ui._predict_job import start_prediction
+from napari_resunet.ui._session_sync import read_session, write_session
 from napari_resunet.ui._status import status_label
 from napari_resunet.ui._tooltips import TOOLTIPS
-from napari_resunet.ui._workers import JobSlot, start_job
+from napari_resunet.ui._workers import JobSlot
 
 if TYPE_CHECKING:
     import napari
@@ -83,9 +82,7 @@ class VersionsWidget(Container):
         self._compare_button = PushButton(text="Compare side by side")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._job = JobSlot(on_idle=self._on_idle)
-        # rounds whose held-back scores are still to be measured, oldest first
-        self._pending: list[tuple[int, Any, Any, list]] = []
-        self._score_job = JobSlot(on_idle=self._next_scoring)
+        self._scorer = HeldBackScorer(self._store, self._on_scored)
         self._status = status_label("Versions are saved after each fine-tuning round.")
         for w, key in (
             (self._folder, "ver_folder"),
@@ -129,7 +126,6 @@ class VersionsWidget(Container):
         self._compare_button.changed.connect(self._on_compare_clicked)
         self._cancel_button.changed.connect(lambda *_: self._job.cancel())
         self._store.changed.connect(self._on_model_changed)
-        self._store.settled.connect(self._next_scoring)
 
     # short headers: the dock is narrow; "Dice before/after" is on the held-back
     # reviewed patches (the status line and the tooltip say so)
@@ -211,44 +207,16 @@ class VersionsWidget(Container):
             return
         arrays = self._arrays()
         if arrays is not None and self._store.held_back:
-            # copies of the held-back patches as they are now: the user may paint
-            # on while they are scored in the background
-            image, labels = arrays
-            crops = [
-                (np.array(image[sl]), np.array(labels[sl]))
-                for sl in self._store.held_back
-                if len(sl) == labels.ndim
-            ]
-            if crops:
-                self._pending.append((v.number, self._previous, model, crops))
+            self._scorer.add(
+                v.number, self._previous, model, *arrays, self._store.held_back
+            )
         self._recorded, self._previous = model, model
         self._refresh()
         self._version_combo.value = v.number
         self._status.value = f"Saved version v{v.number} in {self.session.folder}."
-        self._next_scoring()
+        self._scorer.next()
 
-    # ---- held-back scores, in the background ---------------------------------
-    def _next_scoring(self) -> None:
-        """Score the oldest unscored version, once the round that made it has
-        segmented again (the labels the user waits for come first)."""
-        if self._store.settling or self._score_job.busy or not self._pending:
-            return
-        number, before_model, after_model, crops = self._pending.pop(0)
-        models = [m for m in (before_model, after_model) if m is not None]
-        self._score_job.start(
-            lambda finished: start_job(
-                iter_held_back_scores,
-                models,
-                crops,
-                desc=f"Scoring v{number}",
-                on_returned=lambda scores: self._on_scored(
-                    number, before_model is not None, scores
-                ),
-                on_errored=lambda err: show_error(f"Scoring v{number} failed: {err}"),
-                on_finished=finished,
-            )
-        )
-
+    # ---- held-back scores ---------------------------------------------------------
     def _on_scored(self, number: int, has_before: bool, scores: list) -> None:
         before = scores[0] if has_before else None
         try:
@@ -345,54 +313,25 @@ class VersionsWidget(Container):
         models = [(int(n), self.session.load_version(int(n))) for n in (a, b)]
         in_channels = models[0][1].config.in_channels
         snap = snapshot_image(image, guess_channel_axis(image, in_channels))
-
-        def shown(result: list[tuple[int, np.ndarray]]) -> None:
-            layers = [
-                show_layer(
-                    self._viewer, "labels", labels, f"{snap.name} [v{number}]", snap
-                )
-                for number, labels in result
-            ]
-            self._side_by_side.show(image, *layers)
-            self._status.value = (
-                f"Comparing v{a} (left) and v{b} (right) over the image; turn the "
-                "grid off to go back to the layers as they were."
-            )
-
         self._set_running(True)
         self._status.value = f"Segmenting with v{a} and v{b}…"
         self._job.start(
-            lambda finished: start_job(
-                iter_compare,
+            lambda finished: start_comparison(
+                self._viewer,
+                self._store,
+                self._side_by_side,
+                image,
+                snap,
                 models,
-                snap.data,
-                snap.channel_axis,
-                voxel_size_of(snap),
-                self._store.instance_cfg,  # as the working labels were made
-                self._store.resegment_config(),
-                desc="Compare versions",
-                on_returned=shown,
-                on_aborted=lambda: setattr(
-                    self._status, "value", "Comparison cancelled."
-                ),
-                on_errored=lambda err: show_error(f"Comparison failed: {err}"),
-                on_finished=finished,
+                lambda message: setattr(self._status, "value", message),
+                finished,
             )
         )
 
     # ---- save and reopen ---------------------------------------------------------
     def _on_save_clicked(self, *_: Any) -> None:
-        labels = self._labels_combo.value
         s = self.session
-        for sl in self._store.reviewed:
-            if sl not in self._store.held_back:
-                s.mark_reviewed(sl)
-        for sl in self._store.held_back:
-            s.mark_reviewed(sl, held_back=True)
-        if labels is not None:
-            track = self._store.track(labels)
-            edited = track.refresh(np.asarray(labels.data))
-            s.save_corrections(np.asarray(labels.data), edited)
+        write_session(self._store, s, self._labels_combo.value)
         show_info(f"Saved the session in {s.folder}.")
         self._status.value = f"Session saved in {s.folder}."
 
@@ -404,11 +343,10 @@ class VersionsWidget(Container):
             show_error(f"Cannot open the session: {err}")
             return
         s = self._session
-        self._store.reviewed[:] = s.reviewed + s.held_back
-        self._store.held_back[:] = s.held_back
-        saved = s.load_corrections()
-        if saved is not None:
-            layer, beside = add_saved_labels(self._viewer, self._store, s.image, *saved)
+        layer, beside, model = read_session(self._viewer, self._store, s)
+        if model is not None:
+            self._recorded = self._previous = model
+        if layer is not None:
             self._labels_combo.value = layer
             if beside:
                 show_info(
@@ -416,10 +354,5 @@ class VersionsWidget(Container):
                     f"'{layer.name}'. Choose that layer as the corrected labels to "
                     "go on learning from them."
                 )
-        if s.versions:
-            last = s.versions[-1].number
-            model = s.load_version(last)
-            self._recorded = self._previous = model
-            self._store.set_model(model, f"version v{last}")
         self._refresh()
         self._status.value = f"Opened {s.folder}: {len(s.versions)} version(s)."
