@@ -10,6 +10,7 @@ from napari_resunet.core.uncertainty import (
     entropy_map,
     iter_uncertainty,
     margin_map,
+    queue_patch_shape,
     rank_patches,
     suggest_patch_side,
 )
@@ -239,3 +240,17 @@ def test_patch_side_follows_the_cells():
     assert suggest_patch_side(bodies.shape, bodies) == suggest_patch_side(
         discs.shape, discs
     )
+
+
+def test_queue_patch_shape_per_network_and_image():
+    discs = _balls((512, 512), 10, 60)
+    # a given side: squares in 2D, one-slice squares for a 2D network on a
+    # stack, cubes clipped to the stack's depth for a 3D one
+    assert queue_patch_shape((512, 512), 2, 48) == ((48, 48), "")
+    assert queue_patch_shape((20, 512, 512), 2, 48) == ((1, 48, 48), "")
+    assert queue_patch_shape((20, 512, 512), 3, 48) == ((20, 48, 48), "")
+    assert queue_patch_shape((64, 512, 512), 3, 48) == ((48, 48, 48), "")
+    # side 0: suggested from the cells, with the reason
+    shape, why = queue_patch_shape((512, 512), 2, 0, discs)
+    assert shape == (64, 64) and "median diameter" in why
+    assert queue_patch_shape((32, 256, 256), 3, 0) == ((32, 32, 32), "default")

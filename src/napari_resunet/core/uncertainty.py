@@ -238,6 +238,38 @@ def suggest_patch_side(
     return side_px, reason
 
 
+def queue_patch_shape(
+    spatial_shape: Sequence[int],
+    model_dims: int,
+    side: int = 0,
+    labels: NDArray | None = None,
+) -> tuple[tuple[int, ...], str]:
+    """The queue's patch shape for an image seen by a ``model_dims`` network.
+
+    Squares in 2D; for a stack, one-slice squares with a 2D network (it reviews
+    slice by slice) and cubes with a 3D one (Z clipped to the stack).
+
+    Args:
+        spatial_shape: the image's spatial shape.
+        model_dims: the network's spatial dimensions (2 or 3).
+        side: the patch side in pixels; 0 chooses one with
+            :func:`suggest_patch_side` (from cell ``labels`` when given).
+        labels: instance labels of the image, or None.
+
+    Returns:
+        ``(shape, reason)``: the patch shape and, for an automatic side, why that
+        side ("" otherwise).
+    """
+    reason = ""
+    cube = len(spatial_shape) == 3 and model_dims == 3
+    if side == 0:
+        side, reason = suggest_patch_side(spatial_shape, labels, cube)
+    if len(spatial_shape) == 2:
+        return (side, side), reason
+    z = 1 if model_dims == 2 else min(side, int(spatial_shape[0]))
+    return (z, side, side), reason
+
+
 def _object_sizes(labels: NDArray) -> NDArray[np.int64]:
     """Voxel count of each nonzero id. ``np.unique`` rather than ``bincount``:
     ids can be large (EM body ids reach 10^9) and a count per possible id would

@@ -22,8 +22,8 @@ from napari_resunet.core.checks import check_image
 from napari_resunet.core.uncertainty import (
     RankedPatch,
     iter_uncertainty,
+    queue_patch_shape,
     rank_patches,
-    suggest_patch_side,
 )
 from napari_resunet.ui._layers import (
     guess_channel_axis,
@@ -94,7 +94,6 @@ class QueueWidget(Container):
         self._patch_spin = SpinBox(
             label="patch size (0: auto)", value=0, min=0, max=4096, step=8
         )
-        self._patch_note = ""  # how an automatic side was chosen
         self._flips_spin = SpinBox(label="flip passes", value=3, min=1, max=7)
         self._variety_spin = FloatSpinBox(
             label="variety", value=0.0, min=0.0, max=1.0, step=0.1
@@ -188,33 +187,6 @@ class QueueWidget(Container):
         self._refresh_button.enabled = not running
         self._cancel_button.enabled = running
 
-    def _patch_shape(
-        self, spatial_shape: tuple[int, ...], model_dims: int
-    ) -> tuple[int, ...]:
-        side = int(self._patch_spin.value)
-        cube = len(spatial_shape) == 3 and model_dims == 3
-        self._patch_note = ""
-        if side == 0:
-            labels_layer = self._labels_combo.value
-            model = self._store.model
-            cells = (
-                labels_layer
-                if labels_layer is not None
-                and not getattr(labels_layer, "multiscale", False)
-                and model is not None
-                and model.config.task == "instance"
-                else None
-            )
-            side, why = suggest_patch_side(
-                spatial_shape, None if cells is None else cells.data, cube
-            )
-            self._patch_note = f" Patches of {side} px ({why})."
-        if len(spatial_shape) == 2:
-            return (side, side)
-        # 2D networks review one slice at a time; 3D ones get cubes (Z clipped)
-        z = 1 if model_dims == 2 else min(side, spatial_shape[0])
-        return (z, side, side)
-
     # ---- computing the queue ----------------------------------------------------
     def _on_refresh_clicked(self, *_: Any) -> None:
         layer, model = self._image_combo.value, self._store.model
@@ -282,7 +254,18 @@ class QueueWidget(Container):
             contrast_limits=(0.0, max(float(u.max()), 1e-3)),
             visible=False,
         )
-        shape = self._patch_shape(u.shape, self._store.model.spatial_dims)
+        model, labels_layer = self._store.model, self._labels_combo.value
+        cells = (  # cell labels size the automatic patches
+            labels_layer.data
+            if labels_layer is not None
+            and not getattr(labels_layer, "multiscale", False)
+            and model.config.task == "instance"
+            else None
+        )
+        shape, why = queue_patch_shape(
+            u.shape, model.spatial_dims, int(self._patch_spin.value), cells
+        )
+        note = f" Patches of {shape[-1]} px ({why})." if why else ""
         self._entries = rank_patches(
             u,
             shape,
@@ -297,7 +280,7 @@ class QueueWidget(Container):
         # this summary is what the status line keeps
         self._status.value = (
             f"{len(self._entries)} patches ranked; mean uncertainty "
-            f"{float(u.mean()):.3f}.{self._patch_note}"
+            f"{float(u.mean()):.3f}.{note}"
         )
 
     # ---- walking the queue ------------------------------------------------------
