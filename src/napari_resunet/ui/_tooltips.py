@@ -65,8 +65,10 @@ TOOLTIPS: dict[str, str] = {
     "the entropy of the prediction. 1 = entropy only (fastest).",
     "queue_variety": "0 = strictly most uncertain first. Higher values move a patch "
     "back when one already ahead of it has the same predicted class mix (e.g. a "
-    "fourth blank corner), so the first entries show different kinds of content. In "
-    "the simulated-user benchmark it did not make fine-tuning learn faster.",
+    "fourth blank corner), so the first entries show different kinds of content. "
+    "For cells in much empty background try 1: on BBBC039 nuclei it let fine-tuning "
+    "learn faster than random patches (0 did not). On EM boundary volumes, where "
+    "patches differ little in class mix, 1 did worse in the first round.",
     "queue_refresh": "Measure where the session model is unsure and rank patches, most "
     "uncertain first (see variety). Reviewed patches are left out.",
     "queue_list": "Choosing an entry moves the view there and outlines the patch.",
