@@ -18,7 +18,7 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
 
     python benchmarks/bench_active_learning.py [--dataset bbbc039|flyem]
         [--start untrained|starter] [--seeds 0 1 2] [--rounds 5] [--k 4]
-        [--variety 0] [--class-mix auto|on|off|argmax|truth] [--explore 0]
+        [--variety auto] [--class-mix auto|on|off|argmax|truth] [--explore 0]
         [--quick [queue]] [--oracle [error|instances]] [--diagnose] [--test-time-flips 1]
         [--plot out.png] [--json out.json]
 
@@ -63,7 +63,12 @@ from napari_resunet.core.models.zoo import load_model
 from napari_resunet.core.normalize import normalize_image
 from napari_resunet.core.progress import run_generator
 from napari_resunet.core.training.dataset import class_mix, instance_targets
-from napari_resunet.core.uncertainty import diversify, iter_uncertainty, rank_patches
+from napari_resunet.core.uncertainty import (
+    auto_variety,
+    diversify,
+    iter_uncertainty,
+    rank_patches,
+)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 ICFG = InferenceConfig(use_compile="never")
@@ -276,12 +281,15 @@ def run_strategy(
     for r in range(1, rounds + 1):
         t0 = time.perf_counter()
         candidates = []  # (field, RankedPatch)
+        pool_probs = []  # the queue's mean predictions, for its automatic variety
+        chosen = None
         for i, (img, _) in enumerate(task.pool):
             if strategy == "queue":
                 res = run_generator(
                     iter_uncertainty(model, img, ICFG, n_flips=3), False, "u"
                 )
                 score_map, probs = res.uncertainty, res.probabilities
+                pool_probs.append(probs)
             elif strategy == "oracle":  # ranked by the true error: an upper bound
                 p = predict(model, img, ICFG)
                 if ORACLE == "instances":
@@ -306,7 +314,8 @@ def run_strategy(
             order = list(range(len(candidates)))
         elif strategy == "queue":  # the widget's order, over all pool images at once
             candidates.sort(key=lambda c: (-c[1].score, c[0], c[1].start))
-            order = diversify([e for _, e in candidates], variety)
+            chosen = auto_variety(pool_probs) if variety == "auto" else float(variety)
+            order = diversify([e for _, e in candidates], chosen)
             n_random = int(round(explore * k))
             if n_random:  # the last picks drawn at random from the rest
                 rest = np.asarray(order[k - n_random :])
@@ -344,6 +353,7 @@ def run_strategy(
                 **scored,
                 "seconds": elapsed,
                 "annotated": int(sum(m.sum() for m in masks)),
+                **({} if chosen is None else {"variety": chosen}),
             }
         )
         print(
@@ -633,9 +643,10 @@ def main() -> None:
     )
     p.add_argument(
         "--variety",
-        type=float,
-        default=0.0,
-        help="the queue's variety (0 = pure uncertainty order, the widget's default)",
+        default="auto",
+        help="the queue's variety: auto (the widget's default: 1 where the network "
+        "sees at least a fifth of the pool as background, else 0; recorded per "
+        "round) or a number (0 = pure uncertainty order)",
     )
     p.add_argument(
         "--class-mix",

@@ -5,7 +5,9 @@ from tests.conftest import tiny_model
 from napari_resunet.core import InferenceConfig
 from napari_resunet.core.progress import run_generator
 from napari_resunet.core.uncertainty import (
+    AUTO_VARIETY_BACKGROUND,
     RankedPatch,
+    auto_variety,
     diversify,
     entropy_map,
     iter_uncertainty,
@@ -254,3 +256,20 @@ def test_queue_patch_shape_per_network_and_image():
     shape, why = queue_patch_shape((512, 512), 2, 0, discs)
     assert shape == (64, 64) and "median diameter" in why
     assert queue_patch_shape((32, 256, 256), 3, 0) == ((32, 32, 32), "default")
+
+
+def test_auto_variety_is_on_where_the_network_sees_background():
+    def probs(background: float) -> np.ndarray:
+        p = np.empty((3, 8, 8), np.float32)
+        p[0] = background
+        p[1] = p[2] = (1 - background) / 2
+        return p
+
+    assert auto_variety(probs(0.8)) == 1.0  # cells in empty background
+    assert auto_variety(probs(AUTO_VARIETY_BACKGROUND)) == 1.0
+    assert auto_variety(probs(0.0)) == 0.0  # EM neuropil: no background class
+    assert auto_variety(probs(0.1)) == 0.0
+    # several images together, weighted by size: 64 px at 0.5, 192 at 0.0
+    big = np.zeros((3, 8, 24), np.float32)
+    assert auto_variety([probs(0.5), big]) == 0.0  # 0.125 of all pixels
+    assert auto_variety([probs(0.5), big[:, :, :8]]) == 1.0  # 0.25

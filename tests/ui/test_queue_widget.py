@@ -27,6 +27,12 @@ def test_queue_ranks_navigates_and_reviews(
 ):
     viewer, q = _viewer_with_model(make_napari_viewer, qtbot, nuclei2d[0], NEW_2D)
     q._patch_spin.value = 64
+    # variety is automatic at first: the spin box shows the plugin's choice
+    assert q._variety_auto.value and not q._variety_spin.enabled
+    q._refresh_button.clicked()
+    chosen, auto_order = q._variety_spin.value, list(q._entries)
+    q._variety_auto.value = False
+    assert q._variety_spin.enabled
     q._variety_spin.value = 0.0
     q._refresh_button.clicked()
     scores = [e.score for e in q._entries]
@@ -39,6 +45,9 @@ def test_queue_ranks_navigates_and_reviews(
     q._variety_spin.value = 1.0
     q._refresh_button.clicked()
     assert q._entries == [plain[i] for i in diversify(plain, 1.0)]
+    # the automatic choice was one of the two, ranked as that value ranks
+    assert chosen in (0.0, 1.0)
+    assert auto_order == [plain[i] for i in diversify(plain, chosen)]
     # the list shows the new order (entries that kept their text included)
     shown = [q._queue_list.native.item(i).text() for i in range(12)]
     assert shown == [q._describe(i, e) for i, e in enumerate(q._entries)]

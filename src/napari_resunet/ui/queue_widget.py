@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import (
+    CheckBox,
     Container,
     FloatSpinBox,
     PushButton,
@@ -21,6 +22,7 @@ from napari_resunet.core import InferenceConfig
 from napari_resunet.core.checks import check_image
 from napari_resunet.core.uncertainty import (
     RankedPatch,
+    auto_variety,
     iter_uncertainty,
     queue_patch_shape,
     rank_patches,
@@ -96,7 +98,12 @@ class QueueWidget(Container):
         )
         self._flips_spin = SpinBox(label="flip passes", value=3, min=1, max=7)
         self._variety_spin = FloatSpinBox(
-            label="variety", value=0.0, min=0.0, max=1.0, step=0.1
+            label="variety", value=0.0, min=0.0, max=1.0, step=0.1, enabled=False
+        )
+        # on: chosen per ranking (auto_variety) and shown in the spin box
+        self._variety_auto = CheckBox(text="automatic variety", value=True)
+        self._variety_auto.changed.connect(
+            lambda auto: setattr(self._variety_spin, "enabled", not auto)
         )
         self._refresh_button = PushButton(text="Find uncertain patches")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
@@ -115,6 +122,7 @@ class QueueWidget(Container):
             (self._patch_spin, "queue_patch"),
             (self._flips_spin, "queue_flips"),
             (self._variety_spin, "queue_variety"),
+            (self._variety_auto, "queue_variety_auto"),
             (self._refresh_button, "queue_refresh"),
             (self._queue_list, "queue_list"),
             (self._next_button, "queue_next"),
@@ -129,6 +137,7 @@ class QueueWidget(Container):
                 self._patch_spin,
                 self._flips_spin,
                 self._variety_spin,
+                self._variety_auto,
                 self._refresh_button,
                 self._cancel_button,
                 self._queue_list,
@@ -271,7 +280,7 @@ class QueueWidget(Container):
             shape,
             exclude=self._reviewed_mask(u.shape),
             probabilities=result.probabilities,
-            variety=float(self._variety_spin.value),
+            variety=self._variety(result.probabilities),
         )
         self._fill_list()
         if self._entries:
@@ -282,6 +291,13 @@ class QueueWidget(Container):
             f"{len(self._entries)} patches ranked; mean uncertainty "
             f"{float(u.mean()):.3f}.{note}"
         )
+
+    def _variety(self, probabilities: np.ndarray) -> float:
+        """The spin box's variety, or with "automatic variety" the plugin's choice
+        for these probabilities (shown in the spin box)."""
+        if self._variety_auto.value:
+            self._variety_spin.value = auto_variety(probabilities)
+        return float(self._variety_spin.value)
 
     # ---- walking the queue ------------------------------------------------------
     def _on_entry_selected(self, index: Any) -> None:
