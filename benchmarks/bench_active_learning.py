@@ -242,10 +242,11 @@ def instance_error_map(probabilities, labels, model):
     where instance F1 is lost. Needs the truth, like :func:`error_map`."""
     cells = labels_from_probabilities(probabilities, model.config, InstanceConfig())
     iou, pred_ids, true_ids = iou_matrix(cells, labels)
-    good = iou >= 0.5  # above 0.5 a cell has at most one partner either way
-    wrong_pred = pred_ids[~good.any(1)] if iou.size else pred_ids
-    wrong_true = true_ids[~good.any(0)] if iou.size else true_ids
-    out = np.isin(cells, wrong_pred) | np.isin(labels, wrong_true)
+    # (n_pred, n_true), either side possibly empty: no partner then for the other
+    good = iou >= 0.5
+    out = np.isin(cells, pred_ids[~good.any(1)]) | np.isin(
+        labels, true_ids[~good.any(0)]
+    )
     return out.astype(np.float32)
 
 

@@ -359,8 +359,9 @@ def auto_variety(probabilities: NDArray | Sequence[NDArray]) -> float:
             (the images ranked together), weighted by their sizes.
     """
     arrays = [probabilities] if isinstance(probabilities, np.ndarray) else probabilities
-    total = sum(float(np.asarray(p)[0].sum()) for p in arrays)
-    size = sum(np.asarray(p)[0].size for p in arrays)
+    backgrounds = [np.asarray(p)[0] for p in arrays]
+    size = sum(b.size for b in backgrounds)
+    total = sum(float(b.sum()) for b in backgrounds)
     return 1.0 if size and total / size >= AUTO_VARIETY_BACKGROUND else 0.0
 
 
