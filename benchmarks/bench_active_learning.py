@@ -61,14 +61,10 @@ from napari_resunet.core.inference.postprocess import (
 from napari_resunet.core.metrics import dice_per_class, iou_matrix, match_instances
 from napari_resunet.core.models.zoo import load_model
 from napari_resunet.core.normalize import normalize_image
+from napari_resunet.core.patches import auto_variety, diversify, rank_patches
 from napari_resunet.core.progress import run_generator
 from napari_resunet.core.training.dataset import class_mix, instance_targets
-from napari_resunet.core.uncertainty import (
-    auto_variety,
-    diversify,
-    iter_uncertainty,
-    rank_patches,
-)
+from napari_resunet.core.uncertainty import iter_uncertainty
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 ICFG = InferenceConfig(use_compile="never")

@@ -3,19 +3,17 @@ import pytest
 from tests.conftest import tiny_model
 
 from napari_resunet.core import InferenceConfig
-from napari_resunet.core.progress import run_generator
-from napari_resunet.core.uncertainty import (
+from napari_resunet.core.patches import (
     AUTO_VARIETY_BACKGROUND,
     RankedPatch,
     auto_variety,
     diversify,
-    entropy_map,
-    iter_uncertainty,
-    margin_map,
     queue_patch_shape,
     rank_patches,
     suggest_patch_side,
 )
+from napari_resunet.core.progress import run_generator
+from napari_resunet.core.uncertainty import entropy_map, iter_uncertainty, margin_map
 
 
 def test_entropy_and_margin_known_values():

@@ -4,8 +4,9 @@ import numpy as np
 from tests.ui.conftest import dock, segment_with_new_network, wait_idle
 
 from napari_resunet.core import InferenceConfig
+from napari_resunet.core.patches import diversify
 from napari_resunet.core.progress import run_generator
-from napari_resunet.core.uncertainty import diversify, iter_uncertainty
+from napari_resunet.core.uncertainty import iter_uncertainty
 from napari_resunet.ui._layers import camera_of
 from napari_resunet.ui._model_store import get_store
 from napari_resunet.ui._patch_view import HIGHLIGHT
@@ -304,7 +305,7 @@ def test_reviewed_patch_does_not_split_the_cells_on_its_faces(
 def test_auto_patch_size_follows_the_cell_labels(
     make_napari_viewer, qtbot, nuclei2d, sync_jobs
 ):
-    from napari_resunet.core.uncertainty import suggest_patch_side
+    from napari_resunet.core.patches import suggest_patch_side
 
     image, truth = nuclei2d
     viewer, q = _viewer_with_model(make_napari_viewer, qtbot, image, NEW_2D)

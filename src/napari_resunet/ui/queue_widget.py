@@ -20,13 +20,13 @@ from qtpy.QtWidgets import QAbstractItemView
 
 from napari_resunet.core import InferenceConfig
 from napari_resunet.core.checks import check_image
-from napari_resunet.core.uncertainty import (
+from napari_resunet.core.patches import (
     RankedPatch,
     auto_variety,
-    iter_uncertainty,
     queue_patch_shape,
     rank_patches,
 )
+from napari_resunet.core.uncertainty import iter_uncertainty
 from napari_resunet.ui._layers import (
     guess_channel_axis,
     show_layer,
