@@ -379,13 +379,8 @@ def finetune_config(
     The loss counts only corrected voxels, which the patches are centred on, so
     patches a little larger than a correction see about as many of them as large
     ones, for less compute: 96² in 2D (40% less per step than 128²) and
-    32x48x48 in 3D (46% less than 32x64x64). In the simulated user the queue's
-    scores rose with them: BBBC039 F1 0.803-0.829 -> 0.806-0.845 over five
-    rounds (level with random patches either way), FlyEM boundary Dice
-    0.739-0.747 -> 0.741-0.750 (single pass), ahead of random blocks in every
-    round on average. Dense training on whole volumes does a little worse with
-    the smaller 3D patches (0.740 -> 0.729 after 200 steps) and about the same
-    in 2D (docs/benchmarks.md).
+    32x48x48 in 3D (46% less than 32x64x64); the simulated user's scores rose
+    with them, dense 3D training fell a little (docs/benchmarks.md).
 
     Where the CPU computes bfloat16 natively the forward passes run in it
     (``precision="auto"``): a round's steps take 20% (2D) to 31% (3D) less time,
