@@ -17,12 +17,13 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
   well the queue's uncertainty ranks that error.
 
     python benchmarks/bench_active_learning.py [--dataset bbbc039|flyem]
-        [--start untrained|starter] [--seeds 0 1 2] [--rounds 5] [--k 4]
+        [--start untrained|starter] [--seeds 0 1 2] [--rounds 5] [--k 4] [--pool-first 0]
         [--variety auto] [--class-mix auto|on|off|argmax|truth] [--explore 0]
         [--quick [queue]] [--oracle [error|instances]] [--diagnose] [--test-time-flips 1]
         [--plot out.png] [--json out.json]
 
-BBBC039 (2D cells): pool = 4 training fields, held out = the 10 validation fields.
+BBBC039 (2D cells): pool = 4 training fields (the first four, or from
+``--pool-first``), held out = the 10 validation fields.
 FlyEM medulla (3D boundaries): pool = the 48x160x160 corner of the validation
 crop; held out = the rest of the validation crop beside it (two blocks, 75x90x250
 and 75x160x90), so the starter model (trained on the training crop) has seen
@@ -99,7 +100,9 @@ class Task:
         return self.name == "flyem"
 
 
-def load_bbbc039(n_pool: int) -> Task:
+def load_bbbc039(n_pool: int, first: int = 0) -> Task:
+    """Pool: ``n_pool`` training fields from the ``first``; held out: the 10
+    validation fields."""
     d = SHARED / "bbbc039_nuclei2d"
     split = json.loads((d / "split.json").read_text())
 
@@ -113,7 +116,8 @@ def load_bbbc039(n_pool: int) -> Task:
         ]
 
     # skip the empty field: an oracle learns nothing from it
-    pool = read([n for n in split["train"] if "F13_s7" not in n][:n_pool])
+    pool = [n for n in split["train"] if "F13_s7" not in n]
+    pool = read(pool[first : first + n_pool])
     held = read(split["val"])
     return Task(
         "bbbc039",
@@ -639,6 +643,12 @@ def main() -> None:
         "--pool", type=int, default=4, help="training fields to annotate (2D)"
     )
     p.add_argument(
+        "--pool-first",
+        type=int,
+        default=0,
+        help="the pool's first training field (2D; another pool than the tables')",
+    )
+    p.add_argument(
         "--variety",
         default="auto",
         help="the queue's variety: auto (the widget's default: 1 where the network "
@@ -718,7 +728,7 @@ def main() -> None:
         )
     args.patch = args.patch or (24 if flyem else 64)
     args.steps = args.steps or (40 if flyem else 60)
-    task = load_flyem() if flyem else load_bbbc039(args.pool)
+    task = load_flyem() if flyem else load_bbbc039(args.pool, args.pool_first)
     if args.from_json:
         saved = json.loads(Path(args.from_json).read_text())
         args.start = saved["args"]["start"]

@@ -1,17 +1,11 @@
+"""Uncertainty maps (core.uncertainty): entropy, margin, disagreement under
+flips and dropout, and reuse of a segmentation's pass."""
+
 import numpy as np
 import pytest
 from tests.conftest import tiny_model
 
 from napari_resunet.core import InferenceConfig
-from napari_resunet.core.patches import (
-    AUTO_VARIETY_BACKGROUND,
-    RankedPatch,
-    auto_variety,
-    diversify,
-    queue_patch_shape,
-    rank_patches,
-    suggest_patch_side,
-)
 from napari_resunet.core.progress import run_generator
 from napari_resunet.core.uncertainty import entropy_map, iter_uncertainty, margin_map
 
@@ -42,68 +36,6 @@ def test_flip_uncertainty_contract(dims, blobs2d, blobs3d):
     # with one pass there is nothing to disagree about
     one = run_generator(iter_uncertainty(model, image, cfg, n_flips=1), False, "u")
     assert one.disagreement.max() == 0
-
-
-def test_rank_patches_orders_and_excludes():
-    u = np.zeros((8, 8), np.float32)
-    u[4:8, 0:4] = 1.0
-    u[0:4, 4:8] = 0.5
-    ranked = rank_patches(u, (4, 4))
-    assert [r.start for r in ranked[:2]] == [(4, 0), (0, 4)]
-    assert ranked[0].score == 1.0 and ranked[0].centre == (5.5, 1.5)
-    reviewed = np.zeros((8, 8), bool)
-    reviewed[4:8, 0:4] = True
-    assert rank_patches(u, (4, 4), exclude=reviewed, top_k=1)[0].start == (0, 4)
-    edge = rank_patches(np.ones((5, 5)), (4, 4))
-    assert len(edge) == 4 and edge[-1].slices == (slice(1, 5), slice(1, 5))  # full size
-    assert all(s.stop - s.start == 4 for e in edge for s in e.slices)
-    with pytest.raises(ValueError):
-        rank_patches(u, (4,))
-
-
-def _patch(score, comp, x=0):
-    return RankedPatch(score, (slice(0, 4), slice(x, x + 4)), comp)
-
-
-def test_diversify_lets_a_different_patch_past_look_alikes():
-    blank = (0.95, 0.05)
-    entries = [
-        _patch(0.50, blank, 0),
-        _patch(0.49, (0.94, 0.06), 4),  # all but the same as the first
-        _patch(0.48, blank, 8),
-        _patch(0.40, (0.50, 0.50), 12),  # half foreground: something new
-        _patch(0.10, (0.10, 0.90), 16),
-    ]
-    order = diversify(entries, strength=1.0)
-    assert sorted(order) == list(range(5))
-    assert order[:3] == [0, 3, 4]  # both distinct patches before the look-alikes
-    assert diversify(entries, strength=0.0) == [0, 1, 2, 3, 4]
-    # a mild strength only demotes near-duplicates past clearly lower scores
-    assert diversify(entries, strength=0.2)[:2] == [0, 3]
-    assert diversify(entries, strength=0.05) == [0, 1, 2, 3, 4]
-    # only the first `limit` entries are reordered
-    assert diversify(entries, limit=4) == [0, 3, 1, 2, 4]
-    # without compositions there is nothing to compare
-    bare = [RankedPatch(e.score, e.slices) for e in entries]
-    assert diversify(bare) == [0, 1, 2, 3, 4]
-
-
-def test_rank_patches_records_composition_and_varies_the_order():
-    u = np.zeros((8, 12), np.float32)
-    u[:, 0:8] = 1.0  # two equally unsure blank patches
-    u[:, 8:12] = 0.8  # a less unsure patch with cells
-    probs = np.zeros((2, 8, 12), np.float32)
-    probs[0] = 1.0
-    probs[:, 4:8, 8:12] = 0.5
-    plain = rank_patches(u, (4, 4), probabilities=probs)
-    assert plain[0].composition == (1.0, 0.0)
-    assert [e.start for e in plain[:5]] == [(0, 0), (0, 4), (4, 0), (4, 4), (0, 8)]
-    varied = rank_patches(u, (4, 4), probabilities=probs, variety=1.0)
-    assert [e.start for e in varied[:2]] == [(0, 0), (4, 8)]
-    assert varied[1].composition == pytest.approx((0.5, 0.5))
-    assert sorted(e.start for e in varied) == sorted(e.start for e in plain)
-    with pytest.raises(ValueError, match="do not match"):
-        rank_patches(u, (4, 4), probabilities=probs[:, :4])
 
 
 def test_mc_dropout_samples_add_disagreement(blobs2d):
@@ -197,77 +129,3 @@ def test_uncertainty_maps_are_the_mean_and_spread_of_the_flipped_passes(blobs2d)
     tta = cfg.replace(test_time_flips=4)
     res4 = run_generator(iter_uncertainty(model, image, tta, n_flips=3), False, "u")
     np.testing.assert_array_equal(res4.disagreement, res.disagreement)
-
-
-def _balls(shape, radius, spacing):
-    """Labels with one ball (disc in 2D) of ``radius`` every ``spacing`` pixels."""
-    grid = np.indices(shape)
-    lab = np.zeros(shape, np.int32)
-    centres = np.stack(
-        np.meshgrid(*[np.arange(spacing // 2, s, spacing) for s in shape]), -1
-    ).reshape(-1, len(shape))
-    for i, c in enumerate(centres, 1):
-        d2 = sum((g - ci) ** 2 for g, ci in zip(grid, c))
-        lab[d2 <= radius**2] = i
-    return lab
-
-
-def test_patch_side_follows_the_cells():
-    # discs of radius 10: diameter ~20, three of them across a patch -> 64
-    discs = _balls((512, 512), 10, 60)
-    side, why = suggest_patch_side(discs.shape, discs)
-    assert side == 64 and "median diameter, 20 px" in why
-    # bigger cells, bigger patches; capped at 128 and at half the image
-    big = _balls((512, 512), 17, 100)
-    assert suggest_patch_side(big.shape, big)[0] == 104  # 3 x 34 = 102, up to 8s
-    huge = _balls((512, 512), 40, 150)
-    assert suggest_patch_side(huge.shape, huge)[0] == 128
-    assert suggest_patch_side((100, 512), _balls((100, 512), 20, 100))[0] == 48
-    # no cells, too few, or labels of another shape: the default
-    assert suggest_patch_side((512, 512)) == (64, "default")
-    assert suggest_patch_side((512, 512), np.zeros((512, 512), int))[0] == 64
-    assert suggest_patch_side((256, 256), discs)[0] == 64
-    # 3D: balls of radius 5 as cubes (diameter ~10 -> 32); discs per plane as planes
-    balls = _balls((48, 96, 96), 5, 24)
-    side, why = suggest_patch_side(balls.shape, balls, cube=True)
-    assert side == 32 and "10 px" in why
-    assert suggest_patch_side((32, 256, 256), None, cube=True) == (32, "default")
-    stack = np.stack([discs[:256, :256] + 100 * z for z in range(6)])
-    stack[discs[:256, :256][None].repeat(6, 0) == 0] = 0
-    assert suggest_patch_side(stack.shape, stack)[0] == 64
-    # EM-style body ids near 10^9 are counted per object, not per possible id
-    bodies = np.where(discs > 0, discs.astype(np.uint64) + 2_000_000_000, 0)
-    assert suggest_patch_side(bodies.shape, bodies) == suggest_patch_side(
-        discs.shape, discs
-    )
-
-
-def test_queue_patch_shape_per_network_and_image():
-    discs = _balls((512, 512), 10, 60)
-    # a given side: squares in 2D, one-slice squares for a 2D network on a
-    # stack, cubes clipped to the stack's depth for a 3D one
-    assert queue_patch_shape((512, 512), 2, 48) == ((48, 48), "")
-    assert queue_patch_shape((20, 512, 512), 2, 48) == ((1, 48, 48), "")
-    assert queue_patch_shape((20, 512, 512), 3, 48) == ((20, 48, 48), "")
-    assert queue_patch_shape((64, 512, 512), 3, 48) == ((48, 48, 48), "")
-    # side 0: suggested from the cells, with the reason
-    shape, why = queue_patch_shape((512, 512), 2, 0, discs)
-    assert shape == (64, 64) and "median diameter" in why
-    assert queue_patch_shape((32, 256, 256), 3, 0) == ((32, 32, 32), "default")
-
-
-def test_auto_variety_is_on_where_the_network_sees_background():
-    def probs(background: float) -> np.ndarray:
-        p = np.empty((3, 8, 8), np.float32)
-        p[0] = background
-        p[1] = p[2] = (1 - background) / 2
-        return p
-
-    assert auto_variety(probs(0.8)) == 1.0  # cells in empty background
-    assert auto_variety(probs(AUTO_VARIETY_BACKGROUND)) == 1.0
-    assert auto_variety(probs(0.0)) == 0.0  # EM neuropil: no background class
-    assert auto_variety(probs(0.1)) == 0.0
-    # several images together, weighted by size: 64 px at 0.5, 192 at 0.0
-    big = np.zeros((3, 8, 24), np.float32)
-    assert auto_variety([probs(0.5), big]) == 0.0  # 0.125 of all pixels
-    assert auto_variety([probs(0.5), big[:, :, :8]]) == 1.0  # 0.25
