@@ -39,6 +39,7 @@ def test_queue_ranks_navigates_and_reviews(
     scores = [e.score for e in q._entries]
     assert len(scores) == 3 * 4  # 192x256 in 64-pixel patches
     assert scores == sorted(scores, reverse=True)
+    assert "Variety" not in q._status.value
     # with variety, the same patches in diversify's order of that ranking
     plain = list(q._entries)
     n_classes = get_store(viewer).model.config.out_channels
@@ -46,6 +47,8 @@ def test_queue_ranks_navigates_and_reviews(
     q._variety_spin.value = 1.0
     q._refresh_button.clicked()
     assert q._entries == [plain[i] for i in diversify(plain, 1.0)]
+    # the status says why the scores in the list may rise
+    assert "Variety 1.0: a patch much like one above it moves down" in q._status.value
     # the automatic choice was one of the two, ranked as that value ranks
     assert chosen in (0.0, 1.0)
     assert auto_order == [plain[i] for i in diversify(plain, chosen)]

@@ -275,21 +275,29 @@ class QueueWidget(Container):
             u.shape, model.spatial_dims, int(self._patch_spin.value), cells
         )
         note = f" Patches of {shape[-1]} px ({why})." if why else ""
+        variety = self._variety(result.probabilities)
         self._entries = rank_patches(
             u,
             shape,
             exclude=self._reviewed_mask(u.shape),
             probabilities=result.probabilities,
-            variety=self._variety(result.probabilities),
+            variety=variety,
         )
         self._fill_list()
         if self._entries:
             self._select(0)
+        # with variety the scores in the list need not fall: said here, so a
+        # higher score below a lower one does not look like a mistake
+        order = (
+            f" Variety {variety:.1f}: a patch much like one above it moves down."
+            if variety > 0
+            else ""
+        )
         # after showing the first entry (which is also highlighted in the list), so
         # this summary is what the status line keeps
         self._status.value = (
             f"{len(self._entries)} patches ranked; mean uncertainty "
-            f"{float(u.mean()):.3f}.{note}"
+            f"{float(u.mean()):.3f}.{note}{order}"
         )
 
     def _variety(self, probabilities: np.ndarray) -> float:
