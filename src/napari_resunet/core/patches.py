@@ -193,7 +193,7 @@ def auto_variety(probabilities: NDArray | Sequence[NDArray]) -> float:
     and a young network is unsure of all of them in the same way: on BBBC039
     nuclei the plain queue spent all its picks of three rounds on one field's
     empty background, and with variety 1.0 the simulated user learnt faster
-    than from random patches (0 did not). Where there is no background (EM
+    than in plain order, on two pools of fields. Where there is no background (EM
     neuropil: every voxel is a cell's interior or a membrane) the patches'
     class mixes differ little, variety would reorder them by those small
     differences instead of by uncertainty, and on FlyEM it lowered the first

@@ -66,9 +66,9 @@ TOOLTIPS: dict[str, str] = {
     "queue_variety": "0 = strictly most uncertain first. Higher values move a patch "
     "back when one already ahead of it has the same predicted class mix (e.g. a "
     "fourth blank corner), so the first entries show different kinds of content. "
-    "On BBBC039 nuclei 1 let fine-tuning learn faster than random patches (0 did "
-    "not); on EM boundary volumes, where patches differ little in class mix, 1 did "
-    "worse in the first round. Set by the plugin while automatic variety is on.",
+    "On BBBC039 nuclei 1 let fine-tuning learn faster than 0; on EM boundary "
+    "volumes, where patches differ little in class mix, 1 did worse in the first "
+    "round. Set by the plugin while automatic variety is on.",
     "queue_variety_auto": "Let the plugin choose the variety each time it ranks: 1 "
     "where the model sees at least a fifth of the image as background (cells in "
     "empty background), 0 where it sees almost none (EM membranes). Untick to set "
