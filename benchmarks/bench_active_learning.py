@@ -17,7 +17,8 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
   well the queue's uncertainty ranks that error.
 
     python benchmarks/bench_active_learning.py [--dataset bbbc039|flyem]
-        [--start untrained|starter] [--seeds 0 1 2] [--rounds 5] [--k 4] [--pool-first 0]
+        [--start untrained|starter] [--seeds 0 1 2] [--rounds 5] [--k 4]
+        [--pool 4] [--pool-first 0]
         [--variety auto] [--class-mix auto|on|off|argmax|truth] [--explore 0]
         [--quick [queue]] [--oracle [error|instances]] [--diagnose] [--test-time-flips 1]
         [--plot out.png] [--json out.json]
