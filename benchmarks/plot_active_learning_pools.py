@@ -1,0 +1,106 @@
+"""Plot the simulated user's queue against random patches on several BBBC039 pools.
+
+Reads saved ``bench_active_learning.py --json`` results (no training) and draws,
+per pool, the mean instance F1@0.5 of the queue and of random patches per round
+with the standard error over seeds, and a last panel with queue − random over
+all pools together.
+
+    python benchmarks/plot_active_learning_pools.py \\
+        --pool "fields 1-4" QUEUE.json RANDOM.json [RANDOM2.json ...] \\
+        --pool "fields 5-8" RUN.json \\
+        --out docs/images/active_learning_bbbc039_pools.png
+
+A pool is a label and one or more result files; the queue's runs come from the
+first file, the random runs from the first file that has them (runs are matched
+by seed, in the order the files list them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def load_pool(files: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(queue F1, random F1), each ``(seeds, rounds)``, matched by seed."""
+    saved = [json.loads(Path(f).read_text()) for f in files]
+    queue_runs = saved[0]["runs"]
+    seeds = saved[0]["args"]["seeds"]
+    random_by_seed: dict[int, list] = {}
+    for s in saved:
+        if "random" not in s["runs"][0]:
+            continue
+        for seed, run in zip(s["args"]["seeds"], s["runs"]):
+            random_by_seed.setdefault(seed, run["random"])
+    missing = [s for s in seeds if s not in random_by_seed]
+    if missing:
+        raise SystemExit(f"no random runs for seeds {missing} in {files}")
+    q = np.array([[row["f1"] for row in run["queue"]] for run in queue_runs])
+    r = np.array([[row["f1"] for row in random_by_seed[s]] for s in seeds])
+    return q, r
+
+
+def _se(x: np.ndarray) -> np.ndarray:
+    return x.std(0, ddof=1) / np.sqrt(len(x)) if len(x) > 1 else np.zeros(x.shape[1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--pool",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar=("LABEL", "JSON"),
+        help="a pool's label, then its result files",
+    )
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pools = [(spec[0], *load_pool(spec[1:])) for spec in args.pool]
+    fig, axes = plt.subplots(1, len(pools) + 1, figsize=(4 * (len(pools) + 1), 3.6))
+    for ax in axes[1:-1]:  # one F1 scale for all pools
+        ax.sharey(axes[0])
+    for ax, (label, q, r) in zip(axes, pools):
+        x = np.arange(1, q.shape[1] + 1)
+        for y, name, style in ((q, "queue", "o-"), (r, "random patches", "s--")):
+            (line,) = ax.plot(x, y.mean(0), style, label=name)
+            ax.fill_between(
+                x,
+                y.mean(0) - _se(y),
+                y.mean(0) + _se(y),
+                color=line.get_color(),
+                alpha=0.2,
+            )
+        ax.set_title(f"BBBC039 pool: {label}\n{len(q)} seeds, mean ± SE")
+        ax.set_xlabel("round (4 patches of 64² each)")
+        ax.set_ylabel("instance F1@0.5, held out")
+        ax.set_xticks(x)
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="lower right", fontsize=8)
+    diff = np.concatenate([q - r for _, q, r in pools])
+    ax = axes[-1]
+    x = np.arange(1, diff.shape[1] + 1)
+    ax.errorbar(x, diff.mean(0), yerr=_se(diff), fmt="o-", capsize=3, color="k")
+    for label, q, r in pools:
+        ax.plot(x, (q - r).mean(0), ".:", alpha=0.7, label=label)
+    ax.axhline(0, color="0.5", lw=1)
+    ax.set_title(f"queue − random, all pools\n{len(diff)} seed-runs, mean ± SE")
+    ax.set_xlabel("round")
+    ax.set_xticks(x)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=110)
+    print(f"plot written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
