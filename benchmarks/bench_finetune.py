@@ -173,8 +173,10 @@ def _wait_for_warm_up(app) -> float:
     a user opens the widgets and clicks a few seconds later); seconds waited."""
     import threading
 
+    from napari_resunet.ui._model_store import WARM_UP_THREAD
+
     t0 = time.perf_counter()
-    while any(t.name == "resunet-warm-up" for t in threading.enumerate()):
+    while any(t.name == WARM_UP_THREAD for t in threading.enumerate()):
         app.processEvents()
         time.sleep(0.01)
     return time.perf_counter() - t0

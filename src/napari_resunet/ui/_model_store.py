@@ -256,6 +256,7 @@ def _warm_up() -> None:
 
 
 _WARMED = threading.Event()  # set once the warm-up has been started
+WARM_UP_THREAD = "resunet-warm-up"  # its thread's name (benchmarks wait for it)
 
 
 def get_store(viewer: napari.viewer.Viewer) -> ModelStore:
@@ -268,7 +269,5 @@ def get_store(viewer: napari.viewer.Viewer) -> ModelStore:
         _STORES[viewer] = store
         if not _WARMED.is_set():
             _WARMED.set()
-            threading.Thread(
-                target=_warm_up, name="resunet-warm-up", daemon=True
-            ).start()
+            threading.Thread(target=_warm_up, name=WARM_UP_THREAD, daemon=True).start()
     return store
