@@ -20,6 +20,7 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
         [--start untrained|starter] [--seeds 0 1 2] [--rounds 5] [--k 4]
         [--pool 4] [--pool-first 0]
         [--variety auto] [--class-mix auto|on|off|argmax|truth] [--explore 0]
+        [--select variety|cluster-uncertain|cluster-typical] [--foreground-fraction F]
         [--quick [queue]] [--oracle [error|instances]] [--diagnose] [--test-time-flips 1]
         [--plot out.png] [--json out.json]
 
@@ -73,12 +74,18 @@ ICFG = InferenceConfig(use_compile="never")
 STARTERS = {"bbbc039": "nuclei2d", "flyem": "em_boundaries3d"}
 # set from --train-precision: the fine-tuning arithmetic when not the widget's own
 TRAIN_PRECISION: dict[str, str] = {}
+# set from --foreground-fraction: other fine-tuning settings than the widget's
+TRAIN_CHANGES: dict[str, float] = {}
 # set from --test-time-flips: the mirrorings the networks are scored with (the
 # Segment widget's "test-time flips"; the queue's own passes are unaffected)
 SCORE_FLIPS = 1
 # set from --oracle: what the oracle ranking ranks by (the pixels' cross-entropy
 # against the truth, or the pixels of wrongly segmented cells)
 ORACLE = "error"
+# set from --select: how the queue picks its k patches from the ranked pool
+SELECT = "variety"
+# the pool images' forest features, from main: what --select clusters on
+POOL_FEATURES: list = []
 
 
 @dataclass
@@ -201,7 +208,7 @@ def round_config(
     )
     if mix != "auto":
         cfg = cfg.replace(match_class_mix=mix != "off")
-    cfg = cfg.replace(**TRAIN_PRECISION)
+    cfg = cfg.replace(**TRAIN_PRECISION, **TRAIN_CHANGES)
     return cfg.replace(lr=lr) if lr else cfg
 
 
@@ -314,6 +321,9 @@ def run_strategy(
         if strategy == "oracle":
             candidates.sort(key=lambda c: (-c[1].score, c[0], c[1].start))
             order = list(range(len(candidates)))
+        elif strategy == "queue" and SELECT != "variety":
+            candidates.sort(key=lambda c: (-c[1].score, c[0], c[1].start))
+            order = cluster_order(candidates, masks, k, seed + r)
         elif strategy == "queue":  # the widget's order, over all pool images at once
             candidates.sort(key=lambda c: (-c[1].score, c[0], c[1].start))
             chosen = auto_variety(pool_probs) if variety == "auto" else float(variety)
@@ -366,6 +376,61 @@ def run_strategy(
         if record is not None:
             record.append([m.copy() for m in masks])
     return rows
+
+
+def _patch_vectors(field: int, slices_list) -> np.ndarray:
+    """Mean and standard deviation of each forest feature in each patch."""
+    f = POOL_FEATURES[field]
+    axes = tuple(range(f.ndim - 1))  # the spatial ones; features are last
+    return np.array(
+        [np.concatenate([f[sl].mean(axes), f[sl].std(axes)]) for sl in slices_list]
+    )
+
+
+def cluster_order(candidates, masks, k: int, seed: int) -> list[int]:
+    """The k picks of ``--select cluster-*`` (typical-clusters selection, as in
+    TypiClust): all patches of the pool, reviewed or not, are clustered by their
+    image features into (reviewed + k) clusters; the k largest clusters holding
+    no reviewed patch each give one pick, its most uncertain patch
+    (``cluster-uncertain``) or its most typical one (``cluster-typical``: the
+    smallest mean distance to its 10 nearest neighbours). Returns indices into
+    ``candidates`` (the picks first, the rest after in their order)."""
+    from sklearn.cluster import KMeans
+
+    patch = tuple(s.stop - s.start for s in candidates[0][1].slices)
+    rows, vecs = [], []  # rows: (field, start, reviewed) of every patch
+    for i, m in enumerate(masks):
+        grid = rank_patches(np.zeros(m.shape, np.float32), patch)
+        vecs.append(_patch_vectors(i, [e.slices for e in grid]))
+        rows += [(i, e.start, bool(m[e.slices].mean() > 0.5)) for e in grid]
+    x = np.concatenate(vecs)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    reviewed = np.array([r[2] for r in rows])
+    n_clusters = int(reviewed.sum()) + k
+    labels = KMeans(n_clusters, n_init=4, random_state=seed).fit_predict(x)
+    index = {(c[0], c[1].start): j for j, c in enumerate(candidates)}
+    d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+    typical = -np.sort(d, 1)[:, 1:11].mean(1)
+    sizes = np.bincount(labels, minlength=n_clusters)
+    covered = np.zeros(n_clusters, bool)
+    covered[labels[reviewed]] = True
+    picks: list[int] = []
+    for c in sorted(range(n_clusters), key=lambda c: (covered[c], -sizes[c])):
+        members = [
+            j
+            for j in np.flatnonzero(labels == c)
+            if not reviewed[j] and rows[j][:2] in index
+        ]
+        if not members:
+            continue
+        if SELECT == "cluster-typical":
+            best = max(members, key=lambda j: typical[j])
+        else:
+            best = max(members, key=lambda j: candidates[index[rows[j][:2]]][1].score)
+        picks.append(index[rows[best][:2]])
+        if len(picks) == k:
+            break
+    return picks + [j for j in range(len(candidates)) if j not in picks]
 
 
 def _features(img):
@@ -709,6 +774,20 @@ def main() -> None:
         help="score the networks with this many test-time mirrorings (as the "
         "Segment widget's setting; single-pass scores are kept beside them)",
     )
+    p.add_argument(
+        "--select",
+        choices=["variety", "cluster-uncertain", "cluster-typical"],
+        default="variety",
+        help="how the queue picks: the widget's order (variety), or one patch from "
+        "each of the largest clusters of image features not yet reviewed, its "
+        "most uncertain or its most typical",
+    )
+    p.add_argument(
+        "--foreground-fraction",
+        type=float,
+        help="share of training crops centred on annotated foreground "
+        "(TrainConfig.foreground_fraction; default: the widget's)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--plot")
     p.add_argument("--json")
@@ -716,6 +795,8 @@ def main() -> None:
         "--from-json", help="re-print the tables and re-plot a saved run, no training"
     )
     args = p.parse_args()
+    if args.foreground_fraction is not None:
+        TRAIN_CHANGES["foreground_fraction"] = args.foreground_fraction
     if args.train_precision:
         TRAIN_PRECISION["precision"] = args.train_precision
     global SCORE_FLIPS, ORACLE
@@ -741,6 +822,9 @@ def main() -> None:
         [_features(img) for img, _ in task.pool],
         [_features(img) for img, _ in task.held],
     )
+    POOL_FEATURES[:] = feats[0]
+    global SELECT
+    SELECT = args.select
     runs = [run_seed(task, args, seed, feats) for seed in args.seeds]
     if args.quick:
         key = "dice" if task.boundaries else "f1"
