@@ -52,11 +52,7 @@ from napari_resunet.core import (
     predict,
     train,
 )
-from napari_resunet.core.config import (
-    InstanceConfig,
-    NormalizationConfig,
-    finetune_config,
-)
+from napari_resunet.core.config import InstanceConfig, NormalizationConfig
 from napari_resunet.core.inference.postprocess import (
     labels_from_probabilities,
     probabilities_to_instances,
@@ -67,6 +63,7 @@ from napari_resunet.core.normalize import normalize_image
 from napari_resunet.core.patches import auto_variety, diversify, rank_patches
 from napari_resunet.core.progress import run_generator
 from napari_resunet.core.training.dataset import class_mix, instance_targets
+from napari_resunet.core.training.finetune import finetune_config
 from napari_resunet.core.uncertainty import iter_uncertainty
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -80,7 +80,7 @@ def test_size_multiple():
 
 
 def test_instance_config_validation_and_round_trip():
-    from napari_resunet.core.config import InstanceConfig, finetune_config
+    from napari_resunet.core.config import InstanceConfig
 
     cfg = InstanceConfig(seeds="distance", min_size=30)
     assert InstanceConfig.from_dict(cfg.to_dict()) == cfg
@@ -89,9 +89,3 @@ def test_instance_config_validation_and_round_trip():
     with pytest.raises(ValueError, match="seeds"):
         InstanceConfig(seeds="random")
     assert ModelConfig(task="instance", out_channels=3).task == "instance"
-    # fine-tuning presets: small patches, slice-wise for a 2D net on a stack
-    assert finetune_config(2).patch_shape == (96, 96)
-    assert finetune_config(2, image_ndim=3).patch_shape == (1, 96, 96)
-    assert finetune_config(3).patch_shape == (32, 48, 48)
-    assert finetune_config(3, steps=7).steps == 7
-    assert finetune_config(2, pretrained=True).lr == pytest.approx(1e-4)

@@ -332,3 +332,21 @@ def test_class_mix_defaults_to_the_labels_and_can_be_given(blobs2d):
         assert any(not torch.equal(pa, po) for pa, po in zip(labels_mix, other))
     with pytest.raises(ValueError, match="class_mix needs 2"):
         weights(TrainData(img, lab, mask, class_mix=[0.2, 0.3, 0.5]))
+
+
+def test_finetune_presets():
+    from napari_resunet.core.config import ModelConfig
+    from napari_resunet.core.training.finetune import finetune_config
+
+    # small patches, slice-wise for a 2D network on a stack
+    assert finetune_config(2).patch_shape == (96, 96)
+    assert finetune_config(2, image_ndim=3).patch_shape == (1, 96, 96)
+    assert finetune_config(3).patch_shape == (32, 48, 48)
+    assert finetune_config(3, steps=7).steps == 7
+    # a finished training's weights are moved gently
+    assert finetune_config(2, pretrained=True).lr == pytest.approx(1e-4)
+    assert finetune_config(2).lr == pytest.approx(1e-3)
+    # the patches obey the default networks' size rule
+    for dims in (2, 3):
+        m = ModelConfig(spatial_dims=dims).size_multiple
+        assert all(p % m == 0 for p in finetune_config(dims).patch_shape)

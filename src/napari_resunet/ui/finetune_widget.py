@@ -19,8 +19,8 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_resunet.core import TrainData, iter_train, save_checkpoint
 from napari_resunet.core.checks import check_image
-from napari_resunet.core.config import finetune_config
 from napari_resunet.core.edits import corrections_mask
+from napari_resunet.core.training.finetune import finetune_config
 from napari_resunet.ui._layers import guess_channel_axis, snapshot_image
 from napari_resunet.ui._loss_plot import LossPlot
 from napari_resunet.ui._model_store import get_store

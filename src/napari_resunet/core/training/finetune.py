@@ -1,0 +1,65 @@
+"""Training settings for particular jobs, built on :class:`TrainConfig`.
+
+:mod:`napari_resunet.core.config` declares what each setting means and checks
+it; this module holds what was learnt about which values suit a job, with the
+measurements behind them (``docs/benchmarks.md``), so the config module stays a
+plain declaration and tuning lives beside the training code it tunes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from napari_resunet.core.config import TrainConfig
+
+
+def finetune_config(
+    spatial_dims: int,
+    image_ndim: int | None = None,
+    pretrained: bool = False,
+    **changes: Any,
+) -> TrainConfig:
+    """Training settings for one interactive fine-tuning round.
+
+    Tuned so that a round (training plus re-prediction) takes seconds on a 2-core
+    CPU: a 512² image about 4 s, a 32x256x256 volume about 12 s (see
+    ``benchmarks/bench_finetune.py``). Patches are small and centred on the
+    corrections, there is no warm-up, and augmentation stays cheap (no elastic).
+    The loss counts only corrected voxels, which the patches are centred on, so
+    patches a little larger than a correction see about as many of them as large
+    ones, for less compute: 96² in 2D (40% less per step than 128²) and
+    32x48x48 in 3D (46% less than 32x64x64); the simulated user's scores rose
+    with them, dense 3D training fell a little (docs/benchmarks.md).
+
+    Where the CPU computes bfloat16 natively the forward passes run in it
+    (``precision="auto"``): a round's steps take 20% (2D) to 31% (3D) less time,
+    and the simulated user's scores stay where float32 puts them
+    (``docs/benchmarks.md``). Full trainings (``TrainConfig()``) stay float32.
+
+    Args:
+        spatial_dims: the network's dimensionality.
+        image_ndim: spatial axes of the image (3 with a 2D network = slice-wise).
+        pretrained: the weights come from a finished training (a starter model or a
+            saved checkpoint) rather than a new network. Such a network sits in a
+            narrow minimum its cosine schedule ended in; a rate of 1e-3 throws it
+            out of it within a few steps (the first FlyEM starter went from
+            boundary Dice 0.65 to 0.29 after 40 steps on two corrected blocks), so
+            it is fine-tuned at 1e-4.
+        changes: overrides, e.g. ``steps=60``.
+    """
+    if spatial_dims == 2:
+        patch: tuple[int, ...] = (96, 96)
+        if image_ndim == 3:
+            patch = (1, *patch)
+        base = TrainConfig(patch_shape=patch, batch_size=4, steps=40)
+    else:
+        base = TrainConfig(patch_shape=(32, 48, 48), batch_size=2, steps=40)
+    base = base.replace(
+        lr=1e-4 if pretrained else 1e-3,
+        warmup_steps=0,
+        min_lr_ratio=0.1,
+        val_every=0,
+        foreground_fraction=0.5,
+        precision="auto",
+    )
+    return base.replace(**changes) if changes else base
