@@ -20,7 +20,8 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
         [--start untrained|starter] [--seeds 0 1 2] [--rounds 5] [--k 4]
         [--pool 4] [--pool-first 0]
         [--variety auto] [--class-mix auto|on|off|argmax|truth] [--explore 0]
-        [--select variety|cluster-uncertain|cluster-typical] [--foreground-fraction F]
+        [--select variety|cluster-uncertain|cluster-typical] [--skip-top 0]
+        [--foreground-fraction F]
         [--quick [queue]] [--oracle [error|instances]] [--diagnose] [--test-time-flips 1]
         [--plot out.png] [--json out.json]
 
@@ -81,6 +82,8 @@ SCORE_FLIPS = 1
 ORACLE = "error"
 # set from --select: how the queue picks its k patches from the ranked pool
 SELECT = "variety"
+# set from --skip-top: the share of most uncertain patches the queue passes over
+SKIP_TOP = 0.0
 # the pool images' forest features, from main: what --select clusters on
 POOL_FEATURES: list = []
 
@@ -323,6 +326,9 @@ def run_strategy(
             order = cluster_order(candidates, masks, k, seed + r)
         elif strategy == "queue":  # the widget's order, over all pool images at once
             candidates.sort(key=lambda c: (-c[1].score, c[0], c[1].start))
+            # --skip-top: the most uncertain share goes to the back, not picked
+            n_skip = int(SKIP_TOP * len(candidates))
+            candidates = candidates[n_skip:] + candidates[:n_skip]
             chosen = auto_variety(pool_probs) if variety == "auto" else float(variety)
             order = diversify([e for _, e in candidates], chosen)
             n_random = int(round(explore * k))
@@ -785,6 +791,13 @@ def main() -> None:
         help="share of training crops centred on annotated foreground "
         "(TrainConfig.foreground_fraction; default: the widget's)",
     )
+    p.add_argument(
+        "--skip-top",
+        type=float,
+        default=0.0,
+        help="share of the pool's most uncertain patches the queue passes over "
+        "(outliers that may be too ambiguous to learn from)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--plot")
     p.add_argument("--json")
@@ -820,8 +833,8 @@ def main() -> None:
         [_features(img) for img, _ in task.held],
     )
     POOL_FEATURES[:] = feats[0]
-    global SELECT
-    SELECT = args.select
+    global SELECT, SKIP_TOP
+    SELECT, SKIP_TOP = args.select, args.skip_top
     runs = [run_seed(task, args, seed, feats) for seed in args.seeds]
     if args.quick:
         key = "dice" if task.boundaries else "f1"
