@@ -65,7 +65,15 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     pools = [(spec[0], *load_pool(spec[1:])) for spec in args.pool]
-    fig, axes = plt.subplots(1, len(pools) + 1, figsize=(4 * (len(pools) + 1), 3.6))
+    panels = len(pools) + 1  # one per pool, then the differences
+    cols = min(3, panels)
+    rows = -(-panels // cols)
+    fig, grid = plt.subplots(
+        rows, cols, figsize=(4.4 * cols, 3.8 * rows), squeeze=False
+    )
+    for ax in grid.flat[panels:]:  # an incomplete last row
+        ax.remove()
+    axes = [*grid.flat[: panels - 1], grid.flat[panels - 1]]
     for ax in axes[1:-1]:  # one F1 scale for all pools
         ax.sharey(axes[0])
     for ax, (label, q, r) in zip(axes, pools):
