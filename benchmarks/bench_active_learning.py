@@ -64,7 +64,7 @@ from napari_resunet.core.normalize import normalize_image
 from napari_resunet.core.patches import auto_variety, diversify, rank_patches
 from napari_resunet.core.progress import run_generator
 from napari_resunet.core.training.dataset import class_mix, instance_targets
-from napari_resunet.core.training.finetune import finetune_config
+from napari_resunet.core.training.finetune import auto_class_mix, finetune_config
 from napari_resunet.core.uncertainty import iter_uncertainty
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -212,26 +212,31 @@ def round_config(
     return cfg.replace(lr=lr) if lr else cfg
 
 
-def layer_mixes(model, task: Task, masks, source: str = "layer") -> list:
-    """Each pool image's class mix with the oracle's truth in the annotated patches
-    and, elsewhere, the model's segmentation (``source="layer"``: the instance
-    labels the widget shows, as the Fine-tune widget would read them) or its
-    most probable class per voxel (``"argmax"``). Not timed: in the widget the
+def labels_layers(model, task: Task, masks) -> list:
+    """Each pool image's labels layer: the oracle's truth in the annotated patches
+    and, elsewhere, the model's segmentation (the instance labels the widget
+    shows, as the Fine-tune widget reads them). Not timed: in the widget the
     layer is already there."""
-    mixes = []
-    n = model.config.out_channels
+    layers = []
     for (img, lab), m in zip(task.pool, masks):
         probs = predict(model, img, ICFG)
-        if source == "argmax":
-            target = probs.argmax(0)
-            target[m] = instance_targets(lab)[m]
-            mixes.append(np.bincount(target.ravel(), minlength=n)[:n] / target.size)
-            continue
         own = getattr(model, "instance_config", None)  # as the Segment widget
         layer = labels_from_probabilities(probs, model.config, own or InstanceConfig())
         layer = layer.astype(np.int64)
         layer[m] = np.where(lab[m] > 0, lab[m].astype(np.int64) + layer.max(), 0)
-        mixes.append(class_mix(layer, n, "instances"))
+        layers.append(layer)
+    return layers
+
+
+def argmax_mixes(model, task: Task, masks) -> list:
+    """Each pool image's class mix with the oracle's truth in the annotated patches
+    and the model's most probable class per voxel elsewhere."""
+    mixes = []
+    n = model.config.out_channels
+    for (img, lab), m in zip(task.pool, masks):
+        target = predict(model, img, ICFG).argmax(0)
+        target[m] = instance_targets(lab)[m]
+        mixes.append(np.bincount(target.ravel(), minlength=n)[:n] / target.size)
     return mixes
 
 
@@ -341,18 +346,27 @@ def run_strategy(
             sl = e.slices
             masks[i][sl] = True  # the oracle pastes the truth there: annotated
         cfg = round_config(task, start, steps, lr, seed + r, mix)
+        t_mix = time.perf_counter()  # not timed: in the widget the layer is there
+        layers = None
+        if mix == "auto" and (start != "untrained" or r > 1):
+            # the Fine-tune widget's automatic class mix, from its labels layer (a
+            # new network's first round is never weighted)
+            layers = labels_layers(model, task, masks)
+            flat = np.concatenate([layer.ravel() for layer in layers])
+            cfg = cfg.replace(match_class_mix=auto_class_mix(flat, trained=True))
         # the oracle's labels are the truth everywhere, so the mix the widget would
         # read from the labels layer is handed over explicitly
+        n = model.config.out_channels
         if mix == "truth":
-            mixes = [class_mix(lab, 3, "instances") for _, lab in task.pool]
+            mixes = [class_mix(lab, n, "instances") for _, lab in task.pool]
+        elif cfg.match_class_mix and mix == "argmax":
+            mixes = argmax_mixes(model, task, masks)
         elif cfg.match_class_mix:
-            t_mix = time.perf_counter()
-            mixes = layer_mixes(
-                model, task, masks, "argmax" if mix == "argmax" else "layer"
-            )
-            t0 += time.perf_counter() - t_mix
+            layers = layers or labels_layers(model, task, masks)
+            mixes = [class_mix(layer, n, "instances") for layer in layers]
         else:
             mixes = [None] * len(masks)
+        t0 += time.perf_counter() - t_mix
         data = [
             TrainData(img, lab, m, class_mix=c)
             for (img, lab), m, c in zip(task.pool, masks, mixes)
@@ -368,6 +382,7 @@ def run_strategy(
                 **scored,
                 "seconds": elapsed,
                 "annotated": int(sum(m.sum() for m in masks)),
+                "class_mix": bool(cfg.match_class_mix),
                 **({} if chosen is None else {"variety": chosen}),
             }
         )
@@ -730,9 +745,12 @@ def main() -> None:
         default="auto",
         help="weighting of the corrections to the image's class mix (the labels "
         "layer's: segmentation plus pasted truth). auto: as the Fine-tune widget "
-        "(off); on: the labels layer's mix; argmax: the network's most probable "
-        "class per voxel instead of the layer; truth: the pool's true mix (a "
-        "diagnostic: what if the mix were right)",
+        "(automatic: the layer's mix once the network has learnt something, where "
+        "the layer is at least a fifth background); on: the labels layer's mix in "
+        "every round; off: none (the default before the automatic choice); "
+        "argmax: the network's most probable class per voxel instead of the "
+        "layer; truth: the pool's true mix (a diagnostic: what if the mix were "
+        "right)",
     )
     p.add_argument(
         "--quick",

@@ -350,3 +350,26 @@ def test_finetune_presets():
     for dims in (2, 3):
         m = ModelConfig(spatial_dims=dims).size_multiple
         assert all(p % m == 0 for p in finetune_config(dims).patch_shape)
+
+
+def test_auto_class_mix_needs_a_trained_network_and_background():
+    from napari_resunet.core.training.finetune import (
+        AUTO_CLASS_MIX_BACKGROUND,
+        auto_class_mix,
+    )
+
+    cells = np.zeros((40, 50), np.int32)
+    cells[:20] = 3  # half background
+    assert auto_class_mix(cells, trained=True)
+    # a new network's first round: its segmentation says nothing of the image
+    assert not auto_class_mix(cells, trained=False)
+    # EM neuropil: every voxel belongs to a cell
+    assert not auto_class_mix(cells + 1, trained=True)
+    # the line, in 3D too
+    edge = np.ones((10, 10, 10), np.int32)
+    n = int(round(AUTO_CLASS_MIX_BACKGROUND * edge.size))
+    edge.reshape(-1)[:n] = 0
+    assert auto_class_mix(edge, trained=True)
+    edge.reshape(-1)[n - 1] = 5
+    assert not auto_class_mix(edge, trained=True)
+    assert not auto_class_mix(np.zeros((0, 4), np.int32), trained=True)

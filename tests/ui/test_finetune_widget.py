@@ -276,22 +276,28 @@ def test_class_mix_option_reaches_training(
     make_napari_viewer, qtbot, nuclei2d, sync_jobs
 ):
     """'keep the image's class mix' changes the round's training (same seed, same
-    corrections, different weights) and is off by default."""
+    corrections, different weights); by default the plugin chooses it: not for a
+    new network's first round nor for a layer without background, yes once the
+    network has learnt something."""
     image, truth = nuclei2d
     viewer, _, ft = _segmented_viewer(make_napari_viewer, qtbot, image)
     out = viewer.layers["nuclei [resunet]"]
     store = get_store(viewer)
-    assert not ft._mix_check.value
-    assert not ft._read_config(2, 2, "auto").match_class_mix
+    cells = truth.astype(np.int32)  # a layer with background around the cells
+    neuropil = cells + 1  # one without any
+    assert ft._mix_auto.value and not ft._mix_check.enabled
+    # a new network's segmentation says nothing of the image's mix
+    assert not ft._read_config(2, 2, "auto", cells).match_class_mix
     region = (slice(0, 64), slice(0, 64))  # a crowded corner, corrected to the truth
     out.data_setitem(np.nonzero(np.ones((64, 64), bool)), 0)
-    cells = np.nonzero(truth[region] > 0)
-    out.data_setitem(cells, 1)
+    out.data_setitem(np.nonzero(truth[region] > 0), 1)
     ft._steps_spin.value = 5
+    ft._mix_auto.value = False
+    assert ft._mix_check.enabled
     models = []
     for keep in (False, True, False):
         ft._mix_check.value = keep
-        assert ft._read_config(2, 2, "auto").match_class_mix is keep
+        assert ft._read_config(2, 2, "auto", cells).match_class_mix is keep
         ft._run_button.clicked()
         models.append(list(store.model.parameters()))
         ft._undo_button.clicked()
@@ -301,6 +307,17 @@ def test_class_mix_option_reaches_training(
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     # ... so the option is what made the other round differ
     assert any(not torch.equal(a, b) for a, b in zip(models[0], models[1]))
+    # automatic again: after one round the network has learnt something
+    ft._mix_auto.value = True
+    assert not ft._mix_check.enabled
+    ft._run_button.clicked()
+    assert store.rounds == 1
+    assert ft._read_config(2, 2, "auto", cells).match_class_mix
+    assert not ft._read_config(2, 2, "auto", neuropil).match_class_mix
+    # and a model from a finished training before any round of its own
+    store.set_model(store.model, "a checkpoint", pretrained=True)
+    assert store.rounds == 0
+    assert ft._read_config(2, 2, "auto", cells).match_class_mix
 
 
 def test_test_time_flips_segment_and_the_rounds_after_keep_them(

@@ -47,11 +47,18 @@ TOOLTIPS: dict[str, str] = {
         "A pretrained model (starter, checkpoint, saved version) is fine-tuned at a "
         "ten times lower rate than a new network, so it keeps what it knows."
     ),
+    "class_mix_auto": (
+        "Let the plugin choose whether your corrections count as if they had the "
+        "class mix of the whole labels layer: yes for cells with background, once "
+        "the network has learnt something (a starter or saved model, or after the "
+        "first round); no for a new network's first round and for layers with "
+        "hardly any background (EM boundaries). The status line says which."
+    ),
     "class_mix": (
         "Count your corrections as if they had the class mix of the whole labels "
-        "layer. Try it when you correct mostly crowded cells and the network "
-        "starts to see cells in the background; leave it off for boundary (EM) "
-        "networks, where it made boundaries worse."
+        "layer (untick 'automatic class mix' to choose). It helps when you correct "
+        "mostly crowded cells and the network starts to see cells in the "
+        "background; it made boundaries worse for boundary (EM) networks."
     ),
     "finetune": "Fine-tune the session model on your corrections, then segment again.",
     "undo": "Restore the model from before the last fine-tuning round.",

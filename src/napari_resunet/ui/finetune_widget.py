@@ -20,7 +20,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from napari_resunet.core import TrainData, iter_train, save_checkpoint
 from napari_resunet.core.checks import check_image
 from napari_resunet.core.edits import corrections_mask
-from napari_resunet.core.training.finetune import finetune_config
+from napari_resunet.core.training.finetune import auto_class_mix, finetune_config
 from napari_resunet.ui._layers import guess_channel_axis, snapshot_image
 from napari_resunet.ui._loss_plot import LossPlot
 from napari_resunet.ui._model_store import get_store
@@ -61,7 +61,10 @@ class FinetuneWidget(Container):
         self._steps_spin = SpinBox(
             label="steps", value=finetune_config(2).steps, min=1, max=5000
         )
-        self._mix_check = CheckBox(label="keep the image's class mix", value=False)
+        self._mix_auto = CheckBox(label="automatic class mix", value=True)
+        self._mix_check = CheckBox(
+            label="keep the image's class mix", value=False, enabled=False
+        )
         self._run_button = PushButton(text="Fine-tune")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._undo_button = PushButton(text="Undo last fine-tune", enabled=False)
@@ -73,6 +76,7 @@ class FinetuneWidget(Container):
             (self._labels_combo, "labels"),
             (self._scope_combo, "scope"),
             (self._steps_spin, "steps"),
+            (self._mix_auto, "class_mix_auto"),
             (self._mix_check, "class_mix"),
             (self._run_button, "finetune"),
             (self._cancel_button, "cancel"),
@@ -87,6 +91,7 @@ class FinetuneWidget(Container):
                 self._labels_combo,
                 self._scope_combo,
                 self._steps_spin,
+                self._mix_auto,
                 self._mix_check,
                 self._run_button,
                 self._cancel_button,
@@ -102,6 +107,7 @@ class FinetuneWidget(Container):
         self._cancel_button.changed.connect(self._on_cancel_clicked)
         self._undo_button.changed.connect(self._on_undo_clicked)
         self._save_button.changed.connect(self._on_save_clicked)
+        self._mix_auto.changed.connect(self._on_mix_auto_changed)
         self._store.changed.connect(self._on_store_changed)
         self._on_store_changed()
         self._store.finetune_hook = weakref.WeakMethod(self._on_run_clicked)
@@ -127,14 +133,27 @@ class FinetuneWidget(Container):
         self._undo_button.enabled = not running and self._store.can_undo
         self._save_button.enabled = not running
 
-    def _read_config(self, spatial_dims: int, image_ndim: int, label_mode: str):
+    def _on_mix_auto_changed(self, *_: Any) -> None:
+        self._mix_check.enabled = not self._mix_auto.value
+
+    def _keep_class_mix(self, labels: np.ndarray) -> bool:
+        """The round's class-mix weighting: the plugin's choice for this labels
+        layer and model (:func:`auto_class_mix`), or the user's."""
+        if self._mix_auto.value:
+            trained = self._store.pretrained or self._store.rounds > 0
+            return auto_class_mix(labels, trained)
+        return bool(self._mix_check.value)
+
+    def _read_config(
+        self, spatial_dims: int, image_ndim: int, label_mode: str, labels: np.ndarray
+    ):
         return finetune_config(
             spatial_dims,
             image_ndim,
             pretrained=self._store.pretrained,
             steps=int(self._steps_spin.value),
             label_mode=label_mode,
-            match_class_mix=bool(self._mix_check.value),
+            match_class_mix=self._keep_class_mix(labels),
         )
 
     def _on_run_clicked(self, *_: Any) -> None:
@@ -190,12 +209,15 @@ class FinetuneWidget(Container):
                 )
                 return
             label_mode = "foreground"  # instance ids: learn foreground vs background
-        cfg = self._read_config(model.spatial_dims, len(snap.spatial_shape), label_mode)
+        cfg = self._read_config(
+            model.spatial_dims, len(snap.spatial_shape), label_mode, labels
+        )
         data = TrainData(snap.data, labels, mask, snap.channel_axis)
         self._plot.reset(cfg.steps)
         self._set_running(True)
         n_corr = int(mask.sum()) if mask is not None else labels.size
-        self._status.value = f"Fine-tuning on {n_corr} voxels…"
+        weighted = ", weighted to the layer's class mix" if cfg.match_class_mix else ""
+        self._status.value = f"Fine-tuning on {n_corr} voxels{weighted}…"
         self._last_image = snap
         self._round = {"n_corrections": n_corr, "steps": cfg.steps}
         self._job.start(
