@@ -198,7 +198,7 @@ def test_starter_model_is_finetuned_gently(
     ft = dock(viewer, "Fine-tune")
     ft._image_combo.value = viewer.layers["nuclei"]
     ft._labels_combo.value = out
-    assert ft._read_config(2, 2, "auto").lr == pytest.approx(1e-4)
+    assert ft._read_config(2, 2, "auto", out.data).lr == pytest.approx(1e-4)
     assert "pretrained" in ft._status.value
     # the user repaints three nuclei exactly as the truth has them
     region = (slice(0, 96), slice(0, 128))
@@ -237,7 +237,7 @@ def test_starter_model_is_finetuned_gently(
     seg._model_combo.value = NEW_2D
     seg._run_button.clicked()
     assert not store.pretrained and "pretrained" not in ft._status.value
-    assert ft._read_config(2, 2, "auto").lr == pytest.approx(1e-3)
+    assert ft._read_config(2, 2, "auto", out.data).lr == pytest.approx(1e-3)
 
 
 def test_rounds_release_old_models(make_napari_viewer, qtbot, nuclei2d):
