@@ -312,12 +312,20 @@ def test_class_mix_option_reaches_training(
     assert not ft._mix_check.enabled
     ft._run_button.clicked()
     assert store.rounds == 1
+    assert ft._status.value.startswith("Fine-tuned. ")  # not weighted, and says so
     assert ft._read_config(2, 2, "auto", cells).match_class_mix
     assert not ft._read_config(2, 2, "auto", neuropil).match_class_mix
     # and a model from a finished training before any round of its own
     store.set_model(store.model, "a checkpoint", pretrained=True)
     assert store.rounds == 0
     assert ft._read_config(2, 2, "auto", cells).match_class_mix
+    # the user corrects the whole layer to the cells: a weighted round, said so
+    out.data_setitem(np.nonzero(np.ones(cells.shape, bool)), cells.ravel())
+    ft._run_button.clicked()
+    assert store.rounds == 1
+    assert ft._status.value.startswith(
+        "Fine-tuned (weighted to the layer's class mix). "
+    ), ft._status.value
 
 
 def test_test_time_flips_segment_and_the_rounds_after_keep_them(

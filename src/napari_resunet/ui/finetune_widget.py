@@ -49,6 +49,8 @@ class FinetuneWidget(Container):
         self._store = get_store(viewer)
         self._job = JobSlot(on_idle=self._on_idle)
         self._last_image: Any = None  # snapshot of the image of the last round
+        self._weighted = False  # the last round weighted to the layer's class mix
+        self._repredict_note = ""  # leads the status line after segmenting again
         self._image_combo = create_widget(
             annotation="napari.layers.Image", label="image"
         )
@@ -216,7 +218,8 @@ class FinetuneWidget(Container):
         self._plot.reset(cfg.steps)
         self._set_running(True)
         n_corr = int(mask.sum()) if mask is not None else labels.size
-        weighted = ", weighted to the layer's class mix" if cfg.match_class_mix else ""
+        self._weighted = cfg.match_class_mix
+        weighted = ", weighted to the layer's class mix" if self._weighted else ""
         self._status.value = f"Fine-tuning on {n_corr} voxels{weighted}…"
         self._last_image = snap
         self._round = {"n_corrections": n_corr, "steps": cfg.steps}
@@ -248,10 +251,13 @@ class FinetuneWidget(Container):
         self._status.value = (
             f"Fine-tuned: loss {losses[0]:.3f} → {losses[-1]:.3f}. Segmenting again…"
         )
-        self._repredict(self._last_image)
+        weighted = " (weighted to the layer's class mix)" if self._weighted else ""
+        self._repredict(self._last_image, f"Fine-tuned{weighted}")
 
-    def _repredict(self, snap: Any) -> None:
-        """Segment the image with the current model so the change shows at once."""
+    def _repredict(self, snap: Any, what: str = "") -> None:
+        """Segment the image with the current model so the change shows at once;
+        ``what`` (e.g. how the round trained) leads the status line after it."""
+        self._repredict_note = what
         self._set_running(True)
         self._job.start(
             lambda finished: start_prediction(
@@ -269,7 +275,8 @@ class FinetuneWidget(Container):
 
     def _on_repredicted(self, layer: Any, kept: int) -> None:
         self._on_store_changed()
-        self._status.value = f"{self._status.value}. Updated '{layer.name}'."
+        lead = f"{self._repredict_note}. " if self._repredict_note else ""
+        self._status.value = f"{lead}{self._status.value}. Updated '{layer.name}'."
 
     def _on_train_aborted(self) -> None:
         self._status.value = "Fine-tuning cancelled; the model is unchanged."
