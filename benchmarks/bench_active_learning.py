@@ -427,8 +427,6 @@ def cluster_order(candidates, masks, k: int, seed: int) -> list[int]:
     n_clusters = int(reviewed.sum()) + k
     labels = KMeans(n_clusters, n_init=4, random_state=seed).fit_predict(x)
     index = {(c[0], c[1].start): j for j, c in enumerate(candidates)}
-    d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
-    typical = -np.sort(d, 1)[:, 1:11].mean(1)
     sizes = np.bincount(labels, minlength=n_clusters)
     covered = np.zeros(n_clusters, bool)
     covered[labels[reviewed]] = True
@@ -441,8 +439,9 @@ def cluster_order(candidates, masks, k: int, seed: int) -> list[int]:
         ]
         if not members:
             continue
-        if SELECT == "cluster-typical":
-            best = max(members, key=lambda j: typical[j])
+        if SELECT == "cluster-typical":  # nearest in mean distance to its 10 nearest
+            d = np.sqrt(((x[members][:, None] - x[None]) ** 2).sum(-1))
+            best = members[int(np.argmin(np.sort(d, 1)[:, 1:11].mean(1)))]
         else:
             best = max(members, key=lambda j: candidates[index[rows[j][:2]]][1].score)
         picks.append(index[rows[best][:2]])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,8 @@ SCOPES = {
     "edited slices/patches": "edited_slices",
     "the whole layer": "all",
 }
+# how the status line tells a round weighted to the labels layer's class mix
+_WEIGHTED = "weighted to the layer's class mix"
 
 
 class FinetuneWidget(Container):
@@ -49,8 +52,6 @@ class FinetuneWidget(Container):
         self._store = get_store(viewer)
         self._job = JobSlot(on_idle=self._on_idle)
         self._last_image: Any = None  # snapshot of the image of the last round
-        self._weighted = False  # the last round weighted to the layer's class mix
-        self._repredict_note = ""  # leads the status line after segmenting again
         self._image_combo = create_widget(
             annotation="napari.layers.Image", label="image"
         )
@@ -218,9 +219,9 @@ class FinetuneWidget(Container):
         self._plot.reset(cfg.steps)
         self._set_running(True)
         n_corr = int(mask.sum()) if mask is not None else labels.size
-        self._weighted = cfg.match_class_mix
-        weighted = ", weighted to the layer's class mix" if self._weighted else ""
-        self._status.value = f"Fine-tuning on {n_corr} voxels{weighted}…"
+        weighted = cfg.match_class_mix
+        how = f", {_WEIGHTED}" if weighted else ""
+        self._status.value = f"Fine-tuning on {n_corr} voxels{how}…"
         self._last_image = snap
         self._round = {"n_corrections": n_corr, "steps": cfg.steps}
         self._job.start(
@@ -232,7 +233,11 @@ class FinetuneWidget(Container):
                 total=cfg.steps,
                 desc="Fine-tuning",
                 on_yielded=self._on_yielded,
-                on_returned=self._on_returned,
+                # what the round did leads the status line once it is over
+                on_returned=functools.partial(
+                    self._on_returned,
+                    note=f"Fine-tuned ({_WEIGHTED})" if weighted else "Fine-tuned",
+                ),
                 on_aborted=self._on_train_aborted,
                 on_errored=self._on_errored,
                 on_finished=finished,
@@ -243,7 +248,7 @@ class FinetuneWidget(Container):
         if "loss" in record.metrics:
             self._plot.add(record.step, record.metrics["loss"])
 
-    def _on_returned(self, result: Any) -> None:
+    def _on_returned(self, result: Any, note: str = "") -> None:
         losses = result.history["loss"]
         self._store.last_round = dict(self._round)
         self._store.begin_settling(self)  # until the image is segmented again
@@ -251,13 +256,11 @@ class FinetuneWidget(Container):
         self._status.value = (
             f"Fine-tuned: loss {losses[0]:.3f} → {losses[-1]:.3f}. Segmenting again…"
         )
-        weighted = " (weighted to the layer's class mix)" if self._weighted else ""
-        self._repredict(self._last_image, f"Fine-tuned{weighted}")
+        self._repredict(self._last_image, note)
 
     def _repredict(self, snap: Any, what: str = "") -> None:
         """Segment the image with the current model so the change shows at once;
         ``what`` (e.g. how the round trained) leads the status line after it."""
-        self._repredict_note = what
         self._set_running(True)
         self._job.start(
             lambda finished: start_prediction(
@@ -266,16 +269,16 @@ class FinetuneWidget(Container):
                 self._store.model,
                 snap,
                 self._store.resegment_config(),
-                on_done=self._on_repredicted,
+                on_done=functools.partial(self._on_repredicted, what=what),
                 on_aborted=self._on_repredict_aborted,
                 on_errored=self._on_errored,
                 on_finished=finished,
             )
         )
 
-    def _on_repredicted(self, layer: Any, kept: int) -> None:
+    def _on_repredicted(self, layer: Any, kept: int, what: str = "") -> None:
         self._on_store_changed()
-        lead = f"{self._repredict_note}. " if self._repredict_note else ""
+        lead = f"{what}. " if what else ""
         self._status.value = f"{lead}{self._status.value}. Updated '{layer.name}'."
 
     def _on_train_aborted(self) -> None:

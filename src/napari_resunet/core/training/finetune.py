@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from napari_resunet.core.config import TrainConfig
+from napari_resunet.core.patches import AUTO_VARIETY_BACKGROUND
 
 
 def finetune_config(
@@ -69,9 +70,9 @@ def finetune_config(
 
 
 # the share of a labels layer that must be background (0) for a round to keep the
-# image's class mix by itself; the queue's automatic variety draws the same line
-# (``patches.AUTO_VARIETY_BACKGROUND``) between cells and EM neuropil
-AUTO_CLASS_MIX_BACKGROUND = 0.2
+# image's class mix by itself: the line the queue's automatic variety draws
+# between cells and EM neuropil, one constant so the two rules cannot drift apart
+AUTO_CLASS_MIX_BACKGROUND = AUTO_VARIETY_BACKGROUND
 
 
 def auto_class_mix(labels: NDArray, trained: bool) -> bool:
