@@ -22,7 +22,8 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
         [--variety auto] [--class-mix auto|on|off|argmax|truth] [--explore 0]
         [--select variety|cluster-uncertain|cluster-typical] [--skip-top 0]
         [--foreground-fraction F]
-        [--quick [queue]] [--oracle [error|instances]] [--diagnose] [--test-time-flips 1]
+        [--quick [queue]] [--oracle [error|instances]] [--diagnose [error|instances]]
+        [--score pixel|instances|both] [--test-time-flips 1]
         [--plot out.png] [--json out.json]
 
 BBBC039 (2D cells): pool = 4 training fields (the first four, or from
@@ -84,6 +85,13 @@ ORACLE = "error"
 SELECT = "variety"
 # set from --skip-top: the share of most uncertain patches the queue passes over
 SKIP_TOP = 0.0
+# set from --score: what the queue ranks by (pixel uncertainty, the cells'
+# instability under threshold shifts, or the mean of the two)
+SCORE = "pixel"
+# set from --edge-margin: the image-edge band the queue's patch scores leave out
+EDGE_MARGIN = 0
+# set from --diagnose: the true error the queue's ranking is compared with
+DIAGNOSE = "error"
 # the pool images' forest features, from main: what --select clusters on
 POOL_FEATURES: list = []
 
@@ -263,6 +271,54 @@ def instance_error_map(probabilities, labels, model):
     return out.astype(np.float32)
 
 
+def instance_instability(
+    probabilities: np.ndarray,
+    cfg: InstanceConfig | None = None,
+    shift: float = 0.15,
+) -> np.ndarray:
+    """Where the cells themselves are in doubt, in [0, 1] (``--score``; a
+    diagnostic, not what the Annotation queue ranks by: docs/benchmarks.md).
+
+    Pixel uncertainty sits on every cell's rim, where background and interior
+    meet, so a patch full of well-separated cells scores as high as one where two
+    touching cells are about to merge; instance F1 only loses the second. Here the
+    cells are segmented again with the seed and foreground thresholds moved by
+    ``shift`` either way (four segmentations, no network pass), and every pixel of
+    a cell scores ``1 - IoU`` with that cell's best match, averaged over the four:
+    a cell that splits, merges, appears or vanishes when a threshold moves a
+    little scores high; one that keeps its shape scores 0.
+
+    Args:
+        probabilities: ``(3, *spatial)`` background/interior/boundary
+            probabilities (an instance model's mean prediction).
+        cfg: the post-processing the user sees (a model's own
+            ``instance_config``, or the defaults).
+        shift: how far each threshold moves.
+    """
+    cfg = cfg or InstanceConfig()
+    reference = probabilities_to_instances(probabilities, cfg)
+    out = np.zeros(reference.shape, np.float32)
+    shifts = [("seed_threshold", -shift), ("seed_threshold", shift)]
+    shifts += [("foreground_threshold", -shift), ("foreground_threshold", shift)]
+    for name, delta in shifts:
+        value = float(np.clip(getattr(cfg, name) + delta, 0.05, 0.95))
+        other = probabilities_to_instances(probabilities, cfg.replace(**{name: value}))
+        iou, ref_ids, other_ids = iou_matrix(reference, other)
+        change = np.zeros(reference.shape, np.float32)
+        # each side's cells: 1 - IoU with their best partner (0 without one)
+        for labels, ids, best in (
+            (reference, ref_ids, iou.max(1) if iou.size else None),
+            (other, other_ids, iou.max(0) if iou.size else None),
+        ):
+            if ids.size == 0:
+                continue
+            lut = np.zeros(int(ids.max()) + 1, np.float32)
+            lut[ids] = 1.0 - (best if best is not None else 0.0)
+            np.maximum(change, lut[labels], out=change)
+        out += change
+    return out / np.float32(len(shifts))
+
+
 def spearman(pairs) -> float:
     """Rank correlation of (uncertainty, error) pairs (ties get mean ranks)."""
     from scipy.stats import spearmanr
@@ -303,6 +359,12 @@ def run_strategy(
                     iter_uncertainty(model, img, ICFG, n_flips=3), False, "u"
                 )
                 score_map, probs = res.uncertainty, res.probabilities
+                if SCORE != "pixel":
+                    own = getattr(model, "instance_config", None)
+                    cells = instance_instability(probs, own)
+                    score_map = (
+                        cells if SCORE == "instances" else 0.5 * (score_map + cells)
+                    )
                 pool_probs.append(probs)
             elif strategy == "oracle":  # ranked by the true error: an upper bound
                 p = predict(model, img, ICFG)
@@ -314,12 +376,20 @@ def run_strategy(
             else:
                 score_map, probs = np.zeros(img.shape, np.float32), None
             ranked = rank_patches(
-                score_map, (patch,) * dims, exclude=masks[i], probabilities=probs
+                score_map,
+                (patch,) * dims,
+                exclude=masks[i],
+                probabilities=probs,
+                edge_margin=EDGE_MARGIN if strategy == "queue" else 0,
             )
             candidates += [(i, e) for e in ranked]
             if strategy == "queue" and record_errors is not None:  # not timed
                 t_err = time.perf_counter()
-                err = error_map(probs, task.pool[i][1])
+                lab = task.pool[i][1]
+                if DIAGNOSE == "instances":
+                    err = instance_error_map(probs, lab, model)
+                else:
+                    err = error_map(probs, lab)
                 pairs = [(e.score, float(err[e.slices].mean())) for e in ranked]
                 record_errors.append((r, i, pairs))
                 t0 += time.perf_counter() - t_err
@@ -778,9 +848,12 @@ def main() -> None:
     )
     p.add_argument(
         "--diagnose",
-        action="store_true",
-        help="print, per round, how well the queue's uncertainty ranks the "
-        "patches' true error (not timed)",
+        nargs="?",
+        const="error",
+        choices=["error", "instances"],
+        help="print, per round, how well the queue's scores rank the patches' "
+        "true error: the pixels' cross-entropy (error, the default) or the share "
+        "of pixels in wrongly segmented cells (instances); not timed",
     )
     p.add_argument(
         "--train-precision",
@@ -801,6 +874,21 @@ def main() -> None:
         help="how the queue picks: the widget's order (variety), or one patch from "
         "each of the largest clusters of image features not yet reviewed, its "
         "most uncertain or its most typical",
+    )
+    p.add_argument(
+        "--score",
+        choices=["pixel", "instances", "both"],
+        default="pixel",
+        help="what the queue ranks by: pixel uncertainty (the widget's), the "
+        "cells' instability under threshold shifts (instance_instability, a "
+        "diagnostic), or the mean of the two",
+    )
+    p.add_argument(
+        "--edge-margin",
+        type=int,
+        default=0,
+        help="pixels at the image's edge that do not count toward a queue "
+        "patch's score (rank_patches' edge_margin)",
     )
     p.add_argument(
         "--foreground-fraction",
@@ -850,8 +938,10 @@ def main() -> None:
         [_features(img) for img, _ in task.held],
     )
     POOL_FEATURES[:] = feats[0]
-    global SELECT, SKIP_TOP
-    SELECT, SKIP_TOP = args.select, args.skip_top
+    global SELECT, SKIP_TOP, SCORE, DIAGNOSE, EDGE_MARGIN
+    EDGE_MARGIN = args.edge_margin
+    SELECT, SKIP_TOP, SCORE = args.select, args.skip_top, args.score
+    DIAGNOSE = args.diagnose or "error"
     runs = [run_seed(task, args, seed, feats) for seed in args.seeds]
     if args.quick:
         key = "dice" if task.boundaries else "f1"

@@ -35,6 +35,31 @@ def _patch(score, comp, x=0):
     return RankedPatch(score, (slice(0, 4), slice(x, x + 4)), comp)
 
 
+def test_edge_margin_scores_edge_patches_by_their_inner_part():
+    # a bright band along the image's top edge and a dimmer spot inside
+    u = np.zeros((16, 16), np.float32)
+    u[0:2, :] = 1.0
+    u[9, 9] = 1.0
+    plain = rank_patches(u, (4, 4))
+    assert plain[0].start[0] == 0  # the top row wins on its edge band alone
+    ranked = rank_patches(u, (4, 4), edge_margin=2)
+    assert ranked[0].start == (8, 8) and ranked[0].score == pytest.approx(1 / 16)
+    top = [r for r in ranked if r.start[0] == 0]
+    assert all(r.score == 0 for r in top)  # their inner rows are blank
+    # a corner patch inside the margin on both axes keeps its inner quarter only
+    corner = np.zeros((16, 16), np.float32)
+    corner[3, 3] = 1.0
+    assert rank_patches(corner, (4, 4), edge_margin=2)[0].score == pytest.approx(1 / 4)
+    # an axis the patches span one voxel of (a 2D network's planes) keeps its
+    # edge planes: the first and last planes are scored like the others
+    stack = np.zeros((3, 16, 16), np.float32)
+    stack[0, 8:12, 8:12] = 1.0
+    first = rank_patches(stack, (1, 4, 4), edge_margin=2)[0]
+    assert first.start == (0, 8, 8) and first.score == 1.0
+    # a margin wider than a small image leaves its middle voxel
+    assert rank_patches(np.ones((3, 3)), (3, 3), edge_margin=5)[0].score == 1.0
+
+
 def test_diversify_lets_a_different_patch_past_look_alikes():
     blank = (0.95, 0.05)
     entries = [

@@ -130,6 +130,7 @@ def rank_patches(
     top_k: int | None = None,
     probabilities: NDArray | None = None,
     variety: float = 0.0,
+    edge_margin: int = 0,
 ) -> list[RankedPatch]:
     """Non-overlapping patches ranked by mean uncertainty, most uncertain first.
 
@@ -144,6 +145,9 @@ def rank_patches(
             records its :attr:`RankedPatch.composition`.
         variety: with probabilities, reorder by :func:`diversify` with this
             strength (0 = pure uncertainty order).
+        edge_margin: voxels closer than this to the image's edge (along the axes
+            a patch spans more than one voxel of) do not count toward a patch's
+            score; a patch at the edge is scored by its inner part.
     """
     u = np.asarray(uncertainty, np.float32)
     if len(patch_shape) != u.ndim:
@@ -162,18 +166,30 @@ def rank_patches(
         raise ValueError(
             f"probabilities {probs.shape} do not match the {u.shape} uncertainty map."
         )
+    inner = None
+    if edge_margin > 0:
+        inner = np.ones(u.shape, bool)
+        for axis, (s, p) in enumerate(zip(u.shape, patch)):
+            m = min(int(edge_margin), (s - 1) // 2) if p > 1 else 0
+            if m:
+                edge = [slice(None)] * u.ndim
+                edge[axis] = np.r_[0:m, s - m : s]
+                inner[tuple(edge)] = False
     out = []
     for start in itertools.product(*ranges):
         sl = tuple(slice(a, a + p) for a, p in zip(start, patch))
         if exclude is not None and np.asarray(exclude[sl], bool).mean() > 0.5:
             continue
+        values = u[sl]
+        if inner is not None and inner[sl].any():
+            values = values[inner[sl]]
         comp: tuple[float, ...] = ()
         if probs is not None:
             comp = tuple(
                 float(v)
                 for v in probs[(slice(None), *sl)].reshape(len(probs), -1).mean(1)
             )
-        out.append(RankedPatch(float(u[sl].mean()), sl, comp))
+        out.append(RankedPatch(float(values.mean()), sl, comp))
     out.sort(key=lambda r: (-r.score, r.start))
     if variety > 0 and probs is not None:
         out = [out[i] for i in diversify(out, variety)]
