@@ -20,8 +20,8 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
         [--start untrained|starter] [--seeds 0 1 2] [--rounds 5] [--k 4]
         [--pool 4] [--pool-first 0]
         [--variety auto] [--class-mix auto|on|off|argmax|truth] [--explore 0]
-        [--select variety|cluster-uncertain|cluster-typical] [--skip-top 0]
-        [--foreground-fraction F]
+        [--select variety|cluster-uncertain|cluster-typical|softrank] [--skip-top 0]
+        [--foreground-fraction F] [--edge-margin 0]
         [--quick [queue]] [--oracle [error|instances]] [--diagnose [error|instances]]
         [--score pixel|instances|both] [--test-time-flips 1]
         [--plot out.png] [--json out.json]
@@ -396,7 +396,7 @@ def run_strategy(
         if strategy == "oracle":
             candidates.sort(key=lambda c: (-c[1].score, c[0], c[1].start))
             order = list(range(len(candidates)))
-        elif strategy == "queue" and SELECT != "variety":
+        elif strategy == "queue" and SELECT.startswith("cluster"):
             candidates.sort(key=lambda c: (-c[1].score, c[0], c[1].start))
             order = cluster_order(candidates, masks, k, seed + r)
         elif strategy == "queue":  # the widget's order, over all pool images at once
@@ -410,6 +410,13 @@ def run_strategy(
             if n_random:  # the last picks drawn at random from the rest
                 rest = np.asarray(order[k - n_random :])
                 order = [*order[: k - n_random], *rng.permutation(rest)[:n_random]]
+            if SELECT == "softrank":  # drawn with weight 1 / rank in that order
+                # (stochastic batch acquisition, Kirsch et al. 2023): Gumbel
+                # top-k draws k without replacement
+                draw = np.random.default_rng([seed, r, 7])
+                keys = -np.log(np.arange(1, len(order) + 1))
+                keys += draw.gumbel(size=len(order))
+                order = [order[j] for j in np.argsort(-keys, kind="stable")]
         else:
             order = rng.permutation(len(candidates))
         for i, e in (candidates[j] for j in order[:k]):
@@ -869,11 +876,12 @@ def main() -> None:
     )
     p.add_argument(
         "--select",
-        choices=["variety", "cluster-uncertain", "cluster-typical"],
+        choices=["variety", "cluster-uncertain", "cluster-typical", "softrank"],
         default="variety",
-        help="how the queue picks: the widget's order (variety), or one patch from "
+        help="how the queue picks: the widget's order (variety); one patch from "
         "each of the largest clusters of image features not yet reviewed, its "
-        "most uncertain or its most typical",
+        "most uncertain or its most typical; or k drawn at random with weight "
+        "1/rank in the widget's order (softrank)",
     )
     p.add_argument(
         "--score",
