@@ -638,9 +638,10 @@ def run_seed(task, args, seed, feats) -> dict:
 
 
 def diagnose(errors, k: int, seed: int) -> list[dict]:
-    """Per round: how well the queue's uncertainty ranks the patches' true error
-    (Spearman over all offered patches), and the mean error of the queue's top k,
-    of the k worst patches and of all patches."""
+    """Per round: how well the queue's patch scores (its uncertainty, or what
+    ``--score`` chose) rank the patches' true error (Spearman over all offered
+    patches), and the mean error of the queue's top k, of the k worst patches and
+    of all patches."""
     out = []
     for r in sorted({e[0] for e in errors}):
         pairs = [p for rr, _, ps in errors if rr == r for p in ps]
@@ -655,7 +656,7 @@ def diagnose(errors, k: int, seed: int) -> list[dict]:
         }
         out.append(row)
         print(
-            f"seed {seed} diagnosis round {r}: Spearman(uncertainty, error) "
+            f"seed {seed} diagnosis round {r}: Spearman(score, error) "
             f"{row['spearman']:+.2f}; error of the queue's top {k} "
             f"{row['top_k_error']:.3f}, of the worst {k} {row['worst_k_error']:.3f}, "
             f"mean {row['mean_error']:.3f}",
@@ -895,7 +896,7 @@ def main() -> None:
         "--edge-margin",
         type=int,
         default=0,
-        help="pixels at the image's edge that do not count toward a queue "
+        help="voxels at the image's edge that do not count toward a queue "
         "patch's score (rank_patches' edge_margin)",
     )
     p.add_argument(
