@@ -73,7 +73,7 @@ def main() -> None:
     )
     for ax in grid.flat[panels:]:  # an incomplete last row
         ax.remove()
-    axes = [*grid.flat[: panels - 1], grid.flat[panels - 1]]
+    axes = list(grid.flat[:panels])
     for ax in axes[1:-1]:  # one F1 scale for all pools
         ax.sharey(axes[0])
     for ax, (label, q, r) in zip(axes, pools):

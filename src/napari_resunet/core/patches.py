@@ -181,8 +181,9 @@ def rank_patches(
         if exclude is not None and np.asarray(exclude[sl], bool).mean() > 0.5:
             continue
         values = u[sl]
-        if inner is not None and inner[sl].any():
-            values = values[inner[sl]]
+        keep = None if inner is None else inner[sl]
+        if keep is not None and keep.any():
+            values = values[keep]
         comp: tuple[float, ...] = ()
         if probs is not None:
             comp = tuple(
