@@ -66,7 +66,7 @@ from napari_resunet.core.patches import auto_variety, diversify, rank_patches
 from napari_resunet.core.progress import run_generator
 from napari_resunet.core.training.dataset import class_mix, instance_targets
 from napari_resunet.core.training.finetune import auto_class_mix, finetune_config
-from napari_resunet.core.uncertainty import iter_uncertainty
+from napari_resunet.core.uncertainty import iter_uncertainty, queue_scores
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 ICFG = InferenceConfig(use_compile="never")
@@ -85,9 +85,9 @@ ORACLE = "error"
 SELECT = "variety"
 # set from --skip-top: the share of most uncertain patches the queue passes over
 SKIP_TOP = 0.0
-# set from --score: what the queue ranks by (pixel uncertainty, the cells'
-# instability under threshold shifts, or the mean of the two)
-SCORE = "pixel"
+# set from --score: what the queue ranks by (the widget's choice, or one of the
+# scores it chooses between, or the cells' instability under threshold shifts)
+SCORE = "auto"
 # set from --edge-margin: the image-edge band the queue's patch scores leave out
 EDGE_MARGIN = 0
 # set from --diagnose: the true error the queue's ranking is compared with
@@ -358,12 +358,22 @@ def run_strategy(
                 res = run_generator(
                     iter_uncertainty(model, img, ICFG, n_flips=3), False, "u"
                 )
-                score_map, probs = res.uncertainty, res.probabilities
-                if SCORE != "pixel":
+                probs = res.probabilities
+                # the widget's: a new network's first ranking is untrained
+                trained = start != "untrained" or r > 1
+                cells = model.config.task == "instance"
+                score_map = queue_scores(res, cells, trained)
+                if SCORE == "pixel":
+                    score_map = res.uncertainty
+                elif SCORE == "foreground":
+                    score_map = res.foreground_entropy
+                elif SCORE != "auto":
                     own = getattr(model, "instance_config", None)
-                    cells = instance_instability(probs, own)
+                    unstable = instance_instability(probs, own)
                     score_map = (
-                        cells if SCORE == "instances" else 0.5 * (score_map + cells)
+                        unstable
+                        if SCORE == "instances"
+                        else 0.5 * (res.uncertainty + unstable)
                     )
                 pool_probs.append(probs)
             elif strategy == "oracle":  # ranked by the true error: an upper bound
@@ -886,11 +896,15 @@ def main() -> None:
     )
     p.add_argument(
         "--score",
-        choices=["pixel", "instances", "both"],
-        default="pixel",
-        help="what the queue ranks by: pixel uncertainty (the widget's), the "
-        "cells' instability under threshold shifts (instance_instability, a "
-        "diagnostic), or the mean of the two",
+        choices=["auto", "pixel", "foreground", "instances", "both"],
+        default="auto",
+        help="what the queue ranks by: the widget's choice (queue_scores: the "
+        "cells' foreground entropy once the network has learnt something, where "
+        "it sees a fifth of the image as background, else pixel), pixel "
+        "uncertainty (entropy of all classes plus the flips' disagreement: the "
+        "widget's before), foreground entropy in every round, the cells' "
+        "instability under threshold shifts (instance_instability, a "
+        "diagnostic), or the mean of pixel and instances",
     )
     p.add_argument(
         "--edge-margin",

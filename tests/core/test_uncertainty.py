@@ -1,5 +1,5 @@
 """Uncertainty maps (core.uncertainty): entropy, margin, disagreement under
-flips and dropout, and reuse of a segmentation's pass."""
+flips and dropout, reuse of a segmentation's pass, and what the queue ranks by."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,14 @@ from tests.conftest import tiny_model
 
 from napari_resunet.core import InferenceConfig
 from napari_resunet.core.progress import run_generator
-from napari_resunet.core.uncertainty import entropy_map, iter_uncertainty, margin_map
+from napari_resunet.core.uncertainty import (
+    UncertaintyResult,
+    entropy_map,
+    foreground_entropy_map,
+    iter_uncertainty,
+    margin_map,
+    queue_scores,
+)
 
 
 def test_entropy_and_margin_known_values():
@@ -129,3 +136,51 @@ def test_uncertainty_maps_are_the_mean_and_spread_of_the_flipped_passes(blobs2d)
     tta = cfg.replace(test_time_flips=4)
     res4 = run_generator(iter_uncertainty(model, image, tta, n_flips=3), False, "u")
     np.testing.assert_array_equal(res4.disagreement, res.disagreement)
+
+
+def test_foreground_entropy_counts_cell_against_background_only():
+    # background / interior / boundary
+    probs = np.array(
+        [
+            [1.0, 0.0, 0.5, 0.0],
+            [0.0, 0.5, 0.25, 1.0],
+            [0.0, 0.5, 0.25, 0.0],
+        ]
+    )
+    fg = foreground_entropy_map(probs)
+    # sure background, sure cell (interior or rim: the same), a coin toss
+    np.testing.assert_allclose(fg, [0.0, 0.0, 1.0, 0.0], atol=1e-4)
+    assert fg.dtype == np.float32
+    # the three-class entropy also counts the rim's interior-or-boundary doubt
+    assert entropy_map(probs)[1] > 0.5
+
+
+def _result(background: float, doubt_at_rims: bool) -> UncertaintyResult:
+    """A mean prediction with ``background`` of its 100 pixels sure background
+    and the rest cells, unsure between interior and boundary when
+    ``doubt_at_rims``; the last cell pixel is a coin toss cell or background."""
+    n_bg = int(round(100 * background))
+    probs = np.zeros((3, 100), np.float32)
+    probs[0, :n_bg] = 1.0
+    probs[1, n_bg:] = 0.5 if doubt_at_rims else 1.0
+    probs[2, n_bg:] = 0.5 if doubt_at_rims else 0.0
+    probs[:, -1] = [0.5, 0.25, 0.25]
+    return UncertaintyResult(probs, entropy_map(probs), np.zeros(100, np.float32))
+
+
+def test_queue_scores_choose_by_network_and_image():
+    nuclei = _result(0.8, doubt_at_rims=True)
+    chosen = queue_scores(nuclei, cells=True, trained=True)
+    np.testing.assert_array_equal(chosen, nuclei.foreground_entropy)
+    assert chosen[:-1].max() < 1e-4 and chosen[-1] == pytest.approx(1.0, abs=1e-4)
+    # the full score would rank the rims' interior-or-boundary doubt first
+    assert nuclei.uncertainty[90] > 0.3
+    # a new network's first ranking, a class network, tissue without background
+    for res, cells, trained in (
+        (nuclei, True, False),
+        (nuclei, False, True),
+        (_result(0.1, doubt_at_rims=True), True, True),
+    ):
+        np.testing.assert_array_equal(
+            queue_scores(res, cells, trained), res.uncertainty
+        )

@@ -330,3 +330,47 @@ def test_auto_patch_size_follows_the_cell_labels(
     q._patch_spin.value = 32  # a size typed in wins
     q._refresh_button.clicked()
     assert {e.slices[1].stop - e.slices[1].start for e in q._entries} == {32}
+
+
+def test_a_trained_cell_network_ranks_by_where_cells_are_in_doubt(
+    make_napari_viewer, qtbot, nuclei2d, sync_jobs
+):
+    """A new cell network's queue ranks by the full uncertainty; a trained one
+    (here the starter), with nuclei in a background, by how unsure it is that a
+    pixel is a cell at all (``queue_scores``). The layer shows what is ranked."""
+    from napari_resunet.core.patches import rank_patches, sees_background
+    from napari_resunet.ui.predict_widget import MODE_INSTANCE, STARTER_PREFIX
+
+    viewer = make_napari_viewer()
+    viewer.add_image(nuclei2d[0], name="img")
+    seg = segment_with_new_network(viewer, qtbot, "img", NEW_2D, MODE_INSTANCE)
+    store = get_store(viewer)
+    assert store.model.config.task == "instance" and not store.trained
+    q = dock(viewer, "Annotation queue")
+    q._image_combo.value = viewer.layers["img"]
+    q._labels_combo.value = viewer.layers["img [resunet]"]
+    q._patch_spin.value = 64
+    q._variety_auto.value = False  # plain score order, to compare the scores
+    q._refresh_button.clicked()
+    _assert_all_passes_ranking(viewer, store.model)
+    seg._model_combo.value = f"{STARTER_PREFIX}nuclei2d"
+    seg._run_button.clicked()
+    wait_idle(qtbot, seg)
+    assert store.trained
+    q._refresh_button.clicked()
+    full = run_generator(
+        iter_uncertainty(
+            store.model,
+            np.asarray(viewer.layers["img"].data),
+            InferenceConfig(use_compile="never"),
+            3,
+        ),
+        False,
+        "u",
+    )
+    assert sees_background(full.probabilities)
+    shown = viewer.layers["img [resunet uncertainty]"].data
+    np.testing.assert_array_equal(shown, full.foreground_entropy)
+    assert not np.array_equal(shown, full.uncertainty)
+    expected = rank_patches(full.foreground_entropy, (64, 64))
+    assert [e.slices for e in q._entries] == [e.slices for e in expected]

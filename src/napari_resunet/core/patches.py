@@ -220,11 +220,24 @@ def auto_variety(probabilities: NDArray | Sequence[NDArray]) -> float:
         probabilities: ``(C, *spatial)`` probabilities, or several such arrays
             (the images ranked together), weighted by their sizes.
     """
+    return 1.0 if sees_background(probabilities) else 0.0
+
+
+def sees_background(probabilities: NDArray | Sequence[NDArray]) -> bool:
+    """Whether the network sees at least :data:`AUTO_VARIETY_BACKGROUND` of the
+    image as background (class 0): cells in a background, as nuclei, rather than
+    tissue where every voxel is a cell, as EM neuropil. The line the queue's
+    automatic choices draw.
+
+    Args:
+        probabilities: ``(C, *spatial)`` probabilities, or several such arrays
+            (the images ranked together), weighted by their sizes.
+    """
     arrays = [probabilities] if isinstance(probabilities, np.ndarray) else probabilities
     backgrounds = [np.asarray(p)[0] for p in arrays]
     size = sum(b.size for b in backgrounds)
     total = sum(float(b.sum()) for b in backgrounds)
-    return 1.0 if size and total / size >= AUTO_VARIETY_BACKGROUND else 0.0
+    return bool(size) and total / size >= AUTO_VARIETY_BACKGROUND
 
 
 def diversify(

@@ -24,6 +24,7 @@ from napari_resunet.core.inference.predict import (
     prediction_steps,
 )
 from napari_resunet.core.models.resunet import ResUNet
+from napari_resunet.core.patches import sees_background
 from napari_resunet.core.progress import Progress, relay, run_generator
 
 
@@ -32,6 +33,14 @@ def entropy_map(probabilities: NDArray) -> NDArray[np.float32]:
     p = np.clip(np.asarray(probabilities, np.float32), 1e-7, 1.0)
     h = -(p * np.log(p)).sum(axis=0)
     return (h / math.log(p.shape[0])).astype(np.float32)
+
+
+def foreground_entropy_map(probabilities: NDArray) -> NDArray[np.float32]:
+    """Binary entropy, in [0, 1], of "a cell" (any class but 0) against background
+    (class 0): how unsure ``(C, *spatial)`` probabilities are that a voxel
+    belongs to a cell at all, whatever part of it."""
+    q = np.clip(1.0 - np.asarray(probabilities, np.float32)[0], 1e-6, 1.0 - 1e-6)
+    return (-(q * np.log2(q) + (1.0 - q) * np.log2(1.0 - q))).astype(np.float32)
 
 
 def margin_map(probabilities: NDArray) -> NDArray[np.float32]:
@@ -59,6 +68,44 @@ class UncertaintyResult:
     @property
     def uncertainty(self) -> NDArray[np.float32]:
         return (0.5 * (self.entropy + self.disagreement)).astype(np.float32)
+
+    @property
+    def foreground_entropy(self) -> NDArray[np.float32]:
+        """:func:`foreground_entropy_map` of the mean prediction."""
+        return foreground_entropy_map(self.probabilities)
+
+
+def queue_scores(
+    result: UncertaintyResult, cells: bool, trained: bool = True
+) -> NDArray[np.float32]:
+    """What the annotation queue ranks patches by, per voxel.
+
+    For a cell network (background, cell interior, cell boundary) that has learnt
+    something and sees at least a fifth of the image as background
+    (:func:`~napari_resunet.core.patches.sees_background`): how unsure the mean
+    prediction is that a voxel is a cell at all (``foreground_entropy``).
+    Otherwise the full ``uncertainty``.
+
+    Why: the three-class entropy also counts interior against boundary, which is
+    uncertain along every nucleus's rim, so its patch means grow with how crowded
+    a patch is rather than with what the network gets wrong. With the simulated
+    user on BBBC039 nuclei the cell-or-background score lifted the queue by about
+    0.02 F1 from the third round on the pool of fields where it had lagged
+    random patches, and kept it level elsewhere (``docs/benchmarks.md``). The
+    flips still count: passes that disagree pull the mean toward 0.5. A new
+    network's first ranking keeps the full score: what it calls background is
+    arbitrary, and ranked by it the first round's picks taught less. EM neuropil
+    has no background to speak of, and there boundaries are what matters.
+
+    Args:
+        result: from :func:`iter_uncertainty`.
+        cells: the network is a cell network (``ModelConfig.task == "instance"``).
+        trained: the network comes from a finished training or has been
+            fine-tuned at least once.
+    """
+    if cells and trained and sees_background(result.probabilities):
+        return result.foreground_entropy
+    return result.uncertainty
 
 
 def iter_uncertainty(

@@ -119,6 +119,13 @@ class ModelStore:
     changed = Signal()
     settled = Signal()
 
+    @property
+    def trained(self) -> bool:
+        """The current model has learnt something: it descends from finished
+        training or has been fine-tuned at least once. A new network's outputs say
+        nothing of the image yet (its class mix, what it calls background)."""
+        return self.pretrained or self.rounds > 0
+
     def set_model(
         self,
         model: ResUNet,

@@ -143,8 +143,7 @@ class FinetuneWidget(Container):
         """The round's class-mix weighting: the plugin's choice for this labels
         layer and model (:func:`auto_class_mix`), or the user's."""
         if self._mix_auto.value:
-            trained = self._store.pretrained or self._store.rounds > 0
-            return auto_class_mix(labels, trained)
+            return auto_class_mix(labels, self._store.trained)
         return bool(self._mix_check.value)
 
     def _read_config(

@@ -26,7 +26,7 @@ from napari_resunet.core.patches import (
     queue_patch_shape,
     rank_patches,
 )
-from napari_resunet.core.uncertainty import iter_uncertainty
+from napari_resunet.core.uncertainty import iter_uncertainty, queue_scores
 from napari_resunet.ui._layers import (
     guess_channel_axis,
     show_layer,
@@ -85,6 +85,7 @@ class QueueWidget(Container):
         self._job = JobSlot(on_idle=lambda: self._set_running(False))
         self._entries: list[RankedPatch] = []
         self._snap: Any = None
+        self._scored = (True, True)  # (cell network, trained) of the last ranking
         self._image_combo = create_widget(
             annotation="napari.layers.Image", label="image"
         )
@@ -214,6 +215,8 @@ class QueueWidget(Container):
             show_error(f"Cannot rank patches: {err}")
             return
         self._snap = snap
+        # what the queue ranks by depends on the network measured (queue_scores)
+        self._scored = (model.config.task == "instance", self._store.trained)
         self._set_running(True)
         self._status.value = "Measuring uncertainty…"
         # the Segment widget's tiles and device; the queue mirrors on its own
@@ -249,7 +252,7 @@ class QueueWidget(Container):
 
     def _on_uncertainty(self, result: Any) -> None:
         snap = self._snap
-        u = result.uncertainty
+        u = queue_scores(result, *self._scored)
         name = f"{snap.name}{UNCERTAINTY_SUFFIX}"
         show_layer(
             self._viewer,
