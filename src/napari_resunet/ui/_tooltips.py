@@ -69,7 +69,9 @@ TOOLTIPS: dict[str, str] = {
     "times the cells' median diameter in the labels (cell models), else 64 (32 for "
     "cubes), between 16 and 128 (64 for cubes).",
     "queue_flips": "Predictions under this many mirrorings; their disagreement adds to "
-    "the entropy of the prediction. 1 = entropy only (fastest).",
+    "the entropy of the prediction. A trained cell model in empty background is "
+    "scored by how unsure the mean of the mirrorings is that a pixel is a cell at "
+    "all, where mirrorings that disagree count too. 1 = one prediction (fastest).",
     "queue_variety": "0 = strictly most uncertain first. Higher values move a patch "
     "back when one already ahead of it has the same predicted class mix (e.g. a "
     "fourth blank corner), so the first entries show different kinds of content. "
