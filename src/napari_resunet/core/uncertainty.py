@@ -93,7 +93,8 @@ def queue_scores(
     random patches on the pool of fields where the queue lagged them (round 5:
     +0.014 F1 over 20 seeds) and left three other pools within 0.01 of where
     they were; from a network trained on other nuclei it lifted the queue by
-    0.02-0.04 F1 a round (``docs/benchmarks.md``). The flips still count:
+    0.017-0.037 F1 a round (three seeds), level with random patches from round
+    2 where it had been behind them (``docs/benchmarks.md``). The flips still count:
     passes that disagree pull the mean toward 0.5. A new network's first
     ranking keeps the full score: what it calls background is arbitrary, and
     ranked by it the first round fell on three pools of four. EM neuropil has no
