@@ -58,7 +58,9 @@ class UncertaintyResult:
         entropy: normalised entropy of the mean prediction.
         disagreement: mean absolute deviation of the flipped predictions from their
             mean, summed over classes and scaled to [0, 1].
-        uncertainty: ``0.5 * (entropy + disagreement)``, what the queue ranks by.
+        uncertainty: ``0.5 * (entropy + disagreement)``, what the queue ranks
+            by except for trained cell networks in a background
+            (:func:`queue_scores`).
     """
 
     probabilities: NDArray[np.float32]
@@ -94,11 +96,11 @@ def queue_scores(
     +0.014 F1 over 20 seeds) and left three other pools within 0.01 of where
     they were; from a network trained on other nuclei it lifted the queue by
     0.017-0.037 F1 a round (three seeds), level with random patches from round
-    2 where it had been behind them (``docs/benchmarks.md``). The flips still count:
-    passes that disagree pull the mean toward 0.5. A new network's first
+    2 where it had been behind them (``docs/benchmarks.md``). The flips still
+    count: passes that disagree pull the mean toward 0.5. A new network's first
     ranking keeps the full score: what it calls background is arbitrary, and
-    ranked by it the first round fell on three pools of four. EM neuropil has no
-    background to speak of, and there boundaries are what matters.
+    ranked by it the first round fell on three pools of four. EM neuropil has
+    no background to speak of, and there boundaries are what matters.
 
     Args:
         result: from :func:`iter_uncertainty`.
