@@ -23,7 +23,7 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
         [--select variety|cluster-uncertain|cluster-typical|softrank] [--skip-top 0]
         [--foreground-fraction F] [--edge-margin 0]
         [--quick [queue]] [--oracle [error|instances]] [--diagnose [error|instances]]
-        [--score pixel|instances|both] [--test-time-flips 1]
+        [--score auto|pixel|foreground|instances|both] [--test-time-flips 1]
         [--plot out.png] [--json out.json]
 
 BBBC039 (2D cells): pool = 4 training fields (the first four, or from
@@ -350,6 +350,9 @@ def run_strategy(
     rows = []
     for r in range(1, rounds + 1):
         t0 = time.perf_counter()
+        # the widgets' ModelStore.trained: a new network has learnt nothing before
+        # its first round
+        trained = start != "untrained" or r > 1
         candidates = []  # (field, RankedPatch)
         pool_probs = []  # the queue's mean predictions, for its automatic variety
         chosen = None
@@ -359,15 +362,14 @@ def run_strategy(
                     iter_uncertainty(model, img, ICFG, n_flips=3), False, "u"
                 )
                 probs = res.probabilities
-                # the widget's: a new network's first ranking is untrained
-                trained = start != "untrained" or r > 1
-                cells = model.config.task == "instance"
-                score_map = queue_scores(res, cells, trained)
-                if SCORE == "pixel":
+                if SCORE == "auto":  # the widget's choice
+                    cells = model.config.task == "instance"
+                    score_map = queue_scores(res, cells, trained)
+                elif SCORE == "pixel":
                     score_map = res.uncertainty
                 elif SCORE == "foreground":
                     score_map = res.foreground_entropy
-                elif SCORE != "auto":
+                else:
                     own = getattr(model, "instance_config", None)
                     unstable = instance_instability(probs, own)
                     score_map = (
@@ -435,7 +437,7 @@ def run_strategy(
         cfg = round_config(task, start, steps, lr, seed + r, mix)
         t_mix = time.perf_counter()  # not timed: in the widget the layer is there
         layers = None
-        if mix == "auto" and (start != "untrained" or r > 1):
+        if mix == "auto" and trained:
             # the Fine-tune widget's automatic class mix, from its labels layer (a
             # new network's first round is never weighted)
             layers = labels_layers(model, task, masks)
