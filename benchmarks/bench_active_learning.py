@@ -14,7 +14,8 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
   total number of steps;
 - with ``--oracle``, patches ranked by the network's true error (a diagnostic:
   what a perfect uncertainty estimate would choose); ``--diagnose`` prints how
-  well the queue's uncertainty ranks that error.
+  well the queue's uncertainty ranks that error; ``--pool-score`` also scores
+  the labels the user ends with on the pool images themselves.
 
     python benchmarks/bench_active_learning.py [--dataset bbbc039|flyem]
         [--start untrained|starter] [--seeds 0 1 2] [--rounds 5] [--k 4]
@@ -24,6 +25,7 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
         [--foreground-fraction F] [--edge-margin 0]
         [--quick [queue]] [--oracle [error|instances]] [--diagnose [error|instances]]
         [--score auto|pixel|foreground|instances|both] [--test-time-flips 1]
+        [--pool-score]
         [--plot out.png] [--json out.json]
 
 BBBC039 (2D cells): pool = 4 training fields (the first four, or from
@@ -55,6 +57,7 @@ from napari_resunet.core import (
     train,
 )
 from napari_resunet.core.config import InstanceConfig, NormalizationConfig
+from napari_resunet.core.edits import merge_prediction
 from napari_resunet.core.inference.postprocess import (
     labels_from_probabilities,
     probabilities_to_instances,
@@ -94,6 +97,8 @@ EDGE_MARGIN = 0
 DIAGNOSE = "error"
 # the pool images' forest features, from main: what --select clusters on
 POOL_FEATURES: list = []
+# set from --pool-score: also score the user's labels on the pool images
+POOL_SCORE = False
 
 
 @dataclass
@@ -347,6 +352,7 @@ def run_strategy(
     dims = task.pool[0][0].ndim
     model = initial_model(task, start, seed)
     masks = [np.zeros(lab.shape, bool) for _, lab in task.pool]
+    boxes: list[list] = [[] for _ in task.pool]  # each image's reviewed patches
     rows = []
     for r in range(1, rounds + 1):
         t0 = time.perf_counter()
@@ -434,6 +440,7 @@ def run_strategy(
         for i, e in (candidates[j] for j in order[:k]):
             sl = e.slices
             masks[i][sl] = True  # the oracle pastes the truth there: annotated
+            boxes[i].append(sl)
         cfg = round_config(task, start, steps, lr, seed + r, mix)
         t_mix = time.perf_counter()  # not timed: in the widget the layer is there
         layers = None
@@ -464,6 +471,8 @@ def run_strategy(
         model = train(model, data, cfg).model
         elapsed = time.perf_counter() - t0
         scored = scores(model, task)
+        if POOL_SCORE and not task.boundaries:  # not timed, as scoring
+            scored["pool_f1"] = pool_f1(model, task, masks, boxes)
         dice, f1 = scored["dice"], scored["f1"]
         rows.append(
             {
@@ -483,6 +492,25 @@ def run_strategy(
         if record is not None:
             record.append([m.copy() for m in masks])
     return rows
+
+
+def pool_f1(model, task: Task, masks, boxes) -> float:
+    """Instance F1@0.5 of the labels the user has on the pool images after the
+    round: the truth in the reviewed patches and the new network's cells
+    elsewhere, merged as the Segment widget merges a new prediction into edited
+    labels (cells crossing a reviewed patch's face continue the kept cell).
+    The annotated image itself, not held-out ones: what the annotation is for."""
+    f1 = []
+    own = getattr(model, "instance_config", None)  # as the Segment widget
+    for (img, lab), m, b in zip(task.pool, masks, boxes):
+        probs = predict(model, img, ICFG)
+        cells = labels_from_probabilities(probs, model.config, own or InstanceConfig())
+        current = np.where(m, lab, 0).astype(np.int64)
+        merged = merge_prediction(
+            current, cells.astype(np.int64), m, instances=True, boxes=b
+        )
+        f1.append(match_instances(merged, lab, (0.5,))[0]["f1"])
+    return float(np.mean(f1))
 
 
 def _patch_vectors(field: int, slices_list) -> np.ndarray:
@@ -928,6 +956,13 @@ def main() -> None:
         help="share of the pool's most uncertain patches the queue passes over "
         "(outliers that may be too ambiguous to learn from)",
     )
+    p.add_argument(
+        "--pool-score",
+        action="store_true",
+        help="also score, after each round, the labels the user has on the pool "
+        "images (the truth in the reviewed patches, the network's cells elsewhere): "
+        "pool_f1 in the JSON (cells only)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--plot")
     p.add_argument("--json")
@@ -963,8 +998,8 @@ def main() -> None:
         [_features(img) for img, _ in task.held],
     )
     POOL_FEATURES[:] = feats[0]
-    global SELECT, SKIP_TOP, SCORE, DIAGNOSE, EDGE_MARGIN
-    EDGE_MARGIN = args.edge_margin
+    global SELECT, SKIP_TOP, SCORE, DIAGNOSE, EDGE_MARGIN, POOL_SCORE
+    EDGE_MARGIN, POOL_SCORE = args.edge_margin, args.pool_score
     SELECT, SKIP_TOP, SCORE = args.select, args.skip_top, args.score
     DIAGNOSE = args.diagnose or "error"
     runs = [run_seed(task, args, seed, feats) for seed in args.seeds]
@@ -974,6 +1009,14 @@ def main() -> None:
             q = _mean(runs, "queue", key, r)
             rd = _mean(runs, "random", key, r) if "random" in runs[0] else float("nan")
             line = f"round {r + 1}: queue {q:.3f} random {rd:.3f}"
+            if args.pool_score and "pool_f1" in runs[0]["queue"][r]:
+                qp = _mean(runs, "queue", "pool_f1", r)
+                rp = (
+                    _mean(runs, "random", "pool_f1", r)
+                    if "random" in runs[0]
+                    else float("nan")
+                )
+                line += f" | pool: queue {qp:.3f} random {rp:.3f}"
             if "oracle" in runs[0]:
                 line += f" oracle {_mean(runs, 'oracle', key, r):.3f}"
             print(line)
