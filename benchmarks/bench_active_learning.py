@@ -25,7 +25,7 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
         [--foreground-fraction F] [--edge-margin 0]
         [--quick [queue]] [--oracle [error|instances]] [--diagnose [error|instances]]
         [--score auto|pixel|foreground|instances|both] [--test-time-flips 1]
-        [--pool-score]
+        [--pool-score] [--first rank|shuffle]
         [--plot out.png] [--json out.json]
 
 BBBC039 (2D cells): pool = 4 training fields (the first four, or from
@@ -99,6 +99,8 @@ DIAGNOSE = "error"
 POOL_FEATURES: list = []
 # set from --pool-score: also score the user's labels on the pool images
 POOL_SCORE = False
+# set from --first: how the queue orders a new network's first ranking
+FIRST = "rank"
 
 
 @dataclass
@@ -424,6 +426,9 @@ def run_strategy(
             candidates = candidates[n_skip:] + candidates[:n_skip]
             chosen = auto_variety(pool_probs) if variety == "auto" else float(variety)
             order = diversify([e for _, e in candidates], chosen)
+            if FIRST == "shuffle" and not trained:  # a diagnostic: no ranking yet
+                draw = np.random.default_rng([seed, 1])  # not random's stream
+                order = [int(j) for j in draw.permutation(len(candidates))]
             n_random = int(round(explore * k))
             if n_random:  # the last picks drawn at random from the rest
                 rest = np.asarray(order[k - n_random :])
@@ -963,6 +968,14 @@ def main() -> None:
         "images (the truth in the reviewed patches, the network's cells elsewhere): "
         "pool_f1 in the JSON (cells only)",
     )
+    p.add_argument(
+        "--first",
+        choices=["rank", "shuffle"],
+        default="rank",
+        help="how the queue orders a new network's first ranking: by its scores "
+        "(the widget's) or in a random order (a diagnostic: what a new network's "
+        "ranking costs or brings against patches drawn blindly)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--plot")
     p.add_argument("--json")
@@ -998,8 +1011,8 @@ def main() -> None:
         [_features(img) for img, _ in task.held],
     )
     POOL_FEATURES[:] = feats[0]
-    global SELECT, SKIP_TOP, SCORE, DIAGNOSE, EDGE_MARGIN, POOL_SCORE
-    EDGE_MARGIN, POOL_SCORE = args.edge_margin, args.pool_score
+    global SELECT, SKIP_TOP, SCORE, DIAGNOSE, EDGE_MARGIN, POOL_SCORE, FIRST
+    EDGE_MARGIN, POOL_SCORE, FIRST = args.edge_margin, args.pool_score, args.first
     SELECT, SKIP_TOP, SCORE = args.select, args.skip_top, args.score
     DIAGNOSE = args.diagnose or "error"
     runs = [run_seed(task, args, seed, feats) for seed in args.seeds]

@@ -6,13 +6,14 @@ with the standard error over seeds, and a last panel with queue − random over
 all pools together.
 
     python benchmarks/plot_active_learning_pools.py \\
-        --pool "fields 1-4" QUEUE.json RANDOM.json [RANDOM2.json ...] \\
+        --pool "fields 1-4" QUEUE.json QUEUE_MORE_SEEDS.json random:RANDOM.json \\
         --pool "fields 5-8" RUN.json \\
         --out docs/images/active_learning_bbbc039_pools.png
 
-A pool is a label and one or more result files; the queue's runs come from the
-first file, the random runs from the first file that has them (runs are matched
-by seed, in the order the files list them).
+A pool is a label and one or more result files. Runs are matched by seed: a
+seed's queue run comes from the first file that has one for it, its random run
+likewise. A file written ``random:PATH`` gives only its random runs (its queue
+runs are of an earlier queue). Seeds follow the order the files list them in.
 """
 
 from __future__ import annotations
@@ -26,19 +27,21 @@ import numpy as np
 
 def load_pool(files: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(queue F1, random F1), each ``(seeds, rounds)``, matched by seed."""
-    saved = [json.loads(Path(f).read_text()) for f in files]
-    queue_runs = saved[0]["runs"]
-    seeds = saved[0]["args"]["seeds"]
+    queue_by_seed: dict[int, list] = {}
     random_by_seed: dict[int, list] = {}
-    for s in saved:
-        if "random" not in s["runs"][0]:
-            continue
-        for seed, run in zip(s["args"]["seeds"], s["runs"]):
-            random_by_seed.setdefault(seed, run["random"])
+    for f in files:
+        random_only = f.startswith("random:")
+        saved = json.loads(Path(f.removeprefix("random:")).read_text())
+        for seed, run in zip(saved["args"]["seeds"], saved["runs"]):
+            if "queue" in run and not random_only:
+                queue_by_seed.setdefault(seed, run["queue"])
+            if "random" in run:
+                random_by_seed.setdefault(seed, run["random"])
+    seeds = list(queue_by_seed)
     missing = [s for s in seeds if s not in random_by_seed]
     if missing:
         raise SystemExit(f"no random runs for seeds {missing} in {files}")
-    q = np.array([[row["f1"] for row in run["queue"]] for run in queue_runs])
+    q = np.array([[row["f1"] for row in queue_by_seed[s]] for s in seeds])
     r = np.array([[row["f1"] for row in random_by_seed[s]] for s in seeds])
     return q, r
 
