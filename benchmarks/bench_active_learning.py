@@ -442,10 +442,13 @@ def run_strategy(
                 order = [order[j] for j in np.argsort(-keys, kind="stable")]
         else:
             order = rng.permutation(len(candidates))
+        picks = []  # (image, *start, share of cell / boundary voxels) of each pick
         for i, e in (candidates[j] for j in order[:k]):
             sl = e.slices
             masks[i][sl] = True  # the oracle pastes the truth there: annotated
             boxes[i].append(sl)
+            share = float((np.asarray(task.forest_targets[i][sl]) > 0).mean())
+            picks.append([i, *e.start, round(share, 4)])
         cfg = round_config(task, start, steps, lr, seed + r, mix)
         t_mix = time.perf_counter()  # not timed: in the widget the layer is there
         layers = None
@@ -486,6 +489,7 @@ def run_strategy(
                 "seconds": elapsed,
                 "annotated": int(sum(m.sum() for m in masks)),
                 "class_mix": bool(cfg.match_class_mix),
+                "picks": picks,
                 **({} if chosen is None else {"variety": chosen}),
             }
         )
