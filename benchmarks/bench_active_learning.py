@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,7 +66,12 @@ from napari_resunet.core.inference.postprocess import (
 from napari_resunet.core.metrics import dice_per_class, iou_matrix, match_instances
 from napari_resunet.core.models.zoo import load_model
 from napari_resunet.core.normalize import normalize_image
-from napari_resunet.core.patches import auto_variety, diversify, rank_patches
+from napari_resunet.core.patches import (
+    RankedPatch,
+    auto_variety,
+    diversify,
+    rank_patches,
+)
 from napari_resunet.core.progress import run_generator
 from napari_resunet.core.training.dataset import class_mix, instance_targets
 from napari_resunet.core.training.finetune import auto_class_mix, finetune_config
@@ -99,7 +105,7 @@ DIAGNOSE = "error"
 POOL_FEATURES: list = []
 # set from --pool-score: also score the user's labels on the pool images
 POOL_SCORE = False
-# set from --first: how the queue orders a new network's first ranking
+# set from --first: how the queue orders a new network's patches (its first round)
 FIRST = "rank"
 
 
@@ -426,9 +432,9 @@ def run_strategy(
             candidates = candidates[n_skip:] + candidates[:n_skip]
             chosen = auto_variety(pool_probs) if variety == "auto" else float(variety)
             order = diversify([e for _, e in candidates], chosen)
-            if FIRST == "shuffle" and not trained:  # a diagnostic: no ranking yet
-                draw = np.random.default_rng([seed, 1])  # not random's stream
-                order = [int(j) for j in draw.permutation(len(candidates))]
+            if FIRST == "shuffle" and not trained:  # a diagnostic: no ranking
+                groups = [i for i, _ in candidates]
+                order = blind_order([e for _, e in candidates], seed, groups)
             n_random = int(round(explore * k))
             if n_random:  # the last picks drawn at random from the rest
                 rest = np.asarray(order[k - n_random :])
@@ -501,6 +507,36 @@ def run_strategy(
         if record is not None:
             record.append([m.copy() for m in masks])
     return rows
+
+
+def blind_order(
+    entries: Sequence[RankedPatch],
+    seed: int = 0,
+    groups: Sequence[int] | None = None,
+) -> list[int]:
+    """A random order of the patches (``--first shuffle``): what a new network's
+    queue would be if its uncertainty were not used at all.
+
+    Each patch draws its place from its position and group alone, so the order
+    of the patches left is the same however many have been reviewed.
+
+    Args:
+        entries: the patches, in any order.
+        seed: seeds the draw.
+        groups: one id per entry (the pool image it lies in), so that patches at
+            the same place in different images draw different places.
+
+    Returns:
+        Indices into ``entries`` in the new order.
+    """
+    ids = [0] * len(entries) if groups is None else [int(g) for g in groups]
+    keys = [
+        float(np.random.default_rng([int(seed), g, *e.start]).random())
+        for g, e in zip(ids, entries)
+    ]
+    return sorted(
+        range(len(entries)), key=lambda i: (keys[i], ids[i], entries[i].start)
+    )
 
 
 def pool_f1(model, task: Task, masks, boxes) -> float:
@@ -976,9 +1012,9 @@ def main() -> None:
         "--first",
         choices=["rank", "shuffle"],
         default="rank",
-        help="how the queue orders a new network's first ranking: by its scores "
-        "(the widget's) or in a random order (a diagnostic: what a new network's "
-        "ranking costs or brings against patches drawn blindly)",
+        help="how the queue orders a new network's patches (its first round): "
+        "ranked by its uncertainty (the widget's) or in a random order "
+        "(blind_order; a diagnostic: what that ranking costs or brings)",
     )
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--plot")
