@@ -25,7 +25,7 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
         [--foreground-fraction F] [--edge-margin 0]
         [--quick [queue]] [--oracle [error|instances]] [--diagnose [error|instances]]
         [--score auto|pixel|foreground|instances|both] [--test-time-flips 1]
-        [--pool-score] [--first rank|shuffle]
+        [--pool-score] [--first shuffle|rank]
         [--plot out.png] [--json out.json]
 
 BBBC039 (2D cells): pool = 4 training fields (the first four, or from
@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,8 +66,8 @@ from napari_resunet.core.metrics import dice_per_class, iou_matrix, match_instan
 from napari_resunet.core.models.zoo import load_model
 from napari_resunet.core.normalize import normalize_image
 from napari_resunet.core.patches import (
-    RankedPatch,
     auto_variety,
+    blind_order,
     diversify,
     rank_patches,
 )
@@ -106,7 +105,7 @@ POOL_FEATURES: list = []
 # set from --pool-score: also score the user's labels on the pool images
 POOL_SCORE = False
 # set from --first: how the queue orders a new network's patches (its first round)
-FIRST = "rank"
+FIRST = "shuffle"
 
 
 @dataclass
@@ -432,7 +431,9 @@ def run_strategy(
             candidates = candidates[n_skip:] + candidates[:n_skip]
             chosen = auto_variety(pool_probs) if variety == "auto" else float(variety)
             order = diversify([e for _, e in candidates], chosen)
-            if FIRST == "shuffle" and not trained:  # a diagnostic: no ranking
+            # the widget's order for a network that has learnt nothing (with its
+            # automatic variety; here whatever --variety says), drawn per seed
+            if FIRST == "shuffle" and not trained:
                 groups = [i for i, _ in candidates]
                 order = blind_order([e for _, e in candidates], seed, groups)
             n_random = int(round(explore * k))
@@ -507,36 +508,6 @@ def run_strategy(
         if record is not None:
             record.append([m.copy() for m in masks])
     return rows
-
-
-def blind_order(
-    entries: Sequence[RankedPatch],
-    seed: int = 0,
-    groups: Sequence[int] | None = None,
-) -> list[int]:
-    """A random order of the patches (``--first shuffle``): what a new network's
-    queue would be if its uncertainty were not used at all.
-
-    Each patch draws its place from its position and group alone, so the order
-    of the patches left is the same however many have been reviewed.
-
-    Args:
-        entries: the patches, in any order.
-        seed: seeds the draw.
-        groups: one id per entry (the pool image it lies in), so that patches at
-            the same place in different images draw different places.
-
-    Returns:
-        Indices into ``entries`` in the new order.
-    """
-    ids = [0] * len(entries) if groups is None else [int(g) for g in groups]
-    keys = [
-        float(np.random.default_rng([int(seed), g, *e.start]).random())
-        for g, e in zip(ids, entries)
-    ]
-    return sorted(
-        range(len(entries)), key=lambda i: (keys[i], ids[i], entries[i].start)
-    )
 
 
 def pool_f1(model, task: Task, masks, boxes) -> float:
@@ -1010,11 +981,11 @@ def main() -> None:
     )
     p.add_argument(
         "--first",
-        choices=["rank", "shuffle"],
-        default="rank",
-        help="how the queue orders a new network's patches (its first round): "
-        "ranked by its uncertainty (the widget's) or in a random order "
-        "(blind_order; a diagnostic: what that ranking costs or brings)",
+        choices=["shuffle", "rank"],
+        default="shuffle",
+        help="how the queue orders a new network's patches (its first round): in "
+        "the widget's random order (blind_order, drawn per seed) or ranked by the "
+        "new network's uncertainty (the widget's before)",
     )
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--plot")

@@ -7,6 +7,7 @@ from napari_resunet.core.patches import (
     AUTO_VARIETY_BACKGROUND,
     RankedPatch,
     auto_variety,
+    blind_order,
     diversify,
     queue_patch_shape,
     rank_patches,
@@ -173,3 +174,30 @@ def test_auto_variety_is_on_where_the_network_sees_background():
     big = np.zeros((3, 8, 24), np.float32)
     assert auto_variety([probs(0.5), big]) == 0.0  # 0.125 of all pixels
     assert auto_variety([probs(0.5), big[:, :, :8]]) == 1.0  # 0.25
+
+
+def test_blind_order_is_a_fixed_draw_by_place_not_by_score():
+    rng = np.random.default_rng(0)
+    ranked = rank_patches(rng.random((256, 320), dtype=np.float32), (64, 64))
+    order = blind_order(ranked)
+    assert sorted(order) == list(range(20))
+    assert order != list(range(20))  # not the score order
+    # the same draw every time, whatever order the patches come in
+    starts = [ranked[i].start for i in order]
+    backwards = ranked[::-1]
+    assert [backwards[i].start for i in blind_order(backwards)] == starts
+    # another uncertainty map over the same patches: the same order
+    other = rank_patches(rng.random((256, 320), dtype=np.float32), (64, 64))
+    assert [other[i].start for i in blind_order(other)] == starts
+    # reviewed patches leave the queue; the rest keep their order
+    left = [e for e in ranked if e.start not in starts[:3]]
+    assert [left[i].start for i in blind_order(left)] == starts[3:]
+    # another seed, another draw; groups tell images apart
+    assert [ranked[i].start for i in blind_order(ranked, seed=1)] != starts
+    two = list(ranked) + list(ranked)
+    mixed = blind_order(two, groups=[0] * 20 + [1] * 20)
+    assert sorted(mixed) == list(range(40))
+    assert [i for i in mixed if i < 20] == order  # image 0 is ordered as alone
+    assert [i - 20 for i in mixed if i >= 20] != order  # image 1 draws anew
+    with pytest.raises(ValueError, match="groups"):
+        blind_order(ranked, groups=[0])

@@ -4,7 +4,7 @@ import numpy as np
 from tests.ui.conftest import dock, segment_with_new_network, wait_idle
 
 from napari_resunet.core import InferenceConfig
-from napari_resunet.core.patches import diversify
+from napari_resunet.core.patches import blind_order, diversify
 from napari_resunet.core.progress import run_generator
 from napari_resunet.core.uncertainty import iter_uncertainty
 from napari_resunet.ui._layers import camera_of
@@ -32,6 +32,9 @@ def test_queue_ranks_navigates_and_reviews(
     assert q._variety_auto.value and not q._variety_spin.enabled
     q._refresh_button.clicked()
     chosen, auto_order = q._variety_spin.value, list(q._entries)
+    # a new network: left to the plugin, its patches come in a blind order
+    assert not get_store(viewer).trained
+    assert "random order until its first fine-tuning round" in q._status.value
     q._variety_auto.value = False
     assert q._variety_spin.enabled
     q._variety_spin.value = 0.0
@@ -49,9 +52,10 @@ def test_queue_ranks_navigates_and_reviews(
     assert q._entries == [plain[i] for i in diversify(plain, 1.0)]
     # the status says why the scores in the list may rise
     assert "Variety 1.0: a patch much like one above it moves down" in q._status.value
-    # the automatic choice was one of the two, ranked as that value ranks
+    # the automatic variety was one of the two; the order was the blind one
     assert chosen in (0.0, 1.0)
-    assert auto_order == [plain[i] for i in diversify(plain, chosen)]
+    assert auto_order == [plain[i] for i in blind_order(plain)]
+    assert auto_order != plain
     # the list shows the new order (entries that kept their text included)
     shown = [q._queue_list.native.item(i).text() for i in range(12)]
     assert shown == [q._describe(i, e) for i, e in enumerate(q._entries)]
@@ -374,3 +378,14 @@ def test_a_trained_cell_network_ranks_by_where_cells_are_in_doubt(
     assert not np.array_equal(shown, full.uncertainty)
     expected = rank_patches(full.foreground_entropy, (64, 64))
     assert [e.slices for e in q._entries] == [e.slices for e in expected]
+    # left to the plugin, a trained network is ranked (with variety), not blind
+    q._variety_auto.value = True
+    q._refresh_button.clicked()
+    assert "random order" not in q._status.value
+    ranked = rank_patches(
+        full.foreground_entropy, (64, 64), probabilities=full.probabilities
+    )
+    chosen = q._variety_spin.value
+    assert [e.slices for e in q._entries] == [
+        ranked[i].slices for i in diversify(ranked, chosen)
+    ]

@@ -80,8 +80,10 @@ TOOLTIPS: dict[str, str] = {
     "round. Set by the plugin while automatic variety is on.",
     "queue_variety_auto": "Let the plugin choose the variety each time it ranks: 1 "
     "where the model sees at least a fifth of the image as background (cells in "
-    "empty background), 0 where it sees almost none (EM membranes). Untick to set "
-    "it yourself.",
+    "empty background), 0 where it sees almost none (EM membranes). A new network, "
+    "not yet fine-tuned, has learnt nothing to be unsure of: its patches come in a "
+    "random order (the same each time) until its first round. Untick to set the "
+    "variety yourself and rank a new network's patches too.",
     "queue_refresh": "Measure where the session model is unsure and rank patches, most "
     "uncertain first (see variety). Reviewed patches are left out.",
     "queue_list": "Choosing an entry moves the view there and outlines the patch.",

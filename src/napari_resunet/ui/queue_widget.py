@@ -23,6 +23,7 @@ from napari_resunet.core.checks import check_image
 from napari_resunet.core.patches import (
     RankedPatch,
     auto_variety,
+    blind_order,
     queue_patch_shape,
     rank_patches,
 )
@@ -279,13 +280,18 @@ class QueueWidget(Container):
         )
         note = f" Patches of {shape[-1]} px ({why})." if why else ""
         variety = self._variety(result.probabilities)
+        # left to the plugin, a network that has learnt nothing is not ranked by
+        # its uncertainty, which leans towards crowded patches (blind_order)
+        blind = self._variety_auto.value and not self._scored[1]
         self._entries = rank_patches(
             u,
             shape,
             exclude=self._reviewed_mask(u.shape),
             probabilities=result.probabilities,
-            variety=variety,
+            variety=0.0 if blind else variety,
         )
+        if blind:
+            self._entries = [self._entries[i] for i in blind_order(self._entries)]
         self._fill_list()
         if self._entries:
             self._select(0)
@@ -296,6 +302,11 @@ class QueueWidget(Container):
             if variety > 0
             else ""
         )
+        if blind:
+            order = (
+                " The network is new and its uncertainty says little yet: the "
+                "patches come in a random order until its first fine-tuning round."
+            )
         # after showing the first entry (which is also highlighted in the list), so
         # this summary is what the status line keeps
         self._status.value = (
