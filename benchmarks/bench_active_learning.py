@@ -232,6 +232,15 @@ def round_config(
     return cfg.replace(lr=lr) if lr else cfg
 
 
+def widget_cells(model, img) -> np.ndarray:
+    """The instance labels the Segment widget shows for ``img`` (the model's own
+    instance settings where it has them), as int64."""
+    probs = predict(model, img, ICFG)
+    own = getattr(model, "instance_config", None)
+    cells = labels_from_probabilities(probs, model.config, own or InstanceConfig())
+    return cells.astype(np.int64)
+
+
 def labels_layers(model, task: Task, masks) -> list:
     """Each pool image's labels layer: the oracle's truth in the annotated patches
     and, elsewhere, the model's segmentation (the instance labels the widget
@@ -239,10 +248,7 @@ def labels_layers(model, task: Task, masks) -> list:
     layer is already there."""
     layers = []
     for (img, lab), m in zip(task.pool, masks):
-        probs = predict(model, img, ICFG)
-        own = getattr(model, "instance_config", None)  # as the Segment widget
-        layer = labels_from_probabilities(probs, model.config, own or InstanceConfig())
-        layer = layer.astype(np.int64)
+        layer = widget_cells(model, img)
         layer[m] = np.where(lab[m] > 0, lab[m].astype(np.int64) + layer.max(), 0)
         layers.append(layer)
     return layers
@@ -454,7 +460,7 @@ def run_strategy(
             sl = e.slices
             masks[i][sl] = True  # the oracle pastes the truth there: annotated
             boxes[i].append(sl)
-            share = float((np.asarray(task.forest_targets[i][sl]) > 0).mean())
+            share = float((task.forest_targets[i][sl] > 0).mean())
             picks.append([i, *e.start, round(share, 4)])
         cfg = round_config(task, start, steps, lr, seed + r, mix)
         t_mix = time.perf_counter()  # not timed: in the widget the layer is there
@@ -517,13 +523,10 @@ def pool_f1(model, task: Task, masks, boxes) -> float:
     labels (cells crossing a reviewed patch's face continue the kept cell).
     The annotated image itself, not held-out ones: what the annotation is for."""
     f1 = []
-    own = getattr(model, "instance_config", None)  # as the Segment widget
     for (img, lab), m, b in zip(task.pool, masks, boxes):
-        probs = predict(model, img, ICFG)
-        cells = labels_from_probabilities(probs, model.config, own or InstanceConfig())
         current = np.where(m, lab, 0).astype(np.int64)
         merged = merge_prediction(
-            current, cells.astype(np.int64), m, instances=True, boxes=b
+            current, widget_cells(model, img), m, instances=True, boxes=b
         )
         f1.append(match_instances(merged, lab, (0.5,))[0]["f1"])
     return float(np.mean(f1))

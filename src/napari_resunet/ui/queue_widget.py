@@ -295,18 +295,19 @@ class QueueWidget(Container):
         self._fill_list()
         if self._entries:
             self._select(0)
-        # with variety the scores in the list need not fall: said here, so a
-        # higher score below a lower one does not look like a mistake
-        order = (
-            f" Variety {variety:.1f}: a patch much like one above it moves down."
-            if variety > 0
-            else ""
-        )
+        # when the scores in the list need not fall, said here, so a higher score
+        # below a lower one does not look like a mistake
         if blind:
             order = (
                 " The network is new and its uncertainty says little yet: the "
                 "patches come in a random order until its first fine-tuning round."
             )
+        elif variety > 0:
+            order = (
+                f" Variety {variety:.1f}: a patch much like one above it moves down."
+            )
+        else:
+            order = ""
         # after showing the first entry (which is also highlighted in the list), so
         # this summary is what the status line keeps
         self._status.value = (
