@@ -728,6 +728,24 @@ def _mean(runs, method, key, r):
     return float(np.mean([run[method][r][key] for run in runs]))
 
 
+def print_quick(runs: list[dict], boundaries: bool) -> None:
+    """Per round, the mean score of each way of choosing a ``--quick`` run has
+    (the queue; random patches, the pool's labels and the oracle where run)."""
+    key = "dice" if boundaries else "f1"
+    nan = float("nan")
+    for r in range(len(runs[0]["queue"])):
+        q = _mean(runs, "queue", key, r)
+        rd = _mean(runs, "random", key, r) if "random" in runs[0] else nan
+        line = f"round {r + 1}: queue {q:.3f} random {rd:.3f}"
+        if "pool_f1" in runs[0]["queue"][r]:
+            qp = _mean(runs, "queue", "pool_f1", r)
+            rp = _mean(runs, "random", "pool_f1", r) if "random" in runs[0] else nan
+            line += f" | pool: queue {qp:.3f} random {rp:.3f}"
+        if "oracle" in runs[0]:
+            line += f" oracle {_mean(runs, 'oracle', key, r):.3f}"
+        print(line)
+
+
 def print_tables(runs: list[dict], seeds: list[int], boundaries: bool) -> None:
     metric = "boundary Dice" if boundaries else "F1@0.5"
     key = "dice" if boundaries else "f1"
@@ -1016,7 +1034,10 @@ def main() -> None:
     if args.from_json:
         saved = json.loads(Path(args.from_json).read_text())
         args.start = saved["args"]["start"]
-        print_tables(saved["runs"], saved["args"]["seeds"], task.boundaries)
+        if "forest" in saved["runs"][0]:
+            print_tables(saved["runs"], saved["args"]["seeds"], task.boundaries)
+        else:  # a --quick run: no forest, no full supervision
+            print_quick(saved["runs"], task.boundaries)
         if args.plot:
             plot(saved["runs"], task, args)
         return
@@ -1031,22 +1052,7 @@ def main() -> None:
     DIAGNOSE = args.diagnose or "error"
     runs = [run_seed(task, args, seed, feats) for seed in args.seeds]
     if args.quick:
-        key = "dice" if task.boundaries else "f1"
-        for r in range(args.rounds):
-            q = _mean(runs, "queue", key, r)
-            rd = _mean(runs, "random", key, r) if "random" in runs[0] else float("nan")
-            line = f"round {r + 1}: queue {q:.3f} random {rd:.3f}"
-            if args.pool_score and "pool_f1" in runs[0]["queue"][r]:
-                qp = _mean(runs, "queue", "pool_f1", r)
-                rp = (
-                    _mean(runs, "random", "pool_f1", r)
-                    if "random" in runs[0]
-                    else float("nan")
-                )
-                line += f" | pool: queue {qp:.3f} random {rp:.3f}"
-            if "oracle" in runs[0]:
-                line += f" oracle {_mean(runs, 'oracle', key, r):.3f}"
-            print(line)
+        print_quick(runs, task.boundaries)
         if args.json:
             Path(args.json).write_text(
                 json.dumps({"runs": runs, "args": vars(args)}, indent=1)
