@@ -436,12 +436,13 @@ def run_strategy(
             n_skip = int(SKIP_TOP * len(candidates))
             candidates = candidates[n_skip:] + candidates[:n_skip]
             chosen = auto_variety(pool_probs) if variety == "auto" else float(variety)
-            order = diversify([e for _, e in candidates], chosen)
+            entries = [e for _, e in candidates]
             # the widget's order for a network that has learnt nothing (with its
             # automatic variety; here whatever --variety says), drawn per seed
             if FIRST == "shuffle" and not trained:
-                groups = [i for i, _ in candidates]
-                order = blind_order([e for _, e in candidates], seed, groups)
+                order = blind_order(entries, seed, [i for i, _ in candidates])
+            else:
+                order = diversify(entries, chosen)
             n_random = int(round(explore * k))
             if n_random:  # the last picks drawn at random from the rest
                 rest = np.asarray(order[k - n_random :])
