@@ -106,6 +106,11 @@ POOL_FEATURES: list = []
 POOL_SCORE = False
 # set from --first: how the queue orders a new network's patches (its first round)
 FIRST = "shuffle"
+# set from --confident: the probability above which the labels layer's own cells
+# (outside the corrections) are also learnt from, and the share of the patches
+# drawn there (0: the corrections alone, the widget's behaviour)
+CONFIDENT = 0.0
+CONFIDENT_SHARE = 0.25
 
 
 @dataclass
@@ -232,10 +237,11 @@ def round_config(
     return cfg.replace(lr=lr) if lr else cfg
 
 
-def widget_cells(model, img) -> np.ndarray:
+def widget_cells(model, img, probs=None) -> np.ndarray:
     """The instance labels the Segment widget shows for ``img`` (the model's own
-    instance settings where it has them), as int64."""
-    probs = predict(model, img, ICFG)
+    instance settings where it has them), as int64; from ``probs`` when the
+    model's predictions are at hand."""
+    probs = predict(model, img, ICFG) if probs is None else probs
     own = getattr(model, "instance_config", None)
     cells = labels_from_probabilities(probs, model.config, own or InstanceConfig())
     return cells.astype(np.int64)
@@ -246,12 +252,43 @@ def labels_layers(model, task: Task, masks) -> list:
     and, elsewhere, the model's segmentation (the instance labels the widget
     shows, as the Fine-tune widget reads them). Not timed: in the widget the
     layer is already there."""
-    layers = []
-    for (img, lab), m in zip(task.pool, masks):
-        layer = widget_cells(model, img)
-        layer[m] = np.where(lab[m] > 0, lab[m].astype(np.int64) + layer.max(), 0)
-        layers.append(layer)
-    return layers
+    return [
+        with_truth(widget_cells(model, img), lab, m)
+        for (img, lab), m in zip(task.pool, masks)
+    ]
+
+
+def with_truth(layer, truth, mask):
+    """``layer`` with the oracle's ``truth`` pasted where ``mask`` is set (its
+    cells numbered above the layer's own), in place."""
+    layer[mask] = np.where(
+        truth[mask] > 0, truth[mask].astype(np.int64) + layer.max(), 0
+    )
+    return layer
+
+
+def confident_data(model, task: Task, masks, class_mixes) -> list:
+    """Training data from where the network is sure (``--confident``): each pool
+    image's labels layer (the truth in the reviewed patches, the network's cells
+    elsewhere), annotated outside the corrections wherever the network's most
+    probable class has probability at least ``CONFIDENT`` and agrees with the
+    layer's class there, as in self-training with confident pseudo-labels
+    (CEAL, Wang et al. 2016). Weighted so that ``CONFIDENT_SHARE`` of the patches
+    are drawn from them. Not timed, like the labels layer."""
+    out = []
+    for (img, lab), m, c in zip(task.pool, masks, class_mixes):
+        probs = predict(model, img, ICFG)
+        layer = with_truth(widget_cells(model, img, probs), lab, m)
+        sure = probs.max(0) >= CONFIDENT
+        sure &= (probs.argmax(0) == instance_targets(layer)) & ~m
+        if sure.any():
+            out.append(TrainData(img, layer, sure, class_mix=c))
+    human = sum(int(m.sum()) for m in masks)
+    machine = sum(int(d.mask.sum()) for d in out)
+    w = CONFIDENT_SHARE * human / max((1 - CONFIDENT_SHARE) * machine, 1)
+    for d in out:
+        d.draw_weight = w
+    return out
 
 
 def argmax_mixes(model, task: Task, masks) -> list:
@@ -484,12 +521,15 @@ def run_strategy(
             mixes = [class_mix(layer, n, "instances") for layer in layers]
         else:
             mixes = [None] * len(masks)
+        extra = []
+        if CONFIDENT and trained:
+            extra = confident_data(model, task, masks, mixes)
         t0 += time.perf_counter() - t_mix
         data = [
             TrainData(img, lab, m, class_mix=c)
             for (img, lab), m, c in zip(task.pool, masks, mixes)
             if m.any()
-        ]
+        ] + extra
         model = train(model, data, cfg).model
         elapsed = time.perf_counter() - t0
         scored = scores(model, task)
@@ -1009,6 +1049,19 @@ def main() -> None:
         "the widget's random order (blind_order, drawn per seed) or ranked by the "
         "new network's uncertainty (the widget's before)",
     )
+    p.add_argument(
+        "--confident",
+        type=float,
+        default=0.0,
+        help="also learn from the labels layer outside the corrections where the "
+        "network's most probable class is at least this probable (0: off)",
+    )
+    p.add_argument(
+        "--confident-share",
+        type=float,
+        default=0.25,
+        help="with --confident, the share of fine-tuning patches drawn there",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--plot")
     p.add_argument("--json")
@@ -1048,6 +1101,8 @@ def main() -> None:
     )
     POOL_FEATURES[:] = feats[0]
     global SELECT, SKIP_TOP, SCORE, DIAGNOSE, EDGE_MARGIN, POOL_SCORE, FIRST
+    global CONFIDENT, CONFIDENT_SHARE
+    CONFIDENT, CONFIDENT_SHARE = args.confident, args.confident_share
     EDGE_MARGIN, POOL_SCORE, FIRST = args.edge_margin, args.pool_score, args.first
     SELECT, SKIP_TOP, SCORE = args.select, args.skip_top, args.score
     DIAGNOSE = args.diagnose or "error"

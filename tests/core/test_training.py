@@ -160,6 +160,46 @@ def test_sparse_mask_training_only_learns_annotated_region(blobs2d):
     assert ((tgt != IGNORE_INDEX).reshape(8, -1).any(1)).all()  # every patch has labels
 
 
+def test_draw_weights_set_each_images_share_of_patches(blobs2d):
+    img, _ = blobs2d
+    model = tiny_model(2)
+
+    def sample(value, rows):  # labels all `value`, annotated in the first rows
+        mask = np.zeros(img.shape, bool)
+        mask[:rows] = True
+        lab = np.full(img.shape, value, np.int32)
+        return prepare_sample(
+            img, lab, mask, model.config, model.normalization, "foreground"
+        )
+
+    # 3x more annotated voxels in the background image; a weight of 1/3 on it
+    # (and 1/3 again for the wanted 1:3 share) leaves the cell image 3 of 4 draws
+    samples = [sample(0, 48), sample(1, 16)]
+    cfg = FAST.replace(augment_flip=False, augment_rot90=False)
+
+    def cell_share(weights):
+        sampler = PatchSampler(
+            samples, model.config, cfg, np.random.default_rng(1), weights
+        )
+        _, tgt = sampler.sample_batch(400)
+        return float((tgt == 1).reshape(400, -1).any(1).mean())
+
+    assert cell_share(None) == pytest.approx(0.25, abs=0.06)  # by voxel count
+    assert cell_share([1 / 9, 1.0]) == pytest.approx(0.75, abs=0.06)
+    assert cell_share([0.0, 1.0]) == 1.0
+    with pytest.raises(ValueError, match="one finite, non-negative weight"):
+        PatchSampler(samples, model.config, cfg, np.random.default_rng(1), [1.0])
+    with pytest.raises(ValueError, match="draw weight 0"):
+        PatchSampler(samples, model.config, cfg, np.random.default_rng(1), [0, 0])
+
+
+def test_train_data_draw_weight_reaches_the_sampler(blobs2d):
+    img, lab = blobs2d
+    data = [TrainData(img, lab, draw_weight=0.0), TrainData(img, lab, draw_weight=0.0)]
+    with pytest.raises(ValueError, match="draw weight 0"):
+        train(tiny_model(2), data, FAST.replace(steps=1))
+
+
 def test_augmentation_moves_image_and_labels_together():
     rng = np.random.default_rng(0)
     target = np.zeros((1, 32, 32), np.int64)

@@ -225,7 +225,8 @@ def default_patch_shape(
 class PatchSampler:
     """Draws augmented training patches from prepared samples.
 
-    Images are chosen in proportion to their annotated voxel count. A fraction
+    Images are chosen in proportion to their annotated voxel count, times their
+    ``draw_weights`` when given. A fraction
     ``cfg.foreground_fraction`` of patches is centred on an annotated foreground
     voxel; the others on a random annotated voxel (sparse masks) or anywhere (dense
     labels), so every patch contributes to the loss. A 2D network on 3D data gets
@@ -238,6 +239,7 @@ class PatchSampler:
         model_cfg: ModelConfig,
         cfg: TrainConfig,
         rng: np.random.Generator,
+        draw_weights: Sequence[float] | None = None,
     ) -> None:
         if not samples:
             raise ValueError("No training samples were given.")
@@ -270,6 +272,16 @@ class PatchSampler:
             raise ValueError("A 2D model on 3D data needs patch_shape (1, Y, X).")
         self.patch_shape = tuple(int(p) for p in patch)
         counts = np.array([s.n_annotated for s in self.samples], np.float64)
+        if draw_weights is not None:
+            w = np.asarray(draw_weights, np.float64)
+            if w.shape != counts.shape or not np.all(np.isfinite(w)) or w.min() < 0:
+                raise ValueError(
+                    f"draw_weights needs one finite, non-negative weight per image "
+                    f"({len(counts)}), got {list(draw_weights)}."
+                )
+            counts = counts * w
+        if counts.sum() <= 0:
+            raise ValueError("Every image has draw weight 0: nothing to draw from.")
         self._weights = counts / counts.sum()
 
     def _pick_corner(self, sample: TrainSample) -> tuple[int, ...]:

@@ -57,6 +57,9 @@ class TrainData:
             ``TrainConfig.match_class_mix``; ``None`` (the default) takes the mix
             of ``labels`` over all voxels, which is right for a labels layer
             (outside the corrections it holds the network's own segmentation).
+        draw_weight: how often patches come from this image, relative to its
+            annotated voxel count (images are drawn in proportion to count times
+            weight); 1 for all images draws every annotated voxel alike.
     """
 
     image: NDArray
@@ -64,6 +67,7 @@ class TrainData:
     mask: NDArray | None = None
     channel_axis: int | None = None
     class_mix: Sequence[float] | None = None
+    draw_weight: float = 1.0
 
 
 @dataclass
@@ -217,7 +221,9 @@ def iter_train(
     samples = [prepare(d) for d in train_list]
     for d in val_list:  # fail early, before any training time is spent
         prepare(d)
-    sampler = PatchSampler(samples, model.config, cfg, rng)
+    sampler = PatchSampler(
+        samples, model.config, cfg, rng, [d.draw_weight for d in train_list]
+    )
     prior = _mix_prior(train_list, samples, model.config.out_channels, cfg)
     device = resolve_device(cfg.device)
     autocast_dtype = resolve_precision(cfg.precision, device)
