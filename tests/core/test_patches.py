@@ -11,7 +11,9 @@ from napari_resunet.core.patches import (
     diversify,
     queue_patch_shape,
     rank_patches,
+    sees_background,
     suggest_patch_side,
+    variety_for,
 )
 
 
@@ -174,6 +176,9 @@ def test_auto_variety_is_on_where_the_network_sees_background():
     big = np.zeros((3, 8, 24), np.float32)
     assert auto_variety([probs(0.5), big]) == 0.0  # 0.125 of all pixels
     assert auto_variety([probs(0.5), big[:, :, :8]]) == 1.0  # 0.25
+    # the same rule from sees_background's answer, for a caller that has it
+    for p in (probs(0.8), probs(0.1), [probs(0.5), big]):
+        assert variety_for(sees_background(p)) == auto_variety(p)
 
 
 def test_blind_order_is_a_fixed_draw_by_place_not_by_score():

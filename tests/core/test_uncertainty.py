@@ -184,3 +184,14 @@ def test_queue_scores_choose_by_network_and_image():
         np.testing.assert_array_equal(
             queue_scores(res, cells, trained), res.uncertainty
         )
+    # the caller's answer to "is there background?" is used instead of a new sum
+    np.testing.assert_array_equal(
+        queue_scores(nuclei, True, True, background=False), nuclei.uncertainty
+    )
+    tissue = _result(0.1, doubt_at_rims=True)
+    np.testing.assert_array_equal(
+        queue_scores(tissue, True, True, background=True), tissue.foreground_entropy
+    )
+    np.testing.assert_array_equal(  # and never overrides a new or class network
+        queue_scores(nuclei, True, False, background=True), nuclei.uncertainty
+    )

@@ -221,7 +221,13 @@ def auto_variety(probabilities: NDArray | Sequence[NDArray]) -> float:
         probabilities: ``(C, *spatial)`` probabilities, or several such arrays
             (the images ranked together), weighted by their sizes.
     """
-    return 1.0 if sees_background(probabilities) else 0.0
+    return variety_for(sees_background(probabilities))
+
+
+def variety_for(background: bool) -> float:
+    """:func:`auto_variety` from :func:`sees_background`'s answer, for a caller
+    that has it already."""
+    return 1.0 if background else 0.0
 
 
 def sees_background(probabilities: NDArray | Sequence[NDArray]) -> bool:

@@ -78,7 +78,10 @@ class UncertaintyResult:
 
 
 def queue_scores(
-    result: UncertaintyResult, cells: bool, trained: bool = True
+    result: UncertaintyResult,
+    cells: bool,
+    trained: bool = True,
+    background: bool | None = None,
 ) -> NDArray[np.float32]:
     """What the annotation queue ranks patches by, per voxel.
 
@@ -107,8 +110,16 @@ def queue_scores(
         cells: the network is a cell network (``ModelConfig.task == "instance"``).
         trained: the network comes from a finished training or has been
             fine-tuned at least once.
+        background: :func:`~napari_resunet.core.patches.sees_background` of
+            ``result.probabilities`` when the caller has it already (the queue
+            also needs it for its automatic variety; on a large volume the sum
+            over the background channel is worth doing once).
     """
-    if cells and trained and sees_background(result.probabilities):
+    if not (cells and trained):
+        return result.uncertainty
+    if background is None:
+        background = sees_background(result.probabilities)
+    if background:
         return result.foreground_entropy
     return result.uncertainty
 

@@ -22,10 +22,11 @@ from napari_resunet.core import InferenceConfig
 from napari_resunet.core.checks import check_image
 from napari_resunet.core.patches import (
     RankedPatch,
-    auto_variety,
     blind_order,
     queue_patch_shape,
     rank_patches,
+    sees_background,
+    variety_for,
 )
 from napari_resunet.core.uncertainty import iter_uncertainty, queue_scores
 from napari_resunet.ui._layers import (
@@ -253,7 +254,9 @@ class QueueWidget(Container):
 
     def _on_uncertainty(self, result: Any) -> None:
         snap = self._snap
-        u = queue_scores(result, *self._scored)
+        # one pass over the background channel serves the score and the variety
+        background = sees_background(result.probabilities)
+        u = queue_scores(result, *self._scored, background=background)
         name = f"{snap.name}{UNCERTAINTY_SUFFIX}"
         show_layer(
             self._viewer,
@@ -279,7 +282,7 @@ class QueueWidget(Container):
             u.shape, model.spatial_dims, int(self._patch_spin.value), cells
         )
         note = f" Patches of {shape[-1]} px ({why})." if why else ""
-        variety = self._variety(result.probabilities)
+        variety = self._variety(background)
         # left to the plugin, a network that has learnt nothing is not ranked by
         # its uncertainty, which leans towards crowded patches (blind_order)
         blind = self._variety_auto.value and not self._scored[1]
@@ -315,11 +318,12 @@ class QueueWidget(Container):
             f"{float(u.mean()):.3f}.{note}{order}"
         )
 
-    def _variety(self, probabilities: np.ndarray) -> float:
+    def _variety(self, background: bool) -> float:
         """The spin box's variety, or with "automatic variety" the plugin's choice
-        for these probabilities (shown in the spin box)."""
+        (:func:`auto_variety`) for probabilities that do or do not show
+        ``background`` (shown in the spin box)."""
         if self._variety_auto.value:
-            self._variety_spin.value = auto_variety(probabilities)
+            self._variety_spin.value = variety_for(background)
         return float(self._variety_spin.value)
 
     # ---- walking the queue ------------------------------------------------------
