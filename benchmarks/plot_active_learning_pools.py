@@ -14,6 +14,12 @@ A pool is a label and one or more result files. Runs are matched by seed: a
 seed's queue run comes from the first file that has one for it, its random run
 likewise. A file written ``random:PATH`` gives only its random runs (its queue
 runs are of an earlier queue). Seeds follow the order the files list them in.
+
+It also prints, per pool, queue − random F1 in round 1 and over rounds 3–5 with
+standard errors, seed-runs ahead, and the means of each block of ten seeds.
+Where a new network's queue comes in a random order (``blind_order``, the
+widget's behaviour), round 1 compares two random draws of patches: its spread
+is what chance alone gives. ``--out`` is optional: without it only the table.
 """
 
 from __future__ import annotations
@@ -50,6 +56,33 @@ def _se(x: np.ndarray) -> np.ndarray:
     return x.std(0, ddof=1) / np.sqrt(len(x)) if len(x) > 1 else np.zeros(x.shape[1])
 
 
+def _blocks(x: np.ndarray, size: int = 10) -> str:
+    return ", ".join(f"{x[i : i + size].mean():+.3f}" for i in range(0, len(x), size))
+
+
+def summary(pools: list[tuple[str, np.ndarray, np.ndarray]]) -> str:
+    """A markdown table: per pool, queue − random in round 1 and over rounds 3-5
+    (mean, SE, seed-runs ahead, blocks of ten seeds), then all pools together."""
+    lines = [
+        "| pool | seeds | round 1 (SE) | round 1, blocks of 10 | rounds 3–5 (SE) "
+        "| ahead in rounds 3–5 | rounds 3–5, blocks of 10 |",
+        "|---|---:|---|---|---|---:|---|",
+    ]
+    rows = [(label, q - r) for label, q, r in pools]
+    if len(rows) > 1:
+        rows.append(("all", np.concatenate([d for _, d in rows])))
+    for label, d in rows:
+        first, late = d[:, 0], d[:, 2:].mean(1)
+        blocks = label != "all" or len(rows) == 1  # pooled blocks would mix pools
+        se1, se3 = _se(first[:, None])[0], _se(late[:, None])[0]
+        lines.append(
+            f"| {label} | {len(d)} | {first.mean():+.3f} ({se1:.3f}) | "
+            f"{_blocks(first) if blocks else ''} | {late.mean():+.3f} ({se3:.3f}) | "
+            f"{int((late > 0).sum())} of {len(d)} | {_blocks(late) if blocks else ''} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
@@ -60,14 +93,17 @@ def main() -> None:
         metavar=("LABEL", "JSON"),
         help="a pool's label, then its result files",
     )
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", help="the plot's file (PNG); without it only the table")
     args = p.parse_args()
+    pools = [(spec[0], *load_pool(spec[1:])) for spec in args.pool]
+    print(summary(pools))
+    if not args.out:
+        return
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pools = [(spec[0], *load_pool(spec[1:])) for spec in args.pool]
     panels = len(pools) + 1  # one per pool, then the differences
     cols = min(3, panels)
     rows = -(-panels // cols)
