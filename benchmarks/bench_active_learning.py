@@ -247,14 +247,16 @@ def widget_cells(model, img, probs=None) -> np.ndarray:
     return cells.astype(np.int64)
 
 
-def labels_layers(model, task: Task, masks) -> list:
+def labels_layers(model, task: Task, masks, probs=None) -> list:
     """Each pool image's labels layer: the oracle's truth in the annotated patches
     and, elsewhere, the model's segmentation (the instance labels the widget
-    shows, as the Fine-tune widget reads them). Not timed: in the widget the
-    layer is already there."""
+    shows, as the Fine-tune widget reads them); from ``probs`` (one per pool
+    image) when the model's predictions are at hand. Not timed: in the widget
+    the layer is already there."""
+    probs = probs or [None] * len(task.pool)
     return [
-        with_truth(widget_cells(model, img), lab, m)
-        for (img, lab), m in zip(task.pool, masks)
+        with_truth(widget_cells(model, img, p), lab, m)
+        for (img, lab), m, p in zip(task.pool, masks, probs)
     ]
 
 
@@ -267,20 +269,19 @@ def with_truth(layer, truth, mask):
     return layer
 
 
-def confident_data(model, task: Task, masks, class_mixes) -> list:
+def confident_data(task: Task, masks, class_mixes, probs, layers) -> list:
     """Training data from where the network is sure (``--confident``): each pool
-    image's labels layer (the truth in the reviewed patches, the network's cells
-    elsewhere), annotated outside the corrections wherever the network's most
-    probable class has probability at least ``CONFIDENT`` and agrees with the
+    image's labels layer (``layers``: the truth in the reviewed patches, the
+    network's cells elsewhere), annotated outside the corrections wherever the
+    network's most probable class (``probs``, its predictions the layers were
+    made from) has probability at least ``CONFIDENT`` and agrees with the
     layer's class there, as in self-training with confident pseudo-labels
     (CEAL, Wang et al. 2016). Weighted so that ``CONFIDENT_SHARE`` of the patches
     are drawn from them. Not timed, like the labels layer."""
     out = []
-    for (img, lab), m, c in zip(task.pool, masks, class_mixes):
-        probs = predict(model, img, ICFG)
-        layer = with_truth(widget_cells(model, img, probs), lab, m)
-        sure = probs.max(0) >= CONFIDENT
-        sure &= (probs.argmax(0) == instance_targets(layer)) & ~m
+    for (img, _), m, c, p, layer in zip(task.pool, masks, class_mixes, probs, layers):
+        sure = p.max(0) >= CONFIDENT
+        sure &= (p.argmax(0) == instance_targets(layer)) & ~m
         if sure.any():
             out.append(TrainData(img, layer, sure, class_mix=c))
     human = sum(int(m.sum()) for m in masks)
@@ -502,11 +503,17 @@ def run_strategy(
             picks.append([i, *e.start, round(share, 4)])
         cfg = round_config(task, start, steps, lr, seed + r, mix)
         t_mix = time.perf_counter()  # not timed: in the widget the layer is there
+        # the network's predictions on the pool, made once where --confident needs
+        # them beside the labels layers they are made into
+        confident = bool(CONFIDENT) and trained
+        probs = (
+            [predict(model, img, ICFG) for img, _ in task.pool] if confident else None
+        )
         layers = None
         if mix == "auto" and trained:
             # the Fine-tune widget's automatic class mix, from its labels layer (a
             # new network's first round is never weighted)
-            layers = labels_layers(model, task, masks)
+            layers = labels_layers(model, task, masks, probs)
             flat = np.concatenate([layer.ravel() for layer in layers])
             cfg = cfg.replace(match_class_mix=auto_class_mix(flat, trained=True))
         # the oracle's labels are the truth everywhere, so the mix the widget would
@@ -517,13 +524,14 @@ def run_strategy(
         elif cfg.match_class_mix and mix == "argmax":
             mixes = argmax_mixes(model, task, masks)
         elif cfg.match_class_mix:
-            layers = layers or labels_layers(model, task, masks)
+            layers = layers or labels_layers(model, task, masks, probs)
             mixes = [class_mix(layer, n, "instances") for layer in layers]
         else:
             mixes = [None] * len(masks)
         extra = []
-        if CONFIDENT and trained:
-            extra = confident_data(model, task, masks, mixes)
+        if confident:
+            layers = layers or labels_layers(model, task, masks, probs)
+            extra = confident_data(task, masks, mixes, probs, layers)
         t0 += time.perf_counter() - t_mix
         data = [
             TrainData(img, lab, m, class_mix=c)
