@@ -21,7 +21,8 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
         [--start untrained|starter] [--seeds 0 1 2] [--rounds 5] [--k 4]
         [--pool 4] [--pool-first 0]
         [--variety auto] [--class-mix auto|on|off|argmax|truth] [--explore 0]
-        [--select variety|cluster-uncertain|cluster-typical|softrank] [--skip-top 0]
+        [--select variety|cluster-uncertain|cluster-typical|softrank|badge]
+        [--skip-top 0]
         [--foreground-fraction F] [--edge-margin 0]
         [--quick [queue]] [--oracle [error|instances]] [--diagnose [error|instances]]
         [--score auto|pixel|foreground|instances|both] [--test-time-flips 1]
@@ -412,6 +413,7 @@ def run_strategy(
         trained = start != "untrained" or r > 1
         candidates = []  # (field, RankedPatch)
         pool_probs = []  # the queue's mean predictions, for its automatic variety
+        embeddings = {}  # --select badge: (field, start) -> gradient embedding
         chosen = None
         for i, (img, _) in enumerate(task.pool):
             if strategy == "queue":
@@ -452,6 +454,9 @@ def run_strategy(
                 edge_margin=EDGE_MARGIN if strategy == "queue" else 0,
             )
             candidates += [(i, e) for e in ranked]
+            if strategy == "queue" and SELECT == "badge" and trained:
+                emb = gradient_embeddings(model, img, ranked)
+                embeddings.update({(i, e.start): v for e, v in zip(ranked, emb)})
             if strategy == "queue" and record_errors is not None:  # not timed
                 t_err = time.perf_counter()
                 lab = task.pool[i][1]
@@ -481,6 +486,11 @@ def run_strategy(
                 order = blind_order(entries, seed, [i for i, _ in candidates])
             else:
                 order = diversify(entries, chosen)
+            if SELECT == "badge" and trained:
+                # (BADGE, Ash et al. 2020): k-means++ seeding over the patches'
+                # gradient embeddings, in the candidates' sorted order
+                emb = np.stack([embeddings[(i, e.start)] for i, e in candidates])
+                order = badge_order(emb, k, [seed, r, 11])
             n_random = int(round(explore * k))
             if n_random:  # the last picks drawn at random from the rest
                 rest = np.asarray(order[k - n_random :])
@@ -579,6 +589,55 @@ def pool_f1(model, task: Task, masks, boxes) -> float:
         )
         f1.append(match_instances(merged, lab, (0.5,))[0]["f1"])
     return float(np.mean(f1))
+
+
+def gradient_embeddings(model, img, ranked) -> np.ndarray:
+    """Each patch's BADGE embedding: the gradient of the cross-entropy against
+    the network's own most probable class with respect to its 1x1 head's
+    weights, averaged over the patch's pixels, ``(p - onehot(argmax p)) x h``
+    with ``h`` the features the head reads. One pass, no flips."""
+    import torch
+
+    from napari_resunet.core.inference.tiling import pad_to
+
+    x = normalize_image(img, model.normalization)[None]
+    m = model.size_multiple
+    padded = pad_to(x, [-(-s // m) * m for s in img.shape])
+    crop = tuple(slice(0, s) for s in img.shape)
+    seen = {}
+    hook = model.head.register_forward_hook(lambda _, a, __: seen.update(h=a[0]))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(torch.from_numpy(np.ascontiguousarray(padded))[None])
+    finally:
+        hook.remove()
+        model.train(was_training)
+    h = seen["h"][0][(slice(None), *crop)]  # (F, *spatial)
+    p = torch.softmax(logits[0][(slice(None), *crop)], 0)  # (C, *spatial)
+    r = p - torch.nn.functional.one_hot(p.argmax(0), p.shape[0]).movedim(-1, 0)
+    g = (r[:, None] * h[None]).flatten(0, 1).numpy()  # (C * F, *spatial)
+    return np.stack(
+        [g[(slice(None), *e.slices)].mean(tuple(range(1, g.ndim))) for e in ranked]
+    )
+
+
+def badge_order(emb: np.ndarray, k: int, seed) -> list[int]:
+    """k-means++ seeding (BADGE): the largest embedding first, then each next
+    pick drawn with probability proportional to its squared distance to the
+    nearest pick so far. Returns indices (the k picks first, the rest after)."""
+    rng = np.random.default_rng(seed)
+    picks = [int(np.argmax((emb**2).sum(1)))]
+    d2 = ((emb - emb[picks[0]]) ** 2).sum(1)
+    while len(picks) < min(k, len(emb)):
+        if d2.sum() > 0:
+            j = int(rng.choice(len(emb), p=d2 / d2.sum()))
+        else:  # every patch alike: the next one not yet picked
+            j = next(j for j in range(len(emb)) if j not in picks)
+        picks.append(j)
+        d2 = np.minimum(d2, ((emb - emb[j]) ** 2).sum(1))
+    return picks + [j for j in range(len(emb)) if j not in picks]
 
 
 def _patch_vectors(field: int, slices_list) -> np.ndarray:
@@ -1003,12 +1062,19 @@ def main() -> None:
     )
     p.add_argument(
         "--select",
-        choices=["variety", "cluster-uncertain", "cluster-typical", "softrank"],
+        choices=[
+            "variety",
+            "cluster-uncertain",
+            "cluster-typical",
+            "softrank",
+            "badge",
+        ],
         default="variety",
         help="how the queue picks: the widget's order (variety); one patch from "
         "each of the largest clusters of image features not yet reviewed, its "
         "most uncertain or its most typical; or k drawn at random with weight "
-        "1/rank in the widget's order (softrank)",
+        "1/rank in the widget's order (softrank); or k-means++ seeding over the "
+        "patches' gradient embeddings once the network is trained (badge)",
     )
     p.add_argument(
         "--score",
