@@ -484,13 +484,13 @@ def run_strategy(
             # automatic variety; here whatever --variety says), drawn per seed
             if FIRST == "shuffle" and not trained:
                 order = blind_order(entries, seed, [i for i, _ in candidates])
-            else:
-                order = diversify(entries, chosen)
-            if SELECT == "badge" and trained:
+            elif SELECT == "badge" and trained:
                 # (BADGE, Ash et al. 2020): k-means++ seeding over the patches'
                 # gradient embeddings, in the candidates' sorted order
                 emb = np.stack([embeddings[(i, e.start)] for i, e in candidates])
                 order = badge_order(emb, k, [seed, r, 11])
+            else:
+                order = diversify(entries, chosen)
             n_random = int(round(explore * k))
             if n_random:  # the last picks drawn at random from the rest
                 rest = np.asarray(order[k - n_random :])
