@@ -24,7 +24,7 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
         [--select variety|cluster-uncertain|cluster-typical|softrank|badge]
         [--skip-top 0]
         [--foreground-fraction F] [--edge-margin 0]
-        [--quick [queue]] [--oracle [error|instances]] [--diagnose [error|instances]]
+        [--quick [queue|full]] [--oracle [error|instances]] [--diagnose [error|instances]]
         [--score auto|pixel|foreground|instances|both] [--test-time-flips 1]
         [--pool-score] [--first shuffle|rank]
         [--plot out.png] [--json out.json]
@@ -769,6 +769,10 @@ def run_full(task: Task, start, steps, lr, seed):
 
 
 def run_seed(task, args, seed, feats) -> dict:
+    if args.quick == "full":  # the dense reference alone: no rounds
+        return {
+            "full": run_full(task, args.start, args.steps * args.rounds, args.lr, seed)
+        }
     masks: list = []
     common = (task, args.start, args.rounds, args.k, args.patch, args.steps, args.lr)
     common = (*common, seed, args.variety, args.class_mix, args.explore)
@@ -1018,9 +1022,10 @@ def main() -> None:
         "--quick",
         nargs="?",
         const="random",
-        choices=["random", "queue"],
+        choices=["random", "queue", "full"],
         help="queue and random only (or the queue only: --quick queue): no "
-        "forest, no full supervision, no tables",
+        "forest, no full supervision, no tables; --quick full: full supervision "
+        "only (the level the sparse strategies are measured against)",
     )
     p.add_argument(
         "--explore",
@@ -1164,6 +1169,13 @@ def main() -> None:
         args.start = saved["args"]["start"]
         if "forest" in saved["runs"][0]:
             print_tables(saved["runs"], saved["args"]["seeds"], task.boundaries)
+        elif "queue" not in saved["runs"][0]:  # --quick full
+            key = "dice" if task.boundaries else "f1"
+            values = [run["full"][key] for run in saved["runs"]]
+            print(
+                f"full supervision: {key} {np.mean(values):.3f} ({len(values)} seeds)"
+            )
+            return
         else:  # a --quick run: no forest, no full supervision
             print_quick(saved["runs"], task.boundaries)
         if args.plot:
@@ -1181,8 +1193,13 @@ def main() -> None:
     SELECT, SKIP_TOP, SCORE = args.select, args.skip_top, args.score
     DIAGNOSE = args.diagnose or "error"
     runs = [run_seed(task, args, seed, feats) for seed in args.seeds]
-    if args.quick:
+    if args.quick == "full":
+        key = "dice" if task.boundaries else "f1"
+        values = [run["full"][key] for run in runs]
+        print(f"full supervision: {key} {np.mean(values):.3f} ({len(values)} seeds)")
+    elif args.quick:
         print_quick(runs, task.boundaries)
+    if args.quick:
         if args.json:
             Path(args.json).write_text(
                 json.dumps({"runs": runs, "args": vars(args)}, indent=1)

@@ -14,6 +14,10 @@ A pool is a label and one or more result files. Runs are matched by seed: a
 seed's queue run comes from the first file that has one for it, its random run
 likewise. A file written ``random:PATH`` gives only its random runs (its queue
 runs are of an earlier queue). Seeds follow the order the files list them in.
+A file written ``full:PATH`` gives only full supervision (the network trained
+densely on the whole pool's truth for the rounds' total steps, as
+``bench_active_learning.py --quick full`` writes it): drawn as a level across
+the pool's panel and tabled beside the two strategies' late rounds.
 
 It also prints, per pool, queue − random F1 in round 1 and over rounds 3–5 with
 standard errors, seed-runs ahead, and the means of each block of ten seeds.
@@ -31,11 +35,18 @@ from pathlib import Path
 import numpy as np
 
 
-def load_pool(files: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(queue F1, random F1), each ``(seeds, rounds)``, matched by seed."""
+def load_pool(files: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(queue F1, random F1), each ``(seeds, rounds)``, matched by seed, and the
+    full-supervision F1 of the ``full:`` files' seeds (possibly none)."""
     queue_by_seed: dict[int, list] = {}
     random_by_seed: dict[int, list] = {}
+    full_by_seed: dict[int, float] = {}
     for f in files:
+        if f.startswith("full:"):
+            saved = json.loads(Path(f.removeprefix("full:")).read_text())
+            for seed, run in zip(saved["args"]["seeds"], saved["runs"]):
+                full_by_seed.setdefault(seed, run["full"]["f1"])
+            continue
         random_only = f.startswith("random:")
         saved = json.loads(Path(f.removeprefix("random:")).read_text())
         for seed, run in zip(saved["args"]["seeds"], saved["runs"]):
@@ -49,7 +60,7 @@ def load_pool(files: list[str]) -> tuple[np.ndarray, np.ndarray]:
         raise SystemExit(f"no random runs for seeds {missing} in {files}")
     q = np.array([[row["f1"] for row in queue_by_seed[s]] for s in seeds])
     r = np.array([[row["f1"] for row in random_by_seed[s]] for s in seeds])
-    return q, r
+    return q, r, np.array(list(full_by_seed.values()), float)
 
 
 def _se(x: np.ndarray) -> np.ndarray:
@@ -60,7 +71,29 @@ def _blocks(x: np.ndarray, size: int = 10) -> str:
     return ", ".join(f"{x[i : i + size].mean():+.3f}" for i in range(0, len(x), size))
 
 
-def summary(pools: list[tuple[str, np.ndarray, np.ndarray]]) -> str:
+def headroom(pools: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> str:
+    """A markdown table: per pool with full supervision, its F1 beside the mean
+    F1 of the queue and of random patches over rounds 3-5 (SEs over seeds)."""
+    lines = [
+        "| pool | full supervision (SE, seeds) | random, rounds 3–5 (SE) "
+        "| queue, rounds 3–5 (SE) | random − full | queue − full |",
+        "|---|---|---|---|---:|---:|",
+    ]
+    for label, q, r, full in pools:
+        if not len(full):
+            continue
+        fse = _se(full[:, None])[0]
+        late_q, late_r = q[:, 2:].mean(1), r[:, 2:].mean(1)
+        sq, sr = _se(late_q[:, None])[0], _se(late_r[:, None])[0]
+        lines.append(
+            f"| {label} | {full.mean():.3f} ({fse:.3f}, {len(full)}) | "
+            f"{late_r.mean():.3f} ({sr:.3f}) | {late_q.mean():.3f} ({sq:.3f}) | "
+            f"{late_r.mean() - full.mean():+.3f} | {late_q.mean() - full.mean():+.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def summary(pools: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> str:
     """A markdown table: per pool, queue − random in round 1 and over rounds 3-5
     (mean, SE, seed-runs ahead, blocks of ten seeds), then all pools together."""
     lines = [
@@ -68,7 +101,7 @@ def summary(pools: list[tuple[str, np.ndarray, np.ndarray]]) -> str:
         "| ahead in rounds 3–5 | rounds 3–5, blocks of 10 |",
         "|---|---:|---|---|---|---:|---|",
     ]
-    rows = [(label, q - r) for label, q, r in pools]
+    rows = [(label, q - r) for label, q, r, _ in pools]
     if len(rows) > 1:
         rows.append(("all", np.concatenate([d for _, d in rows])))
     for label, d in rows:
@@ -97,6 +130,9 @@ def main() -> None:
     args = p.parse_args()
     pools = [(spec[0], *load_pool(spec[1:])) for spec in args.pool]
     print(summary(pools))
+    if any(len(full) for *_, full in pools):
+        print()
+        print(headroom(pools))
     if not args.out:
         return
     import matplotlib
@@ -115,8 +151,22 @@ def main() -> None:
     axes = list(grid.flat[:panels])
     for ax in axes[1:-1]:  # one F1 scale for all pools
         ax.sharey(axes[0])
-    for ax, (label, q, r) in zip(axes, pools):
+    for ax, (label, q, r, full) in zip(axes, pools):
         x = np.arange(1, q.shape[1] + 1)
+        if len(full):  # the dense reference: a level, not a curve
+            ax.axhspan(
+                full.mean() - _se(full[:, None])[0],
+                full.mean() + _se(full[:, None])[0],
+                color="0.6",
+                alpha=0.25,
+            )
+            ax.axhline(
+                full.mean(),
+                color="0.35",
+                lw=1.2,
+                ls="-.",
+                label=f"full supervision ({len(full)} seeds)",
+            )
         for y, name, style in ((q, "queue", "o-"), (r, "random patches", "s--")):
             (line,) = ax.plot(x, y.mean(0), style, label=name)
             ax.fill_between(
@@ -132,11 +182,11 @@ def main() -> None:
         ax.set_xticks(x)
         ax.grid(alpha=0.3)
     axes[0].legend(loc="lower right", fontsize=8)
-    diff = np.concatenate([q - r for _, q, r in pools])
+    diff = np.concatenate([q - r for _, q, r, _ in pools])
     ax = axes[-1]
     x = np.arange(1, diff.shape[1] + 1)
     ax.errorbar(x, diff.mean(0), yerr=_se(diff), fmt="o-", capsize=3, color="k")
-    for label, q, r in pools:
+    for label, q, r, _ in pools:
         ax.plot(x, (q - r).mean(0), ".:", alpha=0.7, label=label)
     ax.axhline(0, color="0.5", lw=1)
     ax.set_title(f"queue − random, all pools\n{len(diff)} seed-runs, mean ± SE")
