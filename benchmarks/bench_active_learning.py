@@ -22,7 +22,7 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
         [--pool 4] [--pool-first 0]
         [--variety auto] [--class-mix auto|on|off|argmax|truth] [--explore 0]
         [--select variety|cluster-uncertain|cluster-typical|softrank|badge]
-        [--skip-top 0]
+        [--skip-top 0] [--field-cap 0]
         [--foreground-fraction F] [--edge-margin 0]
         [--quick [queue|full]] [--oracle [error|instances]] [--diagnose [error|instances]]
         [--score auto|pixel|foreground|instances|both] [--test-time-flips 1]
@@ -94,6 +94,8 @@ ORACLE = "error"
 SELECT = "variety"
 # set from --skip-top: the share of most uncertain patches the queue passes over
 SKIP_TOP = 0.0
+# set from --field-cap: most picks one pool image may get in a round (0: no cap)
+FIELD_CAP = 0
 # set from --score: what the queue ranks by (the widget's choice, or one of the
 # scores it chooses between, or the cells' instability under threshold shifts)
 SCORE = "auto"
@@ -491,6 +493,8 @@ def run_strategy(
                 order = badge_order(emb, k, [seed, r, 11])
             else:
                 order = diversify(entries, chosen)
+            if FIELD_CAP and trained:  # picks over the cap move behind the rest
+                order = field_capped(order, [i for i, _ in candidates], k, FIELD_CAP)
             n_random = int(round(explore * k))
             if n_random:  # the last picks drawn at random from the rest
                 rest = np.asarray(order[k - n_random :])
@@ -573,6 +577,21 @@ def run_strategy(
         if record is not None:
             record.append([m.copy() for m in masks])
     return rows
+
+
+def field_capped(order, fields, k: int, cap: int) -> list[int]:
+    """``order`` with its first ``k`` picks taking at most ``cap`` patches from
+    any one pool image: an entry that would exceed it moves, in order, behind
+    the entries that do not (``--field-cap``)."""
+    kept, deferred, count = [], [], {}
+    for j in order:
+        if len(kept) < k and count.get(fields[j], 0) >= cap:
+            deferred.append(j)
+            continue
+        if len(kept) < k:
+            count[fields[j]] = count.get(fields[j], 0) + 1
+        kept.append(j)
+    return kept[:k] + deferred + kept[k:]
 
 
 def pool_f1(model, task: Task, masks, boxes) -> float:
@@ -1114,6 +1133,13 @@ def main() -> None:
         "(outliers that may be too ambiguous to learn from)",
     )
     p.add_argument(
+        "--field-cap",
+        type=int,
+        default=0,
+        help="most of a round's k picks the queue may take from one pool image "
+        "(0: no cap); the rest of its order is kept",
+    )
+    p.add_argument(
         "--pool-score",
         action="store_true",
         help="also score, after each round, the labels the user has on the pool "
@@ -1187,6 +1213,8 @@ def main() -> None:
     )
     POOL_FEATURES[:] = feats[0]
     global SELECT, SKIP_TOP, SCORE, DIAGNOSE, EDGE_MARGIN, POOL_SCORE, FIRST
+    global FIELD_CAP
+    FIELD_CAP = args.field_cap
     global CONFIDENT, CONFIDENT_SHARE
     CONFIDENT, CONFIDENT_SHARE = args.confident, args.confident_share
     EDGE_MARGIN, POOL_SCORE, FIRST = args.edge_margin, args.pool_score, args.first
