@@ -877,6 +877,13 @@ def print_quick(runs: list[dict], boundaries: bool) -> None:
         print(line)
 
 
+def print_full(runs: list[dict], boundaries: bool) -> None:
+    """The mean score of a ``--quick full`` run's full supervision."""
+    key = "dice" if boundaries else "f1"
+    values = [run["full"][key] for run in runs]
+    print(f"full supervision: {key} {np.mean(values):.3f} ({len(values)} seeds)")
+
+
 def print_tables(runs: list[dict], seeds: list[int], boundaries: bool) -> None:
     metric = "boundary Dice" if boundaries else "F1@0.5"
     key = "dice" if boundaries else "f1"
@@ -1196,11 +1203,7 @@ def main() -> None:
         if "forest" in saved["runs"][0]:
             print_tables(saved["runs"], saved["args"]["seeds"], task.boundaries)
         elif "queue" not in saved["runs"][0]:  # --quick full
-            key = "dice" if task.boundaries else "f1"
-            values = [run["full"][key] for run in saved["runs"]]
-            print(
-                f"full supervision: {key} {np.mean(values):.3f} ({len(values)} seeds)"
-            )
+            print_full(saved["runs"], task.boundaries)
             return
         else:  # a --quick run: no forest, no full supervision
             print_quick(saved["runs"], task.boundaries)
@@ -1222,9 +1225,7 @@ def main() -> None:
     DIAGNOSE = args.diagnose or "error"
     runs = [run_seed(task, args, seed, feats) for seed in args.seeds]
     if args.quick == "full":
-        key = "dice" if task.boundaries else "f1"
-        values = [run["full"][key] for run in runs]
-        print(f"full supervision: {key} {np.mean(values):.3f} ({len(values)} seeds)")
+        print_full(runs, task.boundaries)
     elif args.quick:
         print_quick(runs, task.boundaries)
     if args.quick:

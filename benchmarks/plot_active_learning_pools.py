@@ -64,7 +64,9 @@ def load_pool(files: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _se(x: np.ndarray) -> np.ndarray:
-    return x.std(0, ddof=1) / np.sqrt(len(x)) if len(x) > 1 else np.zeros(x.shape[1])
+    """Standard error over the first axis (seeds): per round for ``(seeds,
+    rounds)``, a scalar for one value per seed; zero for a single seed."""
+    return x.std(0, ddof=1) / np.sqrt(len(x)) if len(x) > 1 else np.zeros(x.shape[1:])
 
 
 def _blocks(x: np.ndarray, size: int = 10) -> str:
@@ -82,9 +84,9 @@ def headroom(pools: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> str
     for label, q, r, full in pools:
         if not len(full):
             continue
-        fse = _se(full[:, None])[0]
+        fse = _se(full)
         late_q, late_r = q[:, 2:].mean(1), r[:, 2:].mean(1)
-        sq, sr = _se(late_q[:, None])[0], _se(late_r[:, None])[0]
+        sq, sr = _se(late_q), _se(late_r)
         lines.append(
             f"| {label} | {full.mean():.3f} ({fse:.3f}, {len(full)}) | "
             f"{late_r.mean():.3f} ({sr:.3f}) | {late_q.mean():.3f} ({sq:.3f}) | "
@@ -107,7 +109,7 @@ def summary(pools: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> str:
     for label, d in rows:
         first, late = d[:, 0], d[:, 2:].mean(1)
         blocks = label != "all" or len(rows) == 1  # pooled blocks would mix pools
-        se1, se3 = _se(first[:, None])[0], _se(late[:, None])[0]
+        se1, se3 = _se(first), _se(late)
         lines.append(
             f"| {label} | {len(d)} | {first.mean():+.3f} ({se1:.3f}) | "
             f"{_blocks(first) if blocks else ''} | {late.mean():+.3f} ({se3:.3f}) | "
@@ -155,8 +157,8 @@ def main() -> None:
         x = np.arange(1, q.shape[1] + 1)
         if len(full):  # the dense reference: a level, not a curve
             ax.axhspan(
-                full.mean() - _se(full[:, None])[0],
-                full.mean() + _se(full[:, None])[0],
+                full.mean() - _se(full),
+                full.mean() + _se(full),
                 color="0.6",
                 alpha=0.25,
             )
