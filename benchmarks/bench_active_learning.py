@@ -476,6 +476,8 @@ def run_strategy(
             candidates.sort(key=lambda c: (-c[1].score, c[0], c[1].start))
             order = cluster_order(candidates, masks, k, seed + r)
         elif strategy == "queue":  # the widget's order, over all pool images at once
+            if SELECT == "density" and trained:  # uncertainty x typicality
+                candidates = density_weighted(candidates)
             candidates.sort(key=lambda c: (-c[1].score, c[0], c[1].start))
             # --skip-top: the most uncertain share goes to the back, not picked
             n_skip = int(SKIP_TOP * len(candidates))
@@ -666,6 +668,36 @@ def _patch_vectors(field: int, slices_list) -> np.ndarray:
     return np.array(
         [np.concatenate([f[sl].mean(axes), f[sl].std(axes)]) for sl in slices_list]
     )
+
+
+def density_weighted(candidates):
+    """Each candidate's score times its typicality among all the pool's patches
+    (information density, Settles & Craven 2008): the mean, over every patch of
+    the pool, of ``exp(-d^2 / h)``, with ``d`` the distance between the two
+    patches' standardised image-feature vectors (:func:`_patch_vectors`) and
+    ``h`` the median squared distance. A patch unlike most of the pool (an
+    artefact, an odd field) is demoted however uncertain it is."""
+    from dataclasses import replace
+
+    patch = tuple(s.stop - s.start for s in candidates[0][1].slices)
+    vecs = []
+    for i, feats in enumerate(POOL_FEATURES):
+        grid = rank_patches(np.zeros(feats.shape[:-1], np.float32), patch)
+        vecs.append(_patch_vectors(i, [e.slices for e in grid]))
+    pool = np.concatenate(vecs)
+    mean, std = pool.mean(0), pool.std(0) + 1e-6
+    pool = (pool - mean) / std
+    x = (_patch_vectors_of(candidates) - mean) / std
+    d2 = ((x[:, None] - pool[None]) ** 2).sum(-1)
+    h = float(np.median(((pool[:, None] - pool[None]) ** 2).sum(-1)))
+    density = np.exp(-d2 / h).mean(1)
+    return [
+        (i, replace(e, score=e.score * w)) for (i, e), w in zip(candidates, density)
+    ]
+
+
+def _patch_vectors_of(candidates) -> np.ndarray:
+    return np.concatenate([_patch_vectors(i, [e.slices]) for i, e in candidates])
 
 
 def cluster_order(candidates, masks, k: int, seed: int) -> list[int]:
@@ -1099,13 +1131,16 @@ def main() -> None:
             "cluster-typical",
             "softrank",
             "badge",
+            "density",
         ],
         default="variety",
         help="how the queue picks: the widget's order (variety); one patch from "
         "each of the largest clusters of image features not yet reviewed, its "
         "most uncertain or its most typical; or k drawn at random with weight "
         "1/rank in the widget's order (softrank); or k-means++ seeding over the "
-        "patches' gradient embeddings once the network is trained (badge)",
+        "patches' gradient embeddings once the network is trained (badge); or "
+        "the widget's order with each patch's score times its typicality in "
+        "image features (density, once the network is trained)",
     )
     p.add_argument(
         "--score",
@@ -1210,10 +1245,10 @@ def main() -> None:
         if args.plot:
             plot(saved["runs"], task, args)
         return
-    # the forest's image features (about 4.5 s on BBBC039): only the forest and
-    # --select cluster-* read them, so --quick runs without clusters skip them
+    # the forest's image features (about 4.5 s on BBBC039): only the forest,
+    # --select cluster-* and density read them; other --quick runs skip them
     feats = None
-    if not args.quick or args.select.startswith("cluster"):
+    if not args.quick or args.select.startswith("cluster") or args.select == "density":
         feats = (
             [_features(img) for img, _ in task.pool],
             [_features(img) for img, _ in task.held],
