@@ -41,9 +41,10 @@ neither. Needs ``pip install -e .[bench]`` (scikit-learn, matplotlib) and
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -670,34 +671,43 @@ def _patch_vectors(field: int, slices_list) -> np.ndarray:
     )
 
 
-def density_weighted(candidates):
-    """Each candidate's score times its typicality among all the pool's patches
-    (information density, Settles & Craven 2008): the mean, over every patch of
-    the pool, of ``exp(-d^2 / h)``, with ``d`` the distance between the two
-    patches' standardised image-feature vectors (:func:`_patch_vectors`) and
-    ``h`` the median squared distance. A patch unlike most of the pool (an
-    artefact, an odd field) is demoted however uncertain it is."""
-    from dataclasses import replace
-
-    patch = tuple(s.stop - s.start for s in candidates[0][1].slices)
-    vecs = []
+@functools.lru_cache(maxsize=2)
+def _pool_patch_vectors(patch: tuple[int, ...]) -> tuple[list, np.ndarray]:
+    """Every patch of the pool on the queue's grid (``rank_patches``' patches,
+    the same in every round) as ``(field, slices)``, and its
+    :func:`_patch_vectors`, one row each. The features never change within a
+    run, so this is computed once, not every round."""
+    rows, vecs = [], []
     for i, feats in enumerate(POOL_FEATURES):
         grid = rank_patches(np.zeros(feats.shape[:-1], np.float32), patch)
+        rows += [(i, e.slices) for e in grid]
         vecs.append(_patch_vectors(i, [e.slices for e in grid]))
-    pool = np.concatenate(vecs)
-    mean, std = pool.mean(0), pool.std(0) + 1e-6
-    pool = (pool - mean) / std
-    x = (_patch_vectors_of(candidates) - mean) / std
-    d2 = ((x[:, None] - pool[None]) ** 2).sum(-1)
-    h = float(np.median(((pool[:, None] - pool[None]) ** 2).sum(-1)))
-    density = np.exp(-d2 / h).mean(1)
+    return rows, np.concatenate(vecs)
+
+
+@functools.lru_cache(maxsize=2)
+def _typicality(patch: tuple[int, ...]) -> dict:
+    """Each pool patch's typicality, by ``(field, start)``: the mean, over every
+    patch of the pool, of ``exp(-d^2 / h)``, with ``d`` the distance between the
+    two patches' standardised :func:`_patch_vectors` and ``h`` the median
+    squared distance (computed once a run, as the vectors)."""
+    rows, x = _pool_patch_vectors(patch)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    d2 = ((x[:, None] - x[None]) ** 2).sum(-1)
+    density = np.exp(-d2 / float(np.median(d2))).mean(1)
+    return {(i, tuple(s.start for s in sl)): w for (i, sl), w in zip(rows, density)}
+
+
+def density_weighted(candidates):
+    """Each candidate's score times its typicality among all the pool's patches
+    (:func:`_typicality`; information density, Settles & Craven 2008). A patch
+    unlike most of the pool (an artefact, an odd field) is demoted however
+    uncertain it is. The candidates are patches of the pool's grid."""
+    patch = tuple(s.stop - s.start for s in candidates[0][1].slices)
+    typical = _typicality(patch)
     return [
-        (i, replace(e, score=e.score * w)) for (i, e), w in zip(candidates, density)
+        (i, replace(e, score=e.score * typical[(i, e.start)])) for i, e in candidates
     ]
-
-
-def _patch_vectors_of(candidates) -> np.ndarray:
-    return np.concatenate([_patch_vectors(i, [e.slices]) for i, e in candidates])
 
 
 def cluster_order(candidates, masks, k: int, seed: int) -> list[int]:
@@ -711,12 +721,12 @@ def cluster_order(candidates, masks, k: int, seed: int) -> list[int]:
     from sklearn.cluster import KMeans
 
     patch = tuple(s.stop - s.start for s in candidates[0][1].slices)
-    rows, vecs = [], []  # rows: (field, start, reviewed) of every patch
-    for i, m in enumerate(masks):
-        grid = rank_patches(np.zeros(m.shape, np.float32), patch)
-        vecs.append(_patch_vectors(i, [e.slices for e in grid]))
-        rows += [(i, e.start, bool(m[e.slices].mean() > 0.5)) for e in grid]
-    x = np.concatenate(vecs)
+    grid, x = _pool_patch_vectors(patch)
+    # rows: (field, start, reviewed) of every patch
+    rows = [
+        (i, tuple(s.start for s in sl), bool(masks[i][sl].mean() > 0.5))
+        for i, sl in grid
+    ]
     x = (x - x.mean(0)) / (x.std(0) + 1e-6)
     reviewed = np.array([r[2] for r in rows])
     n_clusters = int(reviewed.sum()) + k
@@ -1245,15 +1255,14 @@ def main() -> None:
         if args.plot:
             plot(saved["runs"], task, args)
         return
-    # the forest's image features (about 4.5 s on BBBC039): only the forest,
-    # --select cluster-* and density read them; other --quick runs skip them
-    feats = None
+    # the forest's image features (about 4.5 s on BBBC039): the pool's for the
+    # forest, --select cluster-* and density, the held-out images' for the
+    # forest alone; other --quick runs skip them
     if not args.quick or args.select.startswith("cluster") or args.select == "density":
-        feats = (
-            [_features(img) for img, _ in task.pool],
-            [_features(img) for img, _ in task.held],
-        )
-        POOL_FEATURES[:] = feats[0]
+        POOL_FEATURES[:] = [_features(img) for img, _ in task.pool]
+    feats = None
+    if not args.quick:
+        feats = (list(POOL_FEATURES), [_features(img) for img, _ in task.held])
     global SELECT, SKIP_TOP, SCORE, DIAGNOSE, EDGE_MARGIN, POOL_SCORE, FIRST
     global FIELD_CAP
     FIELD_CAP = args.field_cap
