@@ -15,7 +15,8 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
 - with ``--oracle``, patches ranked by the network's true error (a diagnostic:
   what a perfect uncertainty estimate would choose); ``--diagnose`` prints how
   well the queue's uncertainty ranks that error; ``--pool-score`` also scores
-  the labels the user ends with on the pool images themselves.
+  the labels the user ends with on the pool images themselves; ``--changes``
+  records how much of the pool outside the corrections each round changed.
 
     python benchmarks/bench_active_learning.py [--dataset bbbc039|flyem]
         [--start untrained|starter] [--seeds 0 1 2] [--rounds 5] [--k 4]
@@ -26,7 +27,7 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
         [--foreground-fraction F] [--edge-margin 0]
         [--quick [queue|full]] [--oracle [error|instances]] [--diagnose [error|instances]]
         [--score auto|pixel|foreground|instances|both] [--test-time-flips 1]
-        [--pool-score] [--first shuffle|rank]
+        [--pool-score] [--changes] [--first shuffle|rank]
         [--plot out.png] [--json out.json]
 
 BBBC039 (2D cells): pool = 4 training fields (the first four, or from
@@ -115,6 +116,9 @@ FIRST = "shuffle"
 # drawn there (0: the corrections alone, the widget's behaviour)
 CONFIDENT = 0.0
 CONFIDENT_SHARE = 0.25
+# set from --changes: also record how much of the pool outside the corrections a
+# round changed (a label-free warning sign the versions list could show)
+CHANGES = False
 
 
 @dataclass
@@ -409,6 +413,9 @@ def run_strategy(
     masks = [np.zeros(lab.shape, bool) for _, lab in task.pool]
     boxes: list[list] = [[] for _ in task.pool]  # each image's reviewed patches
     rows = []
+    # --changes: the pool's foreground (any class but background) under the
+    # network before the round, to compare the round's network with
+    before = [pool_foreground(model, img) for img, _ in task.pool] if CHANGES else []
     for r in range(1, rounds + 1):
         t0 = time.perf_counter()
         # the widgets' ModelStore.trained: a new network has learnt nothing before
@@ -417,6 +424,7 @@ def run_strategy(
         candidates = []  # (field, RankedPatch)
         pool_probs = []  # the queue's mean predictions, for its automatic variety
         embeddings = {}  # --select badge: (field, start) -> gradient embedding
+        field_scores = []  # the queue's mean score over each field's unreviewed part
         chosen = None
         for i, (img, _) in enumerate(task.pool):
             if strategy == "queue":
@@ -440,6 +448,7 @@ def run_strategy(
                         else 0.5 * (res.uncertainty + unstable)
                     )
                 pool_probs.append(probs)
+                field_scores.append(round(float(score_map[~masks[i]].mean()), 5))
             elif strategy == "oracle":  # ranked by the true error: an upper bound
                 p = predict(model, img, ICFG)
                 if ORACLE == "instances":
@@ -560,6 +569,14 @@ def run_strategy(
         scored = scores(model, task)
         if POOL_SCORE and not task.boundaries:  # not timed, as scoring
             scored["pool_f1"] = pool_f1(model, task, masks, boxes)
+        if CHANGES:  # not timed, as scoring
+            after = [pool_foreground(model, img) for img, _ in task.pool]
+            outside = sum(int((~m).sum()) for m in masks)
+            flipped = sum(
+                int((a != b)[~m].sum()) for a, b, m in zip(after, before, masks)
+            )
+            scored["changed"] = flipped / max(outside, 1)
+            before = after
         dice, f1 = scored["dice"], scored["f1"]
         rows.append(
             {
@@ -570,6 +587,7 @@ def run_strategy(
                 "class_mix": bool(cfg.match_class_mix),
                 "picks": picks,
                 **({} if chosen is None else {"variety": chosen}),
+                **({"field_scores": field_scores} if field_scores else {}),
             }
         )
         print(
@@ -580,6 +598,11 @@ def run_strategy(
         if record is not None:
             record.append([m.copy() for m in masks])
     return rows
+
+
+def pool_foreground(model, img) -> np.ndarray:
+    """Where the network's most likely class is not background (--changes)."""
+    return predict(model, img, ICFG).argmax(0) > 0
 
 
 def field_capped(order, fields, k: int, cap: int) -> list[int]:
@@ -1192,6 +1215,13 @@ def main() -> None:
         "(0: no cap); the rest of its order is kept",
     )
     p.add_argument(
+        "--changes",
+        action="store_true",
+        help="also record, after each round, the share of the pool outside the "
+        "corrections whose foreground/background call the round changed: changed "
+        "in the JSON",
+    )
+    p.add_argument(
         "--pool-score",
         action="store_true",
         help="also score, after each round, the labels the user has on the pool "
@@ -1269,6 +1299,8 @@ def main() -> None:
     global CONFIDENT, CONFIDENT_SHARE
     CONFIDENT, CONFIDENT_SHARE = args.confident, args.confident_share
     EDGE_MARGIN, POOL_SCORE, FIRST = args.edge_margin, args.pool_score, args.first
+    global CHANGES
+    CHANGES = args.changes
     SELECT, SKIP_TOP, SCORE = args.select, args.skip_top, args.score
     DIAGNOSE = args.diagnose or "error"
     runs = [run_seed(task, args, seed, feats) for seed in args.seeds]
