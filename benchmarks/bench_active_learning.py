@@ -27,7 +27,7 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
         [--foreground-fraction F] [--edge-margin 0]
         [--quick [queue|full]] [--oracle [error|instances]] [--diagnose [error|instances]]
         [--score auto|pixel|foreground|instances|both] [--test-time-flips 1]
-        [--pool-score] [--changes] [--first shuffle|rank]
+        [--pool-score] [--changes] [--stack] [--first shuffle|rank]
         [--plot out.png] [--json out.json]
 
 BBBC039 (2D cells): pool = 4 training fields (the first four, or from
@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+import napari_resunet.core.normalize as normalize_module
 from napari_resunet.core import (
     InferenceConfig,
     ModelConfig,
@@ -603,6 +604,35 @@ def run_strategy(
 def pool_foreground(model, img) -> np.ndarray:
     """Where the network's most likely class is not background (--changes)."""
     return predict(model, img, ICFG).argmax(0) > 0
+
+
+def _image_key(x) -> tuple:
+    """A cheap content key for a pool image (--stack)."""
+    a = np.asarray(x)
+    return (a.shape, a.dtype.str, a.ravel()[::7919].tobytes())
+
+
+def normalize_as_stacks(*stacks) -> None:
+    """Scale each of ``stacks`` (lists of (image, labels)) as one stack
+    (--stack): the percentiles of all its images together, as the plugin scales
+    a stack of fields it segments or learns from as one array. Other images keep
+    their own. Patches the package's scaling for the rest of the process."""
+    own = normalize_module._scale
+    samples = {}
+    for stack in stacks:
+        flat = np.concatenate([np.asarray(img, np.float32).ravel() for img, _ in stack])
+        sample = normalize_module._subsample(flat)
+        samples.update({_image_key(img): sample for img, _ in stack})
+
+    def scale(x, cfg):
+        sample = None if cfg.equalize else samples.get(_image_key(x))
+        if sample is None:
+            return own(x, cfg)
+        lo, hi = np.percentile(sample, [cfg.low, cfg.high])
+        out = (np.asarray(x, np.float32) - np.float32(lo)) / np.float32(hi - lo)
+        return np.clip(out, 0.0, 1.0, out=out) if cfg.clip else out
+
+    normalize_module._scale = scale
 
 
 def field_capped(order, fields, k: int, cap: int) -> list[int]:
@@ -1215,6 +1245,13 @@ def main() -> None:
         "(0: no cap); the rest of its order is kept",
     )
     p.add_argument(
+        "--stack",
+        action="store_true",
+        help="scale the pool images' intensities together, as one stack (the "
+        "plugin's scaling of a stack of fields), and the held-out ones as another, "
+        "not each image on its own",
+    )
+    p.add_argument(
         "--changes",
         action="store_true",
         help="also record, after each round, the share of the pool outside the "
@@ -1272,6 +1309,8 @@ def main() -> None:
     args.patch = args.patch or (24 if flyem else 64)
     args.steps = args.steps or (40 if flyem else 60)
     task = load_flyem() if flyem else load_bbbc039(args.pool, args.pool_first)
+    if args.stack:  # the pool one stack, the held-out fields another
+        normalize_as_stacks(task.pool, task.held)
     if args.from_json:
         saved = json.loads(Path(args.from_json).read_text())
         args.start = saved["args"]["start"]
