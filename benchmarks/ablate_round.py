@@ -17,12 +17,8 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 import bench_active_learning as bench
-from napari_resunet.core import TrainData, predict
-from napari_resunet.core.training.dataset import class_mix
-from napari_resunet.core.training.finetune import auto_class_mix
+from napari_resunet.core import predict
 
 
 def main() -> None:
@@ -69,22 +65,16 @@ def main() -> None:
         for j, (i, y, x, _) in enumerate(picks):
             if j != leave_out:
                 ms[i][y : y + args.patch, x : x + args.patch] = True
-        # the round's settings as the bench sets them (automatic class mix)
-        cfg = bench.round_config(
-            task, "untrained", args.steps, None, args.seed + args.round
+        cfg, data = bench.round_data(
+            before,
+            task,
+            ms,
+            "untrained",
+            args.steps,
+            None,
+            args.seed + args.round,
+            trained=True,
         )
-        layers = bench.labels_layers(before, task, ms)
-        flat = np.concatenate([layer.ravel() for layer in layers])
-        cfg = cfg.replace(match_class_mix=auto_class_mix(flat, trained=True))
-        mixes = [
-            class_mix(layer, 3, "instances") if cfg.match_class_mix else None
-            for layer in layers
-        ]
-        data = [
-            TrainData(img, lab, m, class_mix=c)
-            for (img, lab), m, c in zip(task.pool, ms, mixes)
-            if m.any()
-        ]
         return own_train(before, data, cfg).model
 
     def report(name: str, model) -> None:

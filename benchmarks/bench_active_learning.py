@@ -393,6 +393,50 @@ def spearman(pairs) -> float:
     return float(spearmanr(a[:, 0], a[:, 1])[0]) if len(a) >= 3 else float("nan")
 
 
+def round_data(model, task: Task, masks, start, steps, lr, seed, trained, mix="auto"):
+    """A round's settings and training data, as the Fine-tune widget makes them
+    from the labels layers (the truth in the ``masks``, the network's cells
+    elsewhere): its settings for this start (:func:`round_config`), the
+    automatic class mix or the one ``mix`` asks for, and with ``--confident``
+    the network's sure pixels too. ``model`` is the network before the round,
+    ``trained`` whether it has learnt anything (the widgets'
+    ``ModelStore.trained``); ``seed`` the round's."""
+    cfg = round_config(task, start, steps, lr, seed, mix)
+    # the network's predictions on the pool, made once where --confident needs
+    # them beside the labels layers they are made into
+    confident = bool(CONFIDENT) and trained
+    probs = [predict(model, img, ICFG) for img, _ in task.pool] if confident else None
+    layers = None
+    if mix == "auto" and trained:
+        # the Fine-tune widget's automatic class mix, from its labels layer (a
+        # new network's first round is never weighted)
+        layers = labels_layers(model, task, masks, probs)
+        flat = np.concatenate([layer.ravel() for layer in layers])
+        cfg = cfg.replace(match_class_mix=auto_class_mix(flat, trained=True))
+    # the oracle's labels are the truth everywhere, so the mix the widget would
+    # read from the labels layer is handed over explicitly
+    n = model.config.out_channels
+    if mix == "truth":
+        mixes = [class_mix(lab, n, "instances") for _, lab in task.pool]
+    elif cfg.match_class_mix and mix == "argmax":
+        mixes = argmax_mixes(model, task, masks)
+    elif cfg.match_class_mix:
+        layers = layers or labels_layers(model, task, masks, probs)
+        mixes = [class_mix(layer, n, "instances") for layer in layers]
+    else:
+        mixes = [None] * len(masks)
+    extra = []
+    if confident:
+        layers = layers or labels_layers(model, task, masks, probs)
+        extra = confident_data(task, masks, mixes, probs, layers)
+    data = [
+        TrainData(img, lab, m, class_mix=c)
+        for (img, lab), m, c in zip(task.pool, masks, mixes)
+        if m.any()
+    ] + extra
+    return cfg, data
+
+
 def run_strategy(
     strategy,
     task,
@@ -529,43 +573,11 @@ def run_strategy(
             boxes[i].append(sl)
             share = float((task.forest_targets[i][sl] > 0).mean())
             picks.append([i, *e.start, round(share, 4)])
-        cfg = round_config(task, start, steps, lr, seed + r, mix)
-        t_mix = time.perf_counter()  # not timed: in the widget the layer is there
-        # the network's predictions on the pool, made once where --confident needs
-        # them beside the labels layers they are made into
-        confident = bool(CONFIDENT) and trained
-        probs = (
-            [predict(model, img, ICFG) for img, _ in task.pool] if confident else None
+        t_data = time.perf_counter()  # not timed: in the widget the layer is there
+        cfg, data = round_data(
+            model, task, masks, start, steps, lr, seed + r, trained, mix
         )
-        layers = None
-        if mix == "auto" and trained:
-            # the Fine-tune widget's automatic class mix, from its labels layer (a
-            # new network's first round is never weighted)
-            layers = labels_layers(model, task, masks, probs)
-            flat = np.concatenate([layer.ravel() for layer in layers])
-            cfg = cfg.replace(match_class_mix=auto_class_mix(flat, trained=True))
-        # the oracle's labels are the truth everywhere, so the mix the widget would
-        # read from the labels layer is handed over explicitly
-        n = model.config.out_channels
-        if mix == "truth":
-            mixes = [class_mix(lab, n, "instances") for _, lab in task.pool]
-        elif cfg.match_class_mix and mix == "argmax":
-            mixes = argmax_mixes(model, task, masks)
-        elif cfg.match_class_mix:
-            layers = layers or labels_layers(model, task, masks, probs)
-            mixes = [class_mix(layer, n, "instances") for layer in layers]
-        else:
-            mixes = [None] * len(masks)
-        extra = []
-        if confident:
-            layers = layers or labels_layers(model, task, masks, probs)
-            extra = confident_data(task, masks, mixes, probs, layers)
-        t0 += time.perf_counter() - t_mix
-        data = [
-            TrainData(img, lab, m, class_mix=c)
-            for (img, lab), m, c in zip(task.pool, masks, mixes)
-            if m.any()
-        ] + extra
+        t0 += time.perf_counter() - t_data
         model = train(model, data, cfg).model
         elapsed = time.perf_counter() - t0
         scored = scores(model, task)
