@@ -30,7 +30,28 @@ def main() -> None:
     p.add_argument("--patch", type=int, default=64)
     p.add_argument("--k", type=int, default=4)
     p.add_argument("--steps", type=int, default=60)
+    p.add_argument(
+        "--intensity-contrast",
+        type=float,
+        help="fine-tuning's contrast augmentation, exp(±C) (default: the widget's)",
+    )
+    p.add_argument(
+        "--retrain-mix",
+        choices=["auto", "on", "off", "argmax", "truth"],
+        default="auto",
+        help="the class mix of the round trained again (default: the widget's)",
+    )
+    p.add_argument(
+        "--retrain-lr", type=float, help="the rate of the round trained again"
+    )
+    p.add_argument(
+        "--all-only",
+        action="store_true",
+        help="train the round again with all its picks only (no leaving out)",
+    )
     args = p.parse_args()
+    if args.intensity_contrast is not None:
+        bench.TRAIN_CHANGES["intensity_contrast"] = args.intensity_contrast
     if args.round < 2:
         p.error("--round must be 2 or more: round 1 starts from an untrained network")
     task = bench.load_bbbc039(args.pool, args.pool_first)
@@ -71,9 +92,10 @@ def main() -> None:
             ms,
             "untrained",
             args.steps,
-            None,
+            args.retrain_lr,
             args.seed + args.round,
             trained=True,
+            mix=args.retrain_mix,
         )
         return own_train(before, data, cfg).model
 
@@ -91,7 +113,7 @@ def main() -> None:
 
     report(f"round {args.round - 1}", before)
     report(f"round {args.round}, all picks", retrain(None))
-    for j, (i, y, x, _) in enumerate(picks):
+    for j, (i, y, x, _) in enumerate([] if args.all_only else picks):
         field = args.pool_first + i + 1
         report(f"without pick {j + 1} (field {field}, y {y}, x {x})", retrain(j))
 

@@ -24,10 +24,11 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
         [--variety auto] [--class-mix auto|on|off|argmax|truth] [--explore 0]
         [--select variety|cluster-uncertain|cluster-typical|softrank|badge]
         [--skip-top 0] [--field-cap 0]
-        [--foreground-fraction F] [--edge-margin 0]
+        [--foreground-fraction F] [--intensity-contrast C] [--edge-margin 0]
         [--quick [queue|full]] [--oracle [error|instances]] [--diagnose [error|instances]]
         [--score auto|pixel|foreground|instances|both] [--test-time-flips 1]
         [--pool-score] [--changes] [--stack] [--first shuffle|rank]
+        [--normalization percentile|foreground]
         [--plot out.png] [--json out.json]
 
 BBBC039 (2D cells): pool = 4 training fields (the first four, or from
@@ -85,8 +86,11 @@ ICFG = InferenceConfig(use_compile="never")
 STARTERS = {"bbbc039": "nuclei2d", "flyem": "em_boundaries3d"}
 # set from --train-precision: the fine-tuning arithmetic when not the widget's own
 TRAIN_PRECISION: dict[str, str] = {}
-# set from --foreground-fraction: other fine-tuning settings than the widget's
+# set from --foreground-fraction and --intensity-contrast: other fine-tuning settings than the widget's
 TRAIN_CHANGES: dict[str, float] = {}
+# set from --normalization: how an untrained network (and the forest) scales
+# intensities
+NORMALIZATION = NormalizationConfig()
 # set from --test-time-flips: the mirrorings the networks are scored with (the
 # Segment widget's "test-time flips"; the queue's own passes are unaffected)
 SCORE_FLIPS = 1
@@ -230,7 +234,7 @@ def initial_model(task: Task, start: str, seed: int):
         return load_model(start)[0]
     dims = task.pool[0][0].ndim
     cfg = ModelConfig(spatial_dims=dims, out_channels=3, task="instance")
-    return build_model(cfg, seed=seed)
+    return build_model(cfg, NORMALIZATION, seed=seed)
 
 
 def round_config(
@@ -638,15 +642,17 @@ def normalize_as_stacks(*stacks) -> None:
         samples.update({_image_key(img): sample for img, _ in stack})
 
     @functools.cache
-    def limits(key, low: float, high: float) -> tuple[float, float]:
-        lo, hi = np.percentile(samples[key], [low, high])
+    def limits(key, cfg: NormalizationConfig) -> tuple[float, float]:
+        if cfg.anchor == "foreground":
+            return normalize_module._foreground_limits(samples[key], cfg)
+        lo, hi = np.percentile(samples[key], [cfg.low, cfg.high])
         return float(lo), float(hi)
 
     def scale(x, cfg):
         key = _image_key(x)
         if cfg.equalize or key not in samples:
             return own(x, cfg)
-        lo, hi = limits(key, cfg.low, cfg.high)
+        lo, hi = limits(key, cfg)
         out = (np.asarray(x, np.float32) - np.float32(lo)) / np.float32(hi - lo)
         return np.clip(out, 0.0, 1.0, out=out) if cfg.clip else out
 
@@ -829,7 +835,7 @@ def cluster_order(candidates, masks, k: int, seed: int) -> list[int]:
 def _features(img):
     from skimage.feature import multiscale_basic_features
 
-    x = normalize_image(img, NormalizationConfig())
+    x = normalize_image(img, NORMALIZATION)
     return multiscale_basic_features(
         x,
         intensity=True,
@@ -1249,6 +1255,12 @@ def main() -> None:
         "(TrainConfig.foreground_fraction; default: the widget's)",
     )
     p.add_argument(
+        "--intensity-contrast",
+        type=float,
+        help="fine-tuning's contrast augmentation: a factor log-uniform in "
+        "exp(±C) (TrainConfig.intensity_contrast; default: the widget's, 0.29)",
+    )
+    p.add_argument(
         "--skip-top",
         type=float,
         default=0.0,
@@ -1268,6 +1280,13 @@ def main() -> None:
         help="scale the pool images' intensities together, as one stack (the "
         "plugin's scaling of a stack of fields), and the held-out ones as another, "
         "not each image on its own",
+    )
+    p.add_argument(
+        "--normalization",
+        choices=["percentile", "foreground"],
+        default="percentile",
+        help="how an untrained network scales intensities "
+        "(NormalizationConfig.anchor; default: the plugin's, percentile)",
     )
     p.add_argument(
         "--changes",
@@ -1313,6 +1332,10 @@ def main() -> None:
     args = p.parse_args()
     if args.foreground_fraction is not None:
         TRAIN_CHANGES["foreground_fraction"] = args.foreground_fraction
+    global NORMALIZATION
+    NORMALIZATION = NormalizationConfig(anchor=args.normalization)
+    if args.intensity_contrast is not None:
+        TRAIN_CHANGES["intensity_contrast"] = args.intensity_contrast
     if args.train_precision:
         TRAIN_PRECISION["precision"] = args.train_precision
     global SCORE_FLIPS, ORACLE

@@ -11,6 +11,7 @@ from napari_resunet.core import (
     read_checkpoint,
     save_checkpoint,
 )
+from napari_resunet.core.config import NormalizationConfig
 
 
 class _Evil:
@@ -20,6 +21,8 @@ class _Evil:
 
 def test_round_trip_preserves_everything(tmp_path):
     model = tiny_model(3, out_channels=3, norm="instance")
+    # a scheme other than the default, so that its round trip is tested
+    model.normalization = NormalizationConfig(low=2.0, anchor="foreground")
     path = save_checkpoint(
         tmp_path / "sub" / "m.pt", model, {"note": "hello", "shape": (1, 2)}
     )

@@ -21,6 +21,7 @@ from napari_resunet.core.config import (
             dropout=0.2,
         ),
         NormalizationConfig(low=2, high=98, per_channel=False, equalize=True),
+        NormalizationConfig(anchor="foreground"),
         InferenceConfig(),
         InferenceConfig(
             tile_shape=(16, 64, 64), overlap=0.5, blend="constant", use_compile="never"
@@ -62,6 +63,7 @@ def test_dict_round_trip(cfg):
         (TrainConfig, {"lr": 0}, "lr"),
         (TrainConfig, {"label_mode": "cells"}, "label_mode"),
         (TrainConfig, {"ce_weight": 0, "dice_weight": 0}, "not both 0"),
+        (TrainConfig, {"intensity_contrast": -0.1}, "intensity_contrast"),
     ],
 )
 def test_validation_errors(cls, kwargs, match):

@@ -214,6 +214,34 @@ def test_augmentation_moves_image_and_labels_together():
         assert ((im[0] > 2.5) == (tg == 1)).mean() > 0.97
 
 
+def test_intensity_contrast_sets_the_range_of_contrast_factors():
+    """The contrast factor stays within exp(±intensity_contrast); 0 keeps the
+    patch's contrast (brightness, gamma and noise still vary)."""
+    image = np.zeros((1, 32, 32), np.float32)
+    image[0, 8:24, 8:24] = 1.0  # a square of 1 on 0: its step is the contrast
+    target = (image[0] > 0).astype(np.uint8)
+    only = TrainConfig(augment_flip=False, augment_rot90=False)
+
+    def steps(contrast: float) -> np.ndarray:
+        rng = np.random.default_rng(0)
+        cfg = only.replace(intensity_contrast=contrast)
+        out = []
+        for _ in range(200):
+            im, tg = augment_pair(image, target, cfg, rng)
+            assert np.array_equal(tg, target)
+            # the median inside minus outside: robust to the noise, unmoved by
+            # the brightness shift and (on a 0/1 image) by gamma
+            out.append(np.median(im[0][tg == 1]) - np.median(im[0][tg == 0]))
+        return np.array(out)
+
+    assert np.allclose(steps(0.0), 1.0, atol=0.02)
+    narrow, wide = steps(0.29), steps(1.39)
+    assert narrow.min() > np.exp(-0.29) - 0.02 and narrow.max() < np.exp(0.29) + 0.02
+    assert wide.min() > np.exp(-1.39) - 0.02 and wide.max() < np.exp(1.39) + 0.02
+    # the wide range is used: factors beyond the narrow one on both sides
+    assert wide.min() < 0.5 and wide.max() > 2.0
+
+
 def test_cancel_leaves_model_unchanged(blobs2d):
     img, lab = blobs2d
     model = tiny_model(2)

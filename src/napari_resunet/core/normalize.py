@@ -1,4 +1,5 @@
-"""Intensity normalisation: robust percentile scaling, optional equalisation.
+"""Intensity normalisation: robust percentile or foreground-anchored scaling,
+optional equalisation.
 
 The scheme (a :class:`NormalizationConfig`) is stored in each checkpoint; the
 statistics are computed per image at run time, so an image acquired with another
@@ -37,11 +38,40 @@ def _equalize(x: NDArray, nbins: int = 4096) -> NDArray:
     return np.interp(x, centers, cdf).astype(np.float32)
 
 
+def _foreground_limits(
+    sample: NDArray, cfg: NormalizationConfig
+) -> tuple[float, float]:
+    """``(lo, hi)`` that put the ``low`` percentile at 0 and the median of the
+    bright mode at 0.5 (``NormalizationConfig.anchor == "foreground"``).
+
+    The bright mode is what lies above an Otsu threshold of ``log(x - lo)``: on
+    the log scale the dim background's many pixels and the objects' fewer,
+    brighter ones form two humps whatever the camera's gain and offset, and the
+    threshold does not move when the image is multiplied by a constant. An image
+    with no such split (flat above ``lo``) falls back to the ``high`` percentile.
+    """
+    lo = float(np.percentile(sample, cfg.low))
+    above = sample[sample > lo].astype(np.float64) - lo
+    if above.size >= 2:
+        logs = np.log(above)
+        if logs.max() > logs.min():
+            from skimage.filters import threshold_otsu
+
+            bright = above[logs > threshold_otsu(logs)]
+            if bright.size:
+                return lo, lo + 2.0 * float(np.median(bright))
+    return lo, float(np.percentile(sample, cfg.high))
+
+
 def _scale(x: NDArray, cfg: NormalizationConfig) -> NDArray:
     x = x.astype(np.float32, copy=False)
     if cfg.equalize:
         x = _equalize(x)
-    lo, hi = np.percentile(_subsample(x.ravel()), [cfg.low, cfg.high])
+    sample = _subsample(x.ravel())
+    if cfg.anchor == "foreground":
+        lo, hi = _foreground_limits(sample, cfg)
+    else:
+        lo, hi = np.percentile(sample, [cfg.low, cfg.high])
     if hi - lo < 1e-12:
         # A constant image has no contrast to scale; centre it at zero.
         out = np.zeros_like(x, dtype=np.float32)

@@ -40,9 +40,10 @@ def random_rot90(
 
 
 def random_intensity(
-    image: NDArray, target: NDArray, rng: np.random.Generator
+    image: NDArray, target: NDArray, rng: np.random.Generator, contrast: float = 0.29
 ) -> tuple[NDArray, NDArray]:
-    """Random contrast (x0.75-1.33), brightness (+-0.1), gamma and mild noise."""
+    """Random contrast (a factor log-uniform in exp(±contrast): x0.75-1.34 by
+    default), brightness (+-0.1), gamma and mild noise."""
     out = image.astype(np.float32, copy=True)
     for c in range(out.shape[0]):
         ch = out[c]
@@ -51,7 +52,7 @@ def random_intensity(
             if hi > lo:
                 gamma = float(np.exp(rng.uniform(-0.3, 0.3)))
                 ch[...] = lo + (hi - lo) * ((ch - lo) / (hi - lo)) ** gamma
-        ch *= np.float32(np.exp(rng.uniform(-0.29, 0.29)))
+        ch *= np.float32(np.exp(rng.uniform(-contrast, contrast)))
         ch += np.float32(rng.uniform(-0.1, 0.1))
         if rng.random() < 0.3:
             ch += rng.normal(0.0, rng.uniform(0.0, 0.05), ch.shape).astype(np.float32)
@@ -106,5 +107,5 @@ def augment_pair(
     if cfg.augment_rot90:
         image, target = random_rot90(image, target, rng)
     if cfg.augment_intensity:
-        image, target = random_intensity(image, target, rng)
+        image, target = random_intensity(image, target, rng, cfg.intensity_contrast)
     return np.ascontiguousarray(image, np.float32), np.ascontiguousarray(target)
