@@ -28,7 +28,7 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
         [--quick [queue|full]] [--oracle [error|instances]] [--diagnose [error|instances]]
         [--score auto|pixel|foreground|instances|both] [--test-time-flips 1]
         [--pool-score] [--changes] [--stack] [--first shuffle|rank]
-        [--normalization percentile|foreground]
+        [--normalization percentile|foreground] [--norm group|batch|instance|none]
         [--plot out.png] [--json out.json]
 
 BBBC039 (2D cells): pool = 4 training fields (the first four, or from
@@ -91,6 +91,8 @@ TRAIN_CHANGES: dict[str, float] = {}
 # set from --normalization: how an untrained network (and the forest) scales
 # intensities
 NORMALIZATION = NormalizationConfig()
+# set from --norm: an untrained network's normalisation layers
+NORM = "group"
 # set from --test-time-flips: the mirrorings the networks are scored with (the
 # Segment widget's "test-time flips"; the queue's own passes are unaffected)
 SCORE_FLIPS = 1
@@ -233,7 +235,7 @@ def initial_model(task: Task, start: str, seed: int):
     if start != "untrained":  # a checkpoint trained elsewhere
         return load_model(start)[0]
     dims = task.pool[0][0].ndim
-    cfg = ModelConfig(spatial_dims=dims, out_channels=3, task="instance")
+    cfg = ModelConfig(spatial_dims=dims, out_channels=3, task="instance", norm=NORM)
     return build_model(cfg, NORMALIZATION, seed=seed)
 
 
@@ -1289,6 +1291,13 @@ def main() -> None:
         "(NormalizationConfig.anchor; default: the plugin's, percentile)",
     )
     p.add_argument(
+        "--norm",
+        choices=["group", "batch", "instance", "none"],
+        default="group",
+        help="an untrained network's normalisation layers (ModelConfig.norm; "
+        "default: the Segment widget's, group)",
+    )
+    p.add_argument(
         "--changes",
         action="store_true",
         help="also record, after each round, the share of the pool outside the "
@@ -1332,8 +1341,9 @@ def main() -> None:
     args = p.parse_args()
     if args.foreground_fraction is not None:
         TRAIN_CHANGES["foreground_fraction"] = args.foreground_fraction
-    global NORMALIZATION
+    global NORMALIZATION, NORM
     NORMALIZATION = NormalizationConfig(anchor=args.normalization)
+    NORM = args.norm
     if args.intensity_contrast is not None:
         TRAIN_CHANGES["intensity_contrast"] = args.intensity_contrast
     if args.train_precision:
