@@ -86,7 +86,8 @@ ICFG = InferenceConfig(use_compile="never")
 STARTERS = {"bbbc039": "nuclei2d", "flyem": "em_boundaries3d"}
 # set from --train-precision: the fine-tuning arithmetic when not the widget's own
 TRAIN_PRECISION: dict[str, str] = {}
-# set from --foreground-fraction and --intensity-contrast: other fine-tuning settings than the widget's
+# set from --foreground-fraction and --intensity-contrast: other fine-tuning
+# settings than the widget's
 TRAIN_CHANGES: dict[str, float] = {}
 # set from --normalization: how an untrained network (and the forest) scales
 # intensities

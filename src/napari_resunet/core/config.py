@@ -149,7 +149,7 @@ class NormalizationConfig(_ConfigBase):
     covering more than ``100 - high`` percent of a field sets its scale and
     dims its nuclei (to a median of 0.11 in one BBBC039 field, against
     0.38-0.52 in the others); anchored on the foreground every BBBC039 field's
-    nuclei land at 0.50-0.54 (``docs/benchmarks.md``). For fluorescence, where
+    nuclei land at 0.53-0.65, that field's at 0.55 (``docs/benchmarks.md``). For fluorescence, where
     the objects are the bright mode; not for EM.
     """
 
