@@ -392,6 +392,38 @@ def instance_instability(
     return out / np.float32(len(shifts))
 
 
+def committee_forest(task: Task, masks, seed: int):
+    """``--score committee``: an ilastik-style forest (as :func:`run_forest`, 20
+    trees) trained on the pool's corrections so far, foreground against
+    background."""
+    from skimage.future import fit_segmenter
+    from sklearn.ensemble import RandomForestClassifier
+
+    labels = np.concatenate(
+        [np.where(m, t + 1, 0) for t, m in zip(task.forest_targets, masks)]
+    )
+    clf = RandomForestClassifier(
+        n_estimators=20, n_jobs=2, max_depth=10, random_state=seed
+    )
+    return fit_segmenter(labels, np.concatenate(POOL_FEATURES), clf)
+
+
+def committee_disagreement(probabilities, model, forest, field: int) -> np.ndarray:
+    """Query by a committee of two unlike learners (Seung et al. 1992): 1 on
+    every pixel of a cell on which the network and the forest trained on the
+    same corrections disagree at IoU 0.5 (a network cell the forest's cells do
+    not match, or a forest cell the network's do not), else 0. The true
+    instance errors ranked this way beat random patches by 0.04-0.06 F1
+    (docs/benchmarks.md); here the forest's cells stand in for the truth."""
+    f = POOL_FEATURES[field]
+    p = forest.predict_proba(f.reshape(-1, f.shape[-1]))[:, 1].reshape(f.shape[:-1])
+    fprobs = np.stack([1 - p, p, np.zeros_like(p)]).astype(np.float32)
+    cells = probabilities_to_instances(
+        fprobs, InstanceConfig(seeds="distance", seed_min_distance=6)
+    )
+    return instance_error_map(probabilities, cells, model)
+
+
 def spearman(pairs) -> float:
     """Rank correlation of (uncertainty, error) pairs (ties get mean ranks)."""
     from scipy.stats import spearmanr
@@ -479,15 +511,22 @@ def run_strategy(
         embeddings = {}  # --select badge: (field, start) -> gradient embedding
         field_scores = []  # the queue's mean score over each field's unreviewed part
         chosen = None
+        # --score committee: a forest on the corrections so far, whose cells the
+        # network's are compared with (timed: the widget would train it)
+        forest = None
+        if strategy == "queue" and SCORE == "committee" and trained:
+            forest = committee_forest(task, masks, seed + r)
         for i, (img, _) in enumerate(task.pool):
             if strategy == "queue":
                 res = run_generator(
                     iter_uncertainty(model, img, ICFG, n_flips=3), False, "u"
                 )
                 probs = res.probabilities
-                if SCORE == "auto":  # the widget's choice
-                    cells = model.config.task == "instance"
+                if SCORE == "auto" or (SCORE == "committee" and not trained):
+                    cells = model.config.task == "instance"  # the widget's choice
                     score_map = queue_scores(res, cells, trained)
+                elif SCORE == "committee":
+                    score_map = committee_disagreement(probs, model, forest, i)
                 elif SCORE == "pixel":
                     score_map = res.uncertainty
                 elif SCORE == "foreground":
@@ -1234,7 +1273,7 @@ def main() -> None:
     )
     p.add_argument(
         "--score",
-        choices=["auto", "pixel", "foreground", "instances", "both"],
+        choices=["auto", "pixel", "foreground", "instances", "both", "committee"],
         default="auto",
         help="what the queue ranks by: the widget's choice (queue_scores: the "
         "cells' foreground entropy once the network has learnt something, where "
@@ -1242,7 +1281,9 @@ def main() -> None:
         "uncertainty (entropy of all classes plus the flips' disagreement: the "
         "widget's before), foreground entropy in every round, the cells' "
         "instability under threshold shifts (instance_instability, a "
-        "diagnostic), or the mean of pixel and instances",
+        "diagnostic), the mean of pixel and instances, or the cells on which "
+        "the network and a forest trained on the same corrections disagree "
+        "(committee; the widget's choice in a new network's first round)",
     )
     p.add_argument(
         "--edge-margin",
@@ -1379,7 +1420,8 @@ def main() -> None:
     # the forest's image features (about 4.5 s on BBBC039): the pool's for the
     # forest, --select cluster-* and density, the held-out images' for the
     # forest alone; other --quick runs skip them
-    if not args.quick or args.select.startswith("cluster") or args.select == "density":
+    needs = args.select.startswith("cluster") or args.select == "density"
+    if not args.quick or needs or args.score == "committee":
         POOL_FEATURES[:] = [_features(img) for img, _ in task.pool]
     feats = None
     if not args.quick:
