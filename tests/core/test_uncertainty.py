@@ -195,3 +195,18 @@ def test_queue_scores_choose_by_network_and_image():
     np.testing.assert_array_equal(  # and never overrides a new or class network
         queue_scores(nuclei, True, False, background=True), nuclei.uncertainty
     )
+    # a committee's opinion ranks a trained cell network that sees background
+    opinion = np.zeros(nuclei.probabilities.shape[1:], np.float32)
+    opinion[:10] = 1.0
+    np.testing.assert_array_equal(
+        queue_scores(nuclei, True, True, committee=opinion), opinion
+    )
+    for res, cells, trained, bg in (
+        (nuclei, True, False, None),  # a new network: the full score still
+        (nuclei, False, True, None),  # a class network
+        (nuclei, True, True, False),  # no background: the forest's cells mean
+    ):  # nothing there
+        np.testing.assert_array_equal(
+            queue_scores(res, cells, trained, background=bg, committee=opinion),
+            res.uncertainty,
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,6 +21,13 @@ from qtpy.QtWidgets import QAbstractItemView
 
 from napari_resunet.core import InferenceConfig
 from napari_resunet.core.checks import check_image
+from napari_resunet.core.committee import (
+    CommitteeResult,
+    committee_applies,
+    iter_committee,
+)
+from napari_resunet.core.edits import corrections_mask
+from napari_resunet.core.inference.postprocess import labels_from_probabilities
 from napari_resunet.core.patches import (
     RankedPatch,
     blind_order,
@@ -28,7 +36,11 @@ from napari_resunet.core.patches import (
     sees_background,
     variety_for,
 )
-from napari_resunet.core.uncertainty import iter_uncertainty, queue_scores
+from napari_resunet.core.uncertainty import (
+    UncertaintyResult,
+    iter_uncertainty,
+    queue_scores,
+)
 from napari_resunet.ui._layers import (
     guess_channel_axis,
     show_layer,
@@ -47,6 +59,35 @@ if TYPE_CHECKING:
 UNCERTAINTY_SUFFIX = " [resunet uncertainty]"
 
 
+@dataclass
+class _CommitteeInputs:
+    """What the queue's forest learns from, copied on the viewer's thread.
+
+    Attributes:
+        labels: the labels layer's data.
+        mask: the corrections a fine-tuning round would learn from (reviewed
+            patches included, held-back ones not).
+        instance_cfg: how the network's cells are made (as the Segment widget's).
+        features: ``(image, features)`` from the last ranking, reused when the
+            image is the same.
+    """
+
+    labels: np.ndarray
+    mask: np.ndarray
+    instance_cfg: Any
+    features: tuple[np.ndarray, np.ndarray] | None
+
+
+@dataclass
+class _Ranking:
+    """The worker's result: the uncertainty, whether the network sees a
+    background, and the committee's opinion where one was asked."""
+
+    result: UncertaintyResult
+    background: bool
+    committee: CommitteeResult | None
+
+
 def _iter_queue_uncertainty(
     model: Any,
     image: np.ndarray,
@@ -56,25 +97,48 @@ def _iter_queue_uncertainty(
     voxel_size: tuple[float, ...] | None,
     mc_samples: int,
     kept: FirstPass | None,
-) -> Generator[Any, None, Any]:
+    committee: _CommitteeInputs | None = None,
+) -> Generator[Any, None, _Ranking]:
     """``iter_uncertainty``, reusing a segmentation's pass when it was made from
     this very image (compared here, in the worker: a fine-tuning round has just
-    segmented it with the new model)."""
+    segmented it with the new model); then, for a trained 2D cell network that
+    sees a background, where it and a forest on the same corrections disagree
+    (``committee``: :mod:`napari_resunet.core.committee`)."""
     first = None
     if kept is not None and np.array_equal(kept.image, image):
         first = kept.probabilities
-    return (
-        yield from iter_uncertainty(
-            model,
-            image,
-            cfg,
-            n_flips,
-            channel_axis,
-            voxel_size,
-            mc_samples,
-            first_pass=first,
-        )
+    result = yield from iter_uncertainty(
+        model,
+        image,
+        cfg,
+        n_flips,
+        channel_axis,
+        voxel_size,
+        mc_samples,
+        first_pass=first,
     )
+    # one pass over the background channel serves the score and the variety
+    background = sees_background(result.probabilities)
+    opinion = None
+    if committee is not None and background:
+        cells = labels_from_probabilities(
+            result.probabilities, model.config, committee.instance_cfg, voxel_size
+        )
+        features = None
+        if committee.features is not None and np.array_equal(
+            committee.features[0], image
+        ):
+            features = committee.features[1]
+        opinion = yield from iter_committee(
+            image,
+            cells,
+            committee.labels,
+            committee.mask,
+            model.normalization,
+            channel_axis,
+            features=features,
+        )
+    return _Ranking(result, background, opinion)
 
 
 class QueueWidget(Container):
@@ -88,6 +152,9 @@ class QueueWidget(Container):
         self._entries: list[RankedPatch] = []
         self._snap: Any = None
         self._scored = (True, True)  # (cell network, trained) of the last ranking
+        # the last ranked image and its forest features (core.committee): the
+        # costly part of a second opinion, the same from round to round
+        self._features: tuple[np.ndarray, np.ndarray] | None = None
         self._image_combo = create_widget(
             annotation="napari.layers.Image", label="image"
         )
@@ -227,6 +294,7 @@ class QueueWidget(Container):
         # from now on segmentations keep their probabilities for the next ranking
         self._store.keep_first_pass = True
         kept = self._store.take_first_pass(model, snap.channel_axis, cfg, vs)
+        committee = self._committee_inputs(model, snap)
         self._job.start(
             lambda finished: start_job(
                 _iter_queue_uncertainty,
@@ -238,11 +306,36 @@ class QueueWidget(Container):
                 vs,
                 4 if model.config.dropout > 0 else 0,  # MC dropout samples
                 kept,
+                committee,
                 desc="Uncertainty",
                 on_returned=self._on_uncertainty,
                 on_errored=lambda err: show_error(f"Uncertainty failed: {err}"),
                 on_finished=finished,
             )
+        )
+
+    def _committee_inputs(self, model: Any, snap: Any) -> _CommitteeInputs | None:
+        """The corrections a forest learns from, for a trained 2D cell network
+        whose labels layer matches the image; else ``None`` (no second opinion)."""
+        layer = self._labels_combo.value
+        if (
+            not (committee_applies(model.config) and self._store.trained)
+            or layer is None
+            or getattr(layer, "multiscale", False)
+            or layer.data.shape != snap.spatial_shape
+        ):
+            return None
+        labels = np.array(layer.data, copy=True)
+        edited = self._store.track(layer).refresh(labels)
+        mask = corrections_mask(edited, "edited", spatial_dims=model.spatial_dims)
+        for sl in self._store.held_back:  # scored on, never learnt from
+            if len(sl) == mask.ndim:
+                mask[sl] = False
+        return _CommitteeInputs(
+            labels,
+            mask,
+            self._store.instance_cfg or getattr(model, "instance_config", None),
+            self._features,
         )
 
     def _reviewed_mask(self, shape: tuple[int, ...]) -> np.ndarray:
@@ -252,11 +345,19 @@ class QueueWidget(Container):
                 mask[sl] = True
         return mask
 
-    def _on_uncertainty(self, result: Any) -> None:
+    def _on_uncertainty(self, ranking: _Ranking) -> None:
         snap = self._snap
-        # one pass over the background channel serves the score and the variety
-        background = sees_background(result.probabilities)
-        u = queue_scores(result, *self._scored, background=background)
+        result, background, opinion = (
+            ranking.result,
+            ranking.background,
+            ranking.committee,
+        )
+        if opinion is not None and opinion.features is not None:
+            self._features = (snap.data, opinion.features)
+        committee = opinion.score if opinion is not None else None
+        u = queue_scores(
+            result, *self._scored, background=background, committee=committee
+        )
         name = f"{snap.name}{UNCERTAINTY_SUFFIX}"
         show_layer(
             self._viewer,
@@ -311,6 +412,13 @@ class QueueWidget(Container):
             )
         else:
             order = ""
+        if committee is not None:
+            order += (
+                " Ranked by the cells on which the network and a forest trained "
+                "on your corrections disagree."
+            )
+        elif opinion is not None:
+            order += f" No forest to compare with yet: {opinion.reason}."
         # after showing the first entry (which is also highlighted in the list), so
         # this summary is what the status line keeps
         self._status.value = (
