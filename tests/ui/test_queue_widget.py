@@ -389,3 +389,81 @@ def test_a_trained_cell_network_ranks_by_where_cells_are_in_doubt(
     assert [e.slices for e in q._entries] == [
         ranked[i].slices for i in diversify(ranked, chosen)
     ]
+
+
+def test_corrections_give_the_queue_a_second_opinion(
+    make_napari_viewer, qtbot, nuclei2d, sync_jobs
+):
+    """With corrections on its labels, a trained 2D cell network's queue ranks by
+    the cells on which it and a forest trained on those corrections disagree
+    (core.committee); the features are computed once per image."""
+    from napari_resunet.core.committee import iter_committee
+    from napari_resunet.core.edits import corrections_mask
+    from napari_resunet.core.inference.postprocess import labels_from_probabilities
+    from napari_resunet.core.patches import rank_patches
+    from napari_resunet.ui import queue_widget as qw
+    from napari_resunet.ui.predict_widget import MODE_INSTANCE, STARTER_PREFIX
+
+    image, truth = nuclei2d
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="img")
+    seg = segment_with_new_network(viewer, qtbot, "img", NEW_2D, MODE_INSTANCE)
+    seg._model_combo.value = f"{STARTER_PREFIX}nuclei2d"
+    seg._run_button.clicked()
+    wait_idle(qtbot, seg)
+    store = get_store(viewer)
+    assert store.trained
+    q = dock(viewer, "Annotation queue")
+    q._image_combo.value = viewer.layers["img"]
+    layer = viewer.layers["img [resunet]"]
+    q._labels_combo.value = layer
+    q._patch_spin.value = 64
+    q._variety_auto.value = False  # plain score order, to compare the scores
+    calls = []
+    real = qw.iter_committee
+
+    def counting(*args, features=None, **kwargs):
+        calls.append(features is not None)
+        return (yield from real(*args, features=features, **kwargs))
+
+    qw.iter_committee = counting
+    try:
+        # no corrections yet: the network's own doubt, and the status says why
+        q._refresh_button.clicked()
+        assert "No forest to compare with yet" in q._status.value
+        # the user pastes the truth into two patches (as if painted)
+        data = np.array(layer.data)
+        for sl in ((slice(0, 64), slice(0, 64)), (slice(128, 192), slice(192, 256))):
+            data[sl] = truth[sl]
+        layer.data = data
+        q._refresh_button.clicked()
+        first = np.array(viewer.layers["img [resunet uncertainty]"].data)
+        q._refresh_button.clicked()  # the same image: its features are reused
+    finally:
+        qw.iter_committee = real
+    assert calls == [False, True, True]
+    assert "a forest trained on your corrections" in q._status.value
+    # what is shown and ranked is the committee's opinion, as the core gives it
+    full = run_generator(
+        iter_uncertainty(store.model, image, InferenceConfig(use_compile="never"), 3),
+        False,
+        "u",
+    )
+    edited = store.track(layer).refresh(np.asarray(layer.data))
+    mask = corrections_mask(edited, "edited", spatial_dims=2)
+    cells = labels_from_probabilities(
+        full.probabilities, store.model.config, store.instance_cfg
+    )
+    opinion = run_generator(
+        iter_committee(
+            image, cells, np.asarray(layer.data), mask, store.model.normalization
+        ),
+        False,
+        "c",
+    )
+    shown = viewer.layers["img [resunet uncertainty]"].data
+    np.testing.assert_array_equal(shown, opinion.score)
+    np.testing.assert_array_equal(first, opinion.score)
+    assert set(np.unique(shown)) <= {0.0, 1.0} and shown.any()
+    expected = rank_patches(opinion.score, (64, 64))
+    assert [e.slices for e in q._entries] == [e.slices for e in expected]
