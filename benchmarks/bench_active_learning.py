@@ -61,7 +61,17 @@ from napari_resunet.core import (
     predict,
     train,
 )
-from napari_resunet.core.config import InstanceConfig, NormalizationConfig
+from napari_resunet.core.committee import (
+    disputed_cells,
+    fit_forest,
+    forest_cells,
+    pixel_features,
+)
+from napari_resunet.core.config import (
+    CommitteeConfig,
+    InstanceConfig,
+    NormalizationConfig,
+)
 from napari_resunet.core.edits import merge_prediction
 from napari_resunet.core.inference.postprocess import (
     labels_from_probabilities,
@@ -393,35 +403,25 @@ def instance_instability(
 
 
 def committee_forest(task: Task, masks, seed: int):
-    """``--score committee``: an ilastik-style forest (as :func:`run_forest`, 20
-    trees) trained on the pool's corrections so far, foreground against
-    background."""
-    from skimage.future import fit_segmenter
-    from sklearn.ensemble import RandomForestClassifier
-
-    labels = np.concatenate(
-        [np.where(m, t + 1, 0) for t, m in zip(task.forest_targets, masks)]
+    """``--score committee``: the Annotation queue's forest
+    (:func:`napari_resunet.core.committee.fit_forest`, 20 trees) trained on the
+    pool's corrections so far, foreground against background, the pool's
+    fields side by side as one image."""
+    return fit_forest(
+        np.concatenate(POOL_FEATURES),
+        np.concatenate(task.forest_targets),
+        np.concatenate(masks),
+        CommitteeConfig(seed=seed),
     )
-    clf = RandomForestClassifier(
-        n_estimators=20, n_jobs=2, max_depth=10, random_state=seed
-    )
-    return fit_segmenter(labels, np.concatenate(POOL_FEATURES), clf)
 
 
 def committee_disagreement(probabilities, model, forest, field: int) -> np.ndarray:
-    """Query by a committee of two unlike learners (Seung et al. 1992): 1 on
-    every pixel of a cell on which the network and the forest trained on the
-    same corrections disagree at IoU 0.5 (a network cell the forest's cells do
-    not match, or a forest cell the network's do not), else 0. The true
-    instance errors ranked this way beat random patches by 0.04-0.06 F1
-    (docs/benchmarks.md); here the forest's cells stand in for the truth."""
-    f = POOL_FEATURES[field]
-    p = forest.predict_proba(f.reshape(-1, f.shape[-1]))[:, 1].reshape(f.shape[:-1])
-    fprobs = np.stack([1 - p, p, np.zeros_like(p)]).astype(np.float32)
-    cells = probabilities_to_instances(
-        fprobs, InstanceConfig(seeds="distance", seed_min_distance=6)
-    )
-    return instance_error_map(probabilities, cells, model)
+    """Query by a committee of two unlike learners, as the Annotation queue
+    asks it (:mod:`napari_resunet.core.committee`): 1 on every pixel of a cell
+    on which the network and the forest trained on the same corrections
+    disagree at IoU 0.5, else 0."""
+    cells = labels_from_probabilities(probabilities, model.config, InstanceConfig())
+    return disputed_cells(cells, forest_cells(forest, POOL_FEATURES[field]))
 
 
 def spearman(pairs) -> float:
@@ -875,16 +875,16 @@ def cluster_order(candidates, masks, k: int, seed: int) -> list[int]:
 
 
 def _features(img):
+    """The forests' pixel features: in 2D the Annotation queue's own
+    (:func:`~napari_resunet.core.committee.pixel_features`, scales 1-16); the
+    3D baseline's are 3D features (scales 1-8), which the plugin does not use."""
+    if img.ndim == 2:
+        return pixel_features(img, NORMALIZATION)
     from skimage.feature import multiscale_basic_features
 
     x = normalize_image(img, NORMALIZATION)
     return multiscale_basic_features(
-        x,
-        intensity=True,
-        edges=True,
-        texture=True,
-        sigma_min=1,
-        sigma_max=16 if img.ndim == 2 else 8,
+        x, intensity=True, edges=True, texture=True, sigma_min=1, sigma_max=8
     ).astype(np.float32)
 
 
