@@ -467,3 +467,9 @@ def test_corrections_give_the_queue_a_second_opinion(
     assert set(np.unique(shown)) <= {0.0, 1.0} and shown.any()
     expected = rank_patches(opinion.score, (64, 64))
     assert [e.slices for e in q._entries] == [e.slices for e in expected]
+    # unticked: the network's own doubt again
+    q._committee_box.value = False
+    q._refresh_button.clicked()
+    shown = viewer.layers["img [resunet uncertainty]"].data
+    np.testing.assert_array_equal(shown, full.foreground_entropy)
+    assert "forest" not in q._status.value

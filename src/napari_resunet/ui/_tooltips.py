@@ -84,6 +84,10 @@ TOOLTIPS: dict[str, str] = {
     "not yet fine-tuned, has learnt nothing to be unsure of: its patches come in a "
     "random order (the same each time) until its first round. Untick to set the "
     "variety yourself and rank a new network's patches too.",
+    "queue_committee": "For a trained 2D cell model, once you have corrected some "
+    "cells and some background: rank by the cells on which the model and a random "
+    "forest trained on the same corrections disagree (where two unlike learners "
+    "part, one is wrong). Untick to rank by the model's own uncertainty.",
     "queue_refresh": "Measure where the session model is unsure and rank patches, most "
     "uncertain first (see variety). Reviewed patches are left out.",
     "queue_list": "Choosing an entry moves the view there and outlines the patch.",

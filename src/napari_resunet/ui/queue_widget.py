@@ -175,6 +175,11 @@ class QueueWidget(Container):
         self._variety_auto.changed.connect(
             lambda auto: setattr(self._variety_spin, "enabled", not auto)
         )
+        # on: a trained 2D cell network with corrections is ranked by where it and
+        # a forest trained on them disagree (core.committee)
+        self._committee_box = CheckBox(
+            text="second opinion from a forest on my corrections", value=True
+        )
         self._refresh_button = PushButton(text="Find uncertain patches")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         # a visible list, so the scores of the next entries are in view; one
@@ -193,6 +198,7 @@ class QueueWidget(Container):
             (self._flips_spin, "queue_flips"),
             (self._variety_spin, "queue_variety"),
             (self._variety_auto, "queue_variety_auto"),
+            (self._committee_box, "queue_committee"),
             (self._refresh_button, "queue_refresh"),
             (self._queue_list, "queue_list"),
             (self._next_button, "queue_next"),
@@ -208,6 +214,7 @@ class QueueWidget(Container):
                 self._flips_spin,
                 self._variety_spin,
                 self._variety_auto,
+                self._committee_box,
                 self._refresh_button,
                 self._cancel_button,
                 self._queue_list,
@@ -319,7 +326,8 @@ class QueueWidget(Container):
         whose labels layer matches the image; else ``None`` (no second opinion)."""
         layer = self._labels_combo.value
         if (
-            not (committee_applies(model.config) and self._store.trained)
+            not self._committee_box.value
+            or not (committee_applies(model.config) and self._store.trained)
             or layer is None
             or getattr(layer, "multiscale", False)
             or layer.data.shape != snap.spatial_shape
