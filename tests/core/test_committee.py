@@ -61,6 +61,12 @@ def test_forest_learns_cells_from_half_the_field(field):
     assert cells.dtype == np.uint32 and cells.shape == image.shape
     right = (slice(None), slice(image.shape[1] // 2 + 10, None))  # unseen part
     assert match_instances(cells[right], truth[right], [0.5])[0]["f1"] > 0.8
+    # trees grown from bootstrap samples of 2000 of the corrected pixels each
+    # (the fit's time bound) still find the cells
+    small = fit_forest(f, truth, mask, CommitteeConfig(tree_samples=2000))
+    assert small.max_samples == 2000
+    cells = forest_cells(small, f)
+    assert match_instances(cells[right], truth[right], [0.5])[0]["f1"] > 0.8
 
 
 def test_no_forest_from_one_class(field):
@@ -158,4 +164,6 @@ def test_committee_config_validates():
         CommitteeConfig(sigma_min=4, sigma_max=2)
     with pytest.raises(ValueError, match=">= 1"):
         CommitteeConfig(n_trees=0)
+    with pytest.raises(ValueError, match="tree_samples"):
+        CommitteeConfig(tree_samples=-1)
     assert CommitteeConfig.from_dict(CommitteeConfig().to_dict()) == CommitteeConfig()

@@ -122,9 +122,11 @@ def fit_forest(
             y.size, cfg.max_train_pixels, replace=False
         )
         x, y = x[keep], y[keep]
+    per_tree = cfg.tree_samples if 0 < cfg.tree_samples < y.size else None
     forest = RandomForestClassifier(
         n_estimators=cfg.n_trees,
         max_depth=cfg.max_depth,
+        max_samples=per_tree,
         n_jobs=-1,
         random_state=cfg.seed,
     )
