@@ -107,9 +107,10 @@ def queue_scores(
     ranking keeps the full score: what it calls background is arbitrary, and
     ranked by it the first round fell on three pools of four. EM neuropil has
     no background to speak of, and there boundaries are what matters. The
-    committee then lifted the queue on two of those four pools, most on the
-    one where it lagged random patches (by 0.035 F1 over rounds 3-5, five
-    seeds, to level), and left the other two where they were
+    committee lifted the queue on the two pools of four fields where it was
+    level with or behind random patches, to ahead of them on one and level on
+    the other, and left the other two ahead; on a pool of eight fields where
+    the queue is behind random patches it did not help
     (:mod:`napari_resunet.core.committee`).
 
     Args:
