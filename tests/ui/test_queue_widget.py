@@ -467,6 +467,30 @@ def test_corrections_give_the_queue_a_second_opinion(
     assert set(np.unique(shown)) <= {0.0, 1.0} and shown.any()
     expected = rank_patches(opinion.score, (64, 64))
     assert [e.slices for e in q._entries] == [e.slices for e in expected]
+    # one progress bar: the second opinion's three stages follow the passes'
+    from tests.conftest import drain
+
+    records, ranking = drain(
+        qw._iter_queue_uncertainty(
+            store.model,
+            image,
+            InferenceConfig(use_compile="never"),
+            3,
+            None,
+            None,
+            0,
+            None,
+            q._committee_inputs(store.model, q._snap),
+        )
+    )
+    steps = [r.step for r in records]
+    assert steps == sorted(steps) and records[-1].step == records[-1].total
+    assert [r.message for r in records[-3:]] == [
+        "second opinion: features",
+        "second opinion: forest trained",
+        "second opinion: forest's cells",
+    ]
+    np.testing.assert_array_equal(ranking.committee.score, opinion.score)
     # unticked: the network's own doubt again
     q._committee_box.value = False
     q._refresh_button.clicked()

@@ -36,6 +36,7 @@ from napari_resunet.core.patches import (
     sees_background,
     variety_for,
 )
+from napari_resunet.core.progress import relay
 from napari_resunet.core.uncertainty import (
     UncertaintyResult,
     iter_uncertainty,
@@ -107,7 +108,7 @@ def _iter_queue_uncertainty(
     first = None
     if kept is not None and np.array_equal(kept.image, image):
         first = kept.probabilities
-    result = yield from iter_uncertainty(
+    passes = iter_uncertainty(
         model,
         image,
         cfg,
@@ -117,6 +118,15 @@ def _iter_queue_uncertainty(
         mc_samples,
         first_pass=first,
     )
+    done = 0  # the uncertainty's steps: a second opinion's three come after them
+    while True:
+        try:
+            rec = next(passes)
+        except StopIteration as stop:
+            result = stop.value
+            break
+        done = rec.total
+        yield rec
     # one pass over the background channel serves the score and the variety
     background = sees_background(result.probabilities)
     opinion = None
@@ -129,14 +139,20 @@ def _iter_queue_uncertainty(
             committee.features[0], image
         ):
             features = committee.features[1]
-        opinion = yield from iter_committee(
-            image,
-            cells,
-            committee.labels,
-            committee.mask,
-            model.normalization,
-            channel_axis,
-            features=features,
+        opinion = yield from relay(
+            iter_committee(
+                image,
+                cells,
+                committee.labels,
+                committee.mask,
+                model.normalization,
+                channel_axis,
+                features=features,
+            ),
+            done,
+            done + 3,
+            "second opinion: ",
+            "uncertainty",
         )
     return _Ranking(result, background, opinion)
 
