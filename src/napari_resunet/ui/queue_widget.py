@@ -168,8 +168,8 @@ class QueueWidget(Container):
         self._entries: list[RankedPatch] = []
         self._snap: Any = None
         self._scored = (True, True)  # (cell network, trained) of the last ranking
-        # the last ranked image and its forest features (core.committee): the
-        # costly part of a second opinion, the same from round to round
+        # the last ranked image and its forest features (core.committee), the
+        # same from round to round: computed once per image
         self._features: tuple[np.ndarray, np.ndarray] | None = None
         self._image_combo = create_widget(
             annotation="napari.layers.Image", label="image"
