@@ -443,6 +443,8 @@ def test_corrections_give_the_queue_a_second_opinion(
         qw.iter_committee = real
     assert calls == [False, True, True]
     assert "a forest trained on your corrections" in q._status.value
+    # the list says what its scores are: the share of disputed cells
+    assert q._queue_list.native.item(0).text().startswith("1. disputed ")
     # what is shown and ranked is the committee's opinion, as the core gives it
     full = run_generator(
         iter_uncertainty(store.model, image, InferenceConfig(use_compile="never"), 3),
@@ -497,3 +499,4 @@ def test_corrections_give_the_queue_a_second_opinion(
     shown = viewer.layers["img [resunet uncertainty]"].data
     np.testing.assert_array_equal(shown, full.foreground_entropy)
     assert "forest" not in q._status.value
+    assert q._queue_list.native.item(0).text().startswith("1. uncertainty ")

@@ -171,6 +171,7 @@ class QueueWidget(Container):
         # the last ranked image and its forest features (core.committee), the
         # same from round to round: computed once per image
         self._features: tuple[np.ndarray, np.ndarray] | None = None
+        self._score_name = "uncertainty"  # what the listed scores are
         self._image_combo = create_widget(
             annotation="napari.layers.Image", label="image"
         )
@@ -254,12 +255,13 @@ class QueueWidget(Container):
         entries = getattr(self, "_entries", [])
         return [(self._describe(i, e), i) for i, e in enumerate(entries)]
 
-    @staticmethod
-    def _describe(i: int, entry: RankedPatch) -> str:
+    def _describe(self, i: int, entry: RankedPatch) -> str:
         where = ", ".join(
             f"{a} {s.start}" for a, s in zip("zyx"[-len(entry.slices) :], entry.slices)
         )
-        return f"{i + 1}. uncertainty {entry.score:.3f} at {where}"
+        # what the score is: uncertainty, or with a forest's second opinion the
+        # share of the patch covered by cells the two learners dispute
+        return f"{i + 1}. {self._score_name} {entry.score:.3f} at {where}"
 
     def _selected(self) -> int | None:
         """The index of the selected queue entry, or None."""
@@ -379,6 +381,7 @@ class QueueWidget(Container):
         if opinion is not None and opinion.features is not None:
             self._features = (snap.data, opinion.features)
         committee = opinion.score if opinion is not None else None
+        self._score_name = "uncertainty" if committee is None else "disputed"
         u = queue_scores(
             result, *self._scored, background=background, committee=committee
         )
@@ -446,7 +449,7 @@ class QueueWidget(Container):
         # after showing the first entry (which is also highlighted in the list), so
         # this summary is what the status line keeps
         self._status.value = (
-            f"{len(self._entries)} patches ranked; mean uncertainty "
+            f"{len(self._entries)} patches ranked; mean {self._score_name} "
             f"{float(u.mean()):.3f}.{note}{order}"
         )
 
