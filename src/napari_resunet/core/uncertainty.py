@@ -109,8 +109,8 @@ def queue_scores(
     no background to speak of, and there boundaries are what matters. The
     committee lifted the queue on the two pools of four fields where it was
     level with or behind random patches, to ahead of them on one and level on
-    the other, and left the other two ahead; on a pool of eight fields where
-    the queue is behind random patches it did not help
+    the other, and left the other two ahead; on the pool of eight fields where
+    the queue is behind random patches it fell further behind
     (:mod:`napari_resunet.core.committee`).
 
     Args:
