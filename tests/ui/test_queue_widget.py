@@ -114,6 +114,7 @@ def test_fine_tune_now_and_automatic_refresh(
     viewer, q = _viewer_with_model(make_napari_viewer, qtbot, nuclei2d[0], NEW_2D)
     q._refresh_button.clicked()
     q._review_button.clicked()
+    import napari_resunet.ui._queue_job as job
     import napari_resunet.ui.queue_widget as qw
 
     warnings = []
@@ -138,17 +139,17 @@ def test_fine_tune_now_and_automatic_refresh(
 
     q._on_refresh_clicked = spy
     reused = []
-    real = qw.iter_uncertainty
+    real = job.iter_uncertainty
 
     def counting(*args, first_pass=None, **kwargs):
         reused.append(first_pass is not None)
         return (yield from real(*args, first_pass=first_pass, **kwargs))
 
-    qw.iter_uncertainty = counting
+    job.iter_uncertainty = counting
     try:
         q._finetune_button.clicked()
     finally:
-        qw.iter_uncertainty = real
+        job.iter_uncertainty = real
     assert store.rounds == 1
     assert len(ft._plot.losses) == 3
     assert q._entries and q._entries != before  # ranked again with the new model
@@ -175,11 +176,11 @@ def test_fine_tune_now_and_automatic_refresh(
     # mean of mirrored passes: not the unmirrored pass the queue could reuse
     store.inference_cfg = InferenceConfig(use_compile="never", test_time_flips=4)
     reused.clear()
-    qw.iter_uncertainty = counting
+    job.iter_uncertainty = counting
     try:
         q._finetune_button.clicked()
     finally:
-        qw.iter_uncertainty = real
+        job.iter_uncertainty = real
     assert store.rounds == 1 and reused == [False]
     _assert_all_passes_ranking(viewer, store.model)
 
@@ -401,7 +402,7 @@ def test_corrections_give_the_queue_a_second_opinion(
     from napari_resunet.core.edits import corrections_mask
     from napari_resunet.core.inference.postprocess import labels_from_probabilities
     from napari_resunet.core.patches import rank_patches
-    from napari_resunet.ui import queue_widget as qw
+    from napari_resunet.ui import _queue_job as job
     from napari_resunet.ui.predict_widget import MODE_INSTANCE, STARTER_PREFIX
 
     image, truth = nuclei2d
@@ -420,13 +421,13 @@ def test_corrections_give_the_queue_a_second_opinion(
     q._patch_spin.value = 64
     q._variety_auto.value = False  # plain score order, to compare the scores
     calls = []
-    real = qw.iter_committee
+    real = job.iter_committee
 
     def counting(*args, features=None, **kwargs):
         calls.append(features is not None)
         return (yield from real(*args, features=features, **kwargs))
 
-    qw.iter_committee = counting
+    job.iter_committee = counting
     try:
         # no corrections yet: the network's own doubt, and the status says why
         q._refresh_button.clicked()
@@ -440,7 +441,7 @@ def test_corrections_give_the_queue_a_second_opinion(
         first = np.array(viewer.layers["img [resunet uncertainty]"].data)
         q._refresh_button.clicked()  # the same image: its features are reused
     finally:
-        qw.iter_committee = real
+        job.iter_committee = real
     assert calls == [False, True, True]
     assert "a forest trained on your corrections" in q._status.value
     # the list says what its scores are: the share of disputed cells
@@ -473,7 +474,7 @@ def test_corrections_give_the_queue_a_second_opinion(
     from tests.conftest import drain
 
     records, ranking = drain(
-        qw._iter_queue_uncertainty(
+        job.iter_queue_uncertainty(
             store.model,
             image,
             InferenceConfig(use_compile="never"),

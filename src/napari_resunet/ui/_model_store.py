@@ -15,7 +15,7 @@ import numpy as np
 from psygnal import Signal
 
 from napari_resunet.core.config import InferenceConfig
-from napari_resunet.core.edits import update_edited
+from napari_resunet.core.edits import corrections_mask, update_edited
 
 if TYPE_CHECKING:
     import napari
@@ -224,6 +224,28 @@ class ModelStore:
             tr = LabelsTrack()
             self._tracks[layer] = tr
         return tr
+
+    def learning_mask(
+        self, layer: Any, labels: np.ndarray, scope: str, spatial_dims: int
+    ) -> np.ndarray | None:
+        """The voxels of ``labels`` (``layer``'s data as it is now) that a
+        fine-tuning round learns from: the user's corrections in ``scope``
+        (``corrections_mask``; ``"all"``: every voxel, ``None`` when nothing is
+        held back), never the held-back reviewed patches. The Fine-tune widget
+        trains on them and the queue's forest learns from them."""
+        edited = self.track(layer).refresh(labels)
+        mask = (
+            None
+            if scope == "all"
+            else corrections_mask(edited, scope, spatial_dims=spatial_dims)
+        )
+        held_back = [sl for sl in self.held_back if len(sl) == labels.ndim]
+        if held_back:  # held-back truth is never trained on, whatever the scope
+            if mask is None:
+                mask = np.ones(labels.shape, bool)
+            for sl in held_back:
+                mask[sl] = False
+        return mask
 
 
 _STORES: weakref.WeakKeyDictionary[Any, ModelStore] = weakref.WeakKeyDictionary()

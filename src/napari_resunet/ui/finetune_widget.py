@@ -20,7 +20,6 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_resunet.core import TrainData, iter_train, save_checkpoint
 from napari_resunet.core.checks import check_image
-from napari_resunet.core.edits import corrections_mask
 from napari_resunet.core.training.finetune import auto_class_mix, finetune_config
 from napari_resunet.ui._layers import guess_channel_axis, snapshot_image
 from napari_resunet.ui._loss_plot import LossPlot
@@ -181,20 +180,10 @@ class FinetuneWidget(Container):
         except ValueError as err:
             show_error(f"Cannot fine-tune: {err}")
             return
-        track = self._store.track(labels_layer)
-        edited = track.refresh(labels)
         scope = SCOPES[self._scope_combo.value]
-        mask = (
-            None
-            if scope == "all"
-            else corrections_mask(edited, scope, spatial_dims=model.spatial_dims)
+        mask = self._store.learning_mask(
+            labels_layer, labels, scope, model.spatial_dims
         )
-        held_back = [sl for sl in self._store.held_back if len(sl) == labels.ndim]
-        if held_back:  # held-back truth is never trained on, whatever the scope
-            if mask is None:
-                mask = np.ones(labels.shape, bool)
-            for sl in held_back:
-                mask[sl] = False
         if mask is not None and not mask.any():
             show_warning(
                 "No corrections yet: paint or erase on the labels layer first, or "

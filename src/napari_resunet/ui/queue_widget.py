@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,37 +17,29 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtWidgets import QAbstractItemView
 
-from napari_resunet.core import InferenceConfig
 from napari_resunet.core.checks import check_image
-from napari_resunet.core.committee import (
-    CommitteeResult,
-    committee_applies,
-    iter_committee,
-)
-from napari_resunet.core.edits import corrections_mask
-from napari_resunet.core.inference.postprocess import labels_from_probabilities
+from napari_resunet.core.committee import committee_applies
 from napari_resunet.core.patches import (
     RankedPatch,
     blind_order,
     queue_patch_shape,
     rank_patches,
-    sees_background,
     variety_for,
 )
-from napari_resunet.core.progress import relay
-from napari_resunet.core.uncertainty import (
-    UncertaintyResult,
-    iter_uncertainty,
-    queue_scores,
-)
+from napari_resunet.core.uncertainty import queue_scores
 from napari_resunet.ui._layers import (
     guess_channel_axis,
     show_layer,
     snapshot_image,
 )
-from napari_resunet.ui._model_store import FirstPass, get_store
+from napari_resunet.ui._model_store import get_store
 from napari_resunet.ui._patch_view import show_patch
 from napari_resunet.ui._predict_job import voxel_size_of
+from napari_resunet.ui._queue_job import (
+    CommitteeInputs,
+    Ranking,
+    iter_queue_uncertainty,
+)
 from napari_resunet.ui._status import status_label
 from napari_resunet.ui._tooltips import TOOLTIPS
 from napari_resunet.ui._workers import JobSlot, start_job
@@ -58,103 +48,6 @@ if TYPE_CHECKING:
     import napari
 
 UNCERTAINTY_SUFFIX = " [resunet uncertainty]"
-
-
-@dataclass
-class _CommitteeInputs:
-    """What the queue's forest learns from, copied on the viewer's thread.
-
-    Attributes:
-        labels: the labels layer's data.
-        mask: the corrections a fine-tuning round would learn from (reviewed
-            patches included, held-back ones not).
-        instance_cfg: how the network's cells are made (as the Segment widget's).
-        features: ``(image, features)`` from the last ranking, reused when the
-            image is the same.
-    """
-
-    labels: np.ndarray
-    mask: np.ndarray
-    instance_cfg: Any
-    features: tuple[np.ndarray, np.ndarray] | None
-
-
-@dataclass
-class _Ranking:
-    """The worker's result: the uncertainty, whether the network sees a
-    background, and the committee's opinion where one was asked."""
-
-    result: UncertaintyResult
-    background: bool
-    committee: CommitteeResult | None
-
-
-def _iter_queue_uncertainty(
-    model: Any,
-    image: np.ndarray,
-    cfg: InferenceConfig,
-    n_flips: int,
-    channel_axis: int | None,
-    voxel_size: tuple[float, ...] | None,
-    mc_samples: int,
-    kept: FirstPass | None,
-    committee: _CommitteeInputs | None = None,
-) -> Generator[Any, None, _Ranking]:
-    """``iter_uncertainty``, reusing a segmentation's pass when it was made from
-    this very image (compared here, in the worker: a fine-tuning round has just
-    segmented it with the new model); then, for a trained 2D cell network that
-    sees a background, where it and a forest on the same corrections disagree
-    (``committee``: :mod:`napari_resunet.core.committee`)."""
-    first = None
-    if kept is not None and np.array_equal(kept.image, image):
-        first = kept.probabilities
-    passes = iter_uncertainty(
-        model,
-        image,
-        cfg,
-        n_flips,
-        channel_axis,
-        voxel_size,
-        mc_samples,
-        first_pass=first,
-    )
-    done = 0  # the uncertainty's steps: a second opinion's three come after them
-    while True:
-        try:
-            rec = next(passes)
-        except StopIteration as stop:
-            result = stop.value
-            break
-        done = rec.total
-        yield rec
-    # one pass over the background channel serves the score and the variety
-    background = sees_background(result.probabilities)
-    opinion = None
-    if committee is not None and background:
-        cells = labels_from_probabilities(
-            result.probabilities, model.config, committee.instance_cfg, voxel_size
-        )
-        features = None
-        if committee.features is not None and np.array_equal(
-            committee.features[0], image
-        ):
-            features = committee.features[1]
-        opinion = yield from relay(
-            iter_committee(
-                image,
-                cells,
-                committee.labels,
-                committee.mask,
-                model.normalization,
-                channel_axis,
-                features=features,
-            ),
-            done,
-            done + 3,
-            "second opinion: ",
-            "uncertainty",
-        )
-    return _Ranking(result, background, opinion)
 
 
 class QueueWidget(Container):
@@ -322,7 +215,7 @@ class QueueWidget(Container):
         committee = self._committee_inputs(model, snap)
         self._job.start(
             lambda finished: start_job(
-                _iter_queue_uncertainty,
+                iter_queue_uncertainty,
                 model,
                 snap.data,
                 cfg,
@@ -339,7 +232,7 @@ class QueueWidget(Container):
             )
         )
 
-    def _committee_inputs(self, model: Any, snap: Any) -> _CommitteeInputs | None:
+    def _committee_inputs(self, model: Any, snap: Any) -> CommitteeInputs | None:
         """The corrections a forest learns from, for a trained 2D cell network
         whose labels layer matches the image; else ``None`` (no second opinion)."""
         layer = self._labels_combo.value
@@ -352,12 +245,8 @@ class QueueWidget(Container):
         ):
             return None
         labels = np.array(layer.data, copy=True)
-        edited = self._store.track(layer).refresh(labels)
-        mask = corrections_mask(edited, "edited", spatial_dims=model.spatial_dims)
-        for sl in self._store.held_back:  # scored on, never learnt from
-            if len(sl) == mask.ndim:
-                mask[sl] = False
-        return _CommitteeInputs(
+        mask = self._store.learning_mask(layer, labels, "edited", model.spatial_dims)
+        return CommitteeInputs(
             labels,
             mask,
             self._store.instance_cfg or getattr(model, "instance_config", None),
@@ -371,7 +260,7 @@ class QueueWidget(Container):
                 mask[sl] = True
         return mask
 
-    def _on_uncertainty(self, ranking: _Ranking) -> None:
+    def _on_uncertainty(self, ranking: Ranking) -> None:
         snap = self._snap
         result, background, opinion = (
             ranking.result,

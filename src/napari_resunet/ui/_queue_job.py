@@ -1,0 +1,116 @@
+"""The Annotation queue's job, run in a worker: uncertainty passes, then a
+forest's second opinion where one applies. Kept apart from the widget, which
+only gathers its inputs and shows its result."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from napari_resunet.core import InferenceConfig
+from napari_resunet.core.committee import CommitteeResult, iter_committee
+from napari_resunet.core.inference.postprocess import labels_from_probabilities
+from napari_resunet.core.patches import sees_background
+from napari_resunet.core.progress import relay
+from napari_resunet.core.uncertainty import UncertaintyResult, iter_uncertainty
+from napari_resunet.ui._model_store import FirstPass
+
+
+@dataclass
+class CommitteeInputs:
+    """What the queue's forest learns from, copied on the viewer's thread.
+
+    Attributes:
+        labels: the labels layer's data.
+        mask: the corrections a fine-tuning round would learn from (reviewed
+            patches included, held-back ones not).
+        instance_cfg: how the network's cells are made (as the Segment widget's).
+        features: ``(image, features)`` from the last ranking, reused when the
+            image is the same.
+    """
+
+    labels: np.ndarray
+    mask: np.ndarray
+    instance_cfg: Any
+    features: tuple[np.ndarray, np.ndarray] | None
+
+
+@dataclass
+class Ranking:
+    """The worker's result: the uncertainty, whether the network sees a
+    background, and the committee's opinion where one was asked."""
+
+    result: UncertaintyResult
+    background: bool
+    committee: CommitteeResult | None
+
+
+def iter_queue_uncertainty(
+    model: Any,
+    image: np.ndarray,
+    cfg: InferenceConfig,
+    n_flips: int,
+    channel_axis: int | None,
+    voxel_size: tuple[float, ...] | None,
+    mc_samples: int,
+    kept: FirstPass | None,
+    committee: CommitteeInputs | None = None,
+) -> Generator[Any, None, Ranking]:
+    """``iter_uncertainty``, reusing a segmentation's pass when it was made from
+    this very image (compared here, in the worker: a fine-tuning round has just
+    segmented it with the new model); then, for a trained 2D cell network that
+    sees a background, where it and a forest on the same corrections disagree
+    (``committee``: :mod:`napari_resunet.core.committee`)."""
+    first = None
+    if kept is not None and np.array_equal(kept.image, image):
+        first = kept.probabilities
+    passes = iter_uncertainty(
+        model,
+        image,
+        cfg,
+        n_flips,
+        channel_axis,
+        voxel_size,
+        mc_samples,
+        first_pass=first,
+    )
+    done = 0  # the uncertainty's steps: a second opinion's three come after them
+    while True:
+        try:
+            rec = next(passes)
+        except StopIteration as stop:
+            result = stop.value
+            break
+        done = rec.total
+        yield rec
+    # one pass over the background channel serves the score and the variety
+    background = sees_background(result.probabilities)
+    opinion = None
+    if committee is not None and background:
+        cells = labels_from_probabilities(
+            result.probabilities, model.config, committee.instance_cfg, voxel_size
+        )
+        features = None
+        if committee.features is not None and np.array_equal(
+            committee.features[0], image
+        ):
+            features = committee.features[1]
+        opinion = yield from relay(
+            iter_committee(
+                image,
+                cells,
+                committee.labels,
+                committee.mask,
+                model.normalization,
+                channel_axis,
+                features=features,
+            ),
+            done,
+            done + 3,
+            "second opinion: ",
+            "uncertainty",
+        )
+    return Ranking(result, background, opinion)
