@@ -127,6 +127,7 @@ DIAGNOSE = "error"
 POOL_FEATURES: list = []
 # set from --pool-score: also score the user's labels on the pool images
 POOL_SCORE = False
+COMMITTEE_PASSES = 1  # --committee-passes
 # set from --first: how the queue orders a new network's patches (its first round)
 FIRST = "shuffle"
 # set from --confident: the probability above which the labels layer's own cells
@@ -516,10 +517,13 @@ def run_strategy(
         forest = None
         if strategy == "queue" and SCORE == "committee" and trained:
             forest = committee_forest(task, masks, seed + r)
+        # the committee ranks by cells, not by the flips' disagreement: the widget
+        # then measures one pass (--committee-passes)
+        n_flips = COMMITTEE_PASSES if forest is not None else 3
         for i, (img, _) in enumerate(task.pool):
             if strategy == "queue":
                 res = run_generator(
-                    iter_uncertainty(model, img, ICFG, n_flips=3), False, "u"
+                    iter_uncertainty(model, img, ICFG, n_flips=n_flips), False, "u"
                 )
                 probs = res.probabilities
                 if SCORE == "auto" or (SCORE == "committee" and not trained):
@@ -1286,6 +1290,15 @@ def main() -> None:
         "(committee; the widget's choice in a new network's first round)",
     )
     p.add_argument(
+        "--committee-passes",
+        type=int,
+        default=1,
+        help="with --score committee, the passes (mirrorings) whose mean "
+        "probabilities make the network's cells once it is trained: 1, the "
+        "widget's (it ranks by cells, not by the flips' disagreement); 3, as "
+        "before",
+    )
+    p.add_argument(
         "--edge-margin",
         type=int,
         default=0,
@@ -1427,6 +1440,7 @@ def main() -> None:
     if not args.quick:
         feats = (list(POOL_FEATURES), [_features(img) for img, _ in task.held])
     global SELECT, SKIP_TOP, SCORE, DIAGNOSE, EDGE_MARGIN, POOL_SCORE, FIRST
+    global COMMITTEE_PASSES
     global FIELD_CAP
     FIELD_CAP = args.field_cap
     global CONFIDENT, CONFIDENT_SHARE
@@ -1435,6 +1449,7 @@ def main() -> None:
     global CHANGES
     CHANGES = args.changes
     SELECT, SKIP_TOP, SCORE = args.select, args.skip_top, args.score
+    COMMITTEE_PASSES = args.committee_passes
     DIAGNOSE = args.diagnose or "error"
     runs = [run_seed(task, args, seed, feats) for seed in args.seeds]
     if args.quick == "full":

@@ -420,6 +420,8 @@ def test_corrections_give_the_queue_a_second_opinion(
     q._labels_combo.value = layer
     q._patch_spin.value = 64
     q._variety_auto.value = False  # plain score order, to compare the scores
+    icfg = InferenceConfig(use_compile="never")
+    full = run_generator(iter_uncertainty(store.model, image, icfg, 3), False, "u")
     calls = []
     real = job.iter_committee
 
@@ -429,9 +431,13 @@ def test_corrections_give_the_queue_a_second_opinion(
 
     job.iter_committee = counting
     try:
-        # no corrections yet: the network's own doubt, and the status says why
+        # no corrections yet: the network's own doubt from all its passes, as
+        # without a second opinion, and the status says why
         q._refresh_button.clicked()
         assert "No forest to compare with yet" in q._status.value
+        np.testing.assert_array_equal(
+            viewer.layers["img [resunet uncertainty]"].data, full.foreground_entropy
+        )
         # the user pastes the truth into two patches (as if painted)
         data = np.array(layer.data)
         for sl in ((slice(0, 64), slice(0, 64)), (slice(128, 192), slice(192, 256))):
@@ -446,16 +452,13 @@ def test_corrections_give_the_queue_a_second_opinion(
     assert "a forest trained on your corrections" in q._status.value
     # the list says what its scores are: the share of disputed cells
     assert q._queue_list.native.item(0).text().startswith("1. disputed ")
-    # what is shown and ranked is the committee's opinion, as the core gives it
-    full = run_generator(
-        iter_uncertainty(store.model, image, InferenceConfig(use_compile="never"), 3),
-        False,
-        "u",
-    )
+    # what is shown and ranked is the committee's opinion, as the core gives it,
+    # on the network's cells from one unmirrored pass: the flips are not needed
+    one = run_generator(iter_uncertainty(store.model, image, icfg, 1), False, "u")
     edited = store.track(layer).refresh(np.asarray(layer.data))
     mask = corrections_mask(edited, "edited", spatial_dims=2)
     cells = labels_from_probabilities(
-        full.probabilities, store.model.config, store.instance_cfg
+        one.probabilities, store.model.config, store.instance_cfg
     )
     opinion = run_generator(
         iter_committee(
@@ -494,6 +497,23 @@ def test_corrections_give_the_queue_a_second_opinion(
         "second opinion: forest's cells",
     ]
     np.testing.assert_array_equal(ranking.committee.score, opinion.score)
+    passes = [r.message for r in records[:-3]]
+    assert passes and all(m.startswith("pass 1/1, ") for m in passes)
+    np.testing.assert_array_equal(ranking.result.probabilities, one.probabilities)
+    # where no forest can be trained the rest of the passes follow, and the
+    # ranking is the one without a second opinion, bit for bit
+    inputs = q._committee_inputs(store.model, q._snap)
+    inputs.mask[:] = False
+    records, ranking = drain(
+        job.iter_queue_uncertainty(
+            store.model, image, icfg, 3, None, None, 0, None, inputs
+        )
+    )
+    steps = [r.step for r in records]
+    assert steps == sorted(steps) and records[-1].step == records[-1].total
+    assert ranking.committee.score is None
+    np.testing.assert_array_equal(ranking.result.probabilities, full.probabilities)
+    np.testing.assert_array_equal(ranking.result.disagreement, full.disagreement)
     # unticked: the network's own doubt again
     q._committee_box.value = False
     q._refresh_button.clicked()

@@ -14,7 +14,7 @@ from napari_resunet.core import InferenceConfig
 from napari_resunet.core.committee import CommitteeResult, iter_committee
 from napari_resunet.core.inference.postprocess import labels_from_probabilities
 from napari_resunet.core.patches import sees_background
-from napari_resunet.core.progress import relay
+from napari_resunet.core.progress import Progress, relay
 from napari_resunet.core.uncertainty import UncertaintyResult, iter_uncertainty
 from napari_resunet.ui._model_store import FirstPass
 
@@ -63,29 +63,45 @@ def iter_queue_uncertainty(
     this very image (compared here, in the worker: a fine-tuning round has just
     segmented it with the new model); then, for a trained 2D cell network that
     sees a background, where it and a forest on the same corrections disagree
-    (``committee``: :mod:`napari_resunet.core.committee`)."""
+    (``committee``: :mod:`napari_resunet.core.committee`).
+
+    With a committee asked for, one unmirrored pass comes first: the forest
+    compares cells, and the flips' disagreement does not enter its score, so
+    the mirrored passes (and Monte-Carlo dropout samples) run only where no
+    forest gives one (no background, or too few corrections). After a
+    fine-tuning round that pass is the round's own segmentation, and the
+    ranking costs the forest alone.
+    """
     first = None
     if kept is not None and np.array_equal(kept.image, image):
         first = kept.probabilities
-    passes = iter_uncertainty(
-        model,
-        image,
-        cfg,
-        n_flips,
-        channel_axis,
-        voxel_size,
-        mc_samples,
-        first_pass=first,
-    )
-    done = 0  # the uncertainty's steps: a second opinion's three come after them
-    while True:
-        try:
-            rec = next(passes)
-        except StopIteration as stop:
-            result = stop.value
-            break
-        done = rec.total
-        yield rec
+    done = 0  # steps so far: each stage's records follow the last's
+
+    def passes(flips: int, samples: int, first_pass: np.ndarray | None):
+        nonlocal done
+        gen = iter_uncertainty(
+            model,
+            image,
+            cfg,
+            flips,
+            channel_axis,
+            voxel_size,
+            samples,
+            first_pass=first_pass,
+        )
+        offset = done
+        while True:
+            try:
+                rec = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            done = offset + rec.step
+            yield Progress(done, offset + rec.total, rec.message, rec.phase)
+
+    if committee is None:
+        result = yield from passes(n_flips, mc_samples, first)
+    else:
+        result = yield from passes(1, 0, first)
     # one pass over the background channel serves the score and the variety
     background = sees_background(result.probabilities)
     opinion = None
@@ -113,4 +129,8 @@ def iter_queue_uncertainty(
             "second opinion: ",
             "uncertainty",
         )
+        done += 3
+    if committee is not None and (opinion is None or opinion.score is None):
+        # no second opinion after all: the network's own doubt, all passes
+        result = yield from passes(n_flips, mc_samples, result.probabilities)
     return Ranking(result, background, opinion)
