@@ -10,6 +10,12 @@ of :func:`napari_resunet.core.committee.iter_committee`: the pixel features
 corrections, the forest's cells and the comparison with the network's cells
 (here the truth stands in for the network's: the comparison's cost does not
 depend on who made the cells). Needs ``../shared/data/bbbc039_nuclei2d``.
+
+With ``--ranking`` it also times the Annotation queue's whole job on the first
+field after a fine-tuning round (``ui._queue_job.iter_queue_uncertainty``, the
+``nuclei2d`` starter model, the round's unmirrored pass kept, the features kept
+from the ranking before, the truth in the last ``--patches`` count of patches):
+with 3 flip passes and no second opinion, and with the forest's.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ def main() -> None:
     p.add_argument("--fields", type=int, default=1)
     p.add_argument("--patches", type=int, nargs="+", default=[4, 20])
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--ranking", action="store_true")
     args = p.parse_args()
     split = json.loads((DATA / "split.json").read_text())
     names = [n for n in split["train"] if "F13_s7" not in n][: args.fields]
@@ -81,6 +88,40 @@ def main() -> None:
             f"cells {t_cells:.2f} s, comparison {t_cmp:.2f} s; after the features: "
             f"{t_fit + t_cells + t_cmp:.2f} s"
         )
+    if args.ranking:
+        field = (image, truth) if args.fields == 1 else (image[0], truth[0])
+        ranking(*field, mask if args.fields == 1 else mask[0], args.repeats)
+
+
+def ranking(image, truth, mask, repeats: int) -> None:
+    """The queue's job after a round, without and with the forest's opinion."""
+    from napari_resunet.core import InferenceConfig
+    from napari_resunet.core.inference.predict import iter_predict
+    from napari_resunet.core.models.zoo import load_model
+    from napari_resunet.core.progress import run_generator
+    from napari_resunet.ui._model_store import FirstPass
+    from napari_resunet.ui._queue_job import CommitteeInputs, iter_queue_uncertainty
+
+    model, _ = load_model("nuclei2d")
+    cfg = InferenceConfig(use_compile="never", test_time_flips=1)
+    first = run_generator(iter_predict(model, image, cfg), False, "p")
+    kept = FirstPass(None, image, None, cfg, None, first)
+    labels = np.where(mask, truth, 0)
+    icfg = getattr(model, "instance_config", None)
+    features = None
+
+    def job(opinion: bool):
+        inputs = CommitteeInputs(labels, mask, icfg, features) if opinion else None
+        gen = iter_queue_uncertainty(model, image, cfg, 3, None, None, 0, kept, inputs)
+        return run_generator(gen, False, "q")
+
+    warm = job(True)  # the ranking before: the features are kept from it
+    features = (image, warm.committee.features)
+    for opinion in (False, True):
+        t, out = best(lambda o=opinion: job(o), repeats)
+        what = "second opinion" if opinion else "3 flip passes, no second opinion"
+        assert (out.committee is not None) == opinion
+        print(f"queue ranking after a round, {what}: {t:.2f} s")
 
 
 if __name__ == "__main__":

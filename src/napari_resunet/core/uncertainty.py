@@ -157,7 +157,8 @@ def iter_uncertainty(
     with these settings, when a segmentation has just computed them (as
     ``iter_predict`` returns them, with ``test_time_flips=1``); that pass is then
     not predicted again. After a fine-tuning round, which segments the image
-    anyway, the queue's three passes become two.
+    anyway, the queue's three passes become two (none where the queue ranks by
+    a forest's second opinion, which compares the cells of this pass alone).
 
     Yields:
         :class:`Progress` after every batch of tiles of every pass.

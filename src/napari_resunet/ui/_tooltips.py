@@ -71,7 +71,9 @@ TOOLTIPS: dict[str, str] = {
     "queue_flips": "Predictions under this many mirrorings; their disagreement adds to "
     "the entropy of the prediction. A trained cell model in empty background is "
     "scored by how unsure the mean of the mirrorings is that a pixel is a cell at "
-    "all, where mirrorings that disagree count too. 1 = one prediction (fastest).",
+    "all, where mirrorings that disagree count too. 1 = one prediction (fastest). "
+    "Not used while a forest gives its second opinion: that compares the model's "
+    "cells from one prediction.",
     "queue_variety": "0 = strictly most uncertain first. Higher values move a patch "
     "back when one already ahead of it has the same predicted class mix (e.g. a "
     "fourth blank corner), so the first entries show different kinds of content. "
