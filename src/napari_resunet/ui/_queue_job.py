@@ -70,7 +70,10 @@ def iter_queue_uncertainty(
     the mirrored passes (and Monte-Carlo dropout samples) run only where no
     forest gives one (no background, or too few corrections). After a
     fine-tuning round that pass is the round's own segmentation, and the
-    ranking costs the forest alone.
+    ranking costs the forest alone. With the simulated user on BBBC039 (four
+    pools of four fields, 10 seeds each) cells from one pass ranked within
+    0.003 F1 of the mean of three, with median rounds of 5.3 s instead of 7.7 s
+    (``docs/benchmarks.md``).
     """
     first = None
     if kept is not None and np.array_equal(kept.image, image):
