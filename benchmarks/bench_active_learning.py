@@ -526,7 +526,8 @@ def run_strategy(
                     iter_uncertainty(model, img, ICFG, n_flips=n_flips), False, "u"
                 )
                 probs = res.probabilities
-                if SCORE == "auto" or (SCORE == "committee" and not trained):
+                # no forest (a new network, too few corrections): as the widget
+                if SCORE == "auto" or (SCORE == "committee" and forest is None):
                     cells = model.config.task == "instance"  # the widget's choice
                     score_map = queue_scores(res, cells, trained)
                 elif SCORE == "committee":
