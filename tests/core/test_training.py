@@ -441,3 +441,59 @@ def test_auto_class_mix_needs_a_trained_network_and_background():
     edge.reshape(-1)[n - 1] = 5
     assert not auto_class_mix(edge, trained=True)
     assert not auto_class_mix(np.zeros((0, 4), np.int32), trained=True)
+
+
+def test_norm_statistics_are_measured_again_with_the_final_weights(blobs2d):
+    img, lab = blobs2d
+    cfg = FAST.replace(steps=6)
+    # hooks are copied with the network the trainer trains: record what the first
+    # batch-norm layer sees in training mode, and whether dropout is on then
+    model = tiny_model(2, norm="batch", dropout=0.3)
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    drop = next(
+        m for m in model.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)
+    )
+    means: list[torch.Tensor] = []
+    dropout_on: list[bool] = []
+    first.register_forward_hook(
+        lambda m, inp, out: (
+            means.append(inp[0].float().mean(dim=(0, 2, 3))) if m.training else None
+        )
+    )
+    drop.register_forward_hook(lambda m, inp, out: dropout_on.append(m.training))
+    n = 5
+    out = train(model, TrainData(img, lab), cfg.replace(norm_stat_batches=n)).model
+    assert len(means) == cfg.steps + n
+    assert dropout_on == [True] * cfg.steps + [False] * n  # inference-like passes
+    bn = next(m for m in out.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    # the plain mean of the last n batches' means, not a running average
+    torch.testing.assert_close(
+        bn.running_mean, torch.stack(means[-n:]).mean(0), rtol=1e-5, atol=1e-6
+    )
+    assert int(bn.num_batches_tracked) == n
+    assert bn.momentum == first.momentum  # restored for later rounds
+    assert not out.training
+
+    # nothing is learnt: the weights are those of a run without the measurement
+    ref = train(
+        tiny_model(2, norm="batch", dropout=0.3), TrainData(img, lab), cfg
+    ).model
+    for (name, a), b in zip(out.named_parameters(), ref.parameters()):
+        assert torch.equal(a, b), name
+    assert not torch.equal(
+        bn.running_mean,
+        next(
+            m for m in ref.modules() if isinstance(m, torch.nn.BatchNorm2d)
+        ).running_mean,
+    )
+
+
+def test_norm_statistics_leave_group_norm_alone(blobs2d):
+    img, lab = blobs2d
+    cfg = FAST.replace(steps=4)
+    a = train(tiny_model(2), TrainData(img, lab), cfg).model.state_dict()
+    b = train(
+        tiny_model(2), TrainData(img, lab), cfg.replace(norm_stat_batches=3)
+    ).model.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
