@@ -98,7 +98,7 @@ STARTERS = {"bbbc039": "nuclei2d", "flyem": "em_boundaries3d"}
 TRAIN_PRECISION: dict[str, str] = {}
 # set from --foreground-fraction and --intensity-contrast: other fine-tuning
 # settings than the widget's
-TRAIN_CHANGES: dict[str, float | int] = {}
+TRAIN_CHANGES: dict[str, float] = {}
 # set from --normalization: how an untrained network (and the forest) scales
 # intensities
 NORMALIZATION = NormalizationConfig()
@@ -1319,12 +1319,6 @@ def main() -> None:
         "exp(±C) (TrainConfig.intensity_contrast; default: the widget's, 0.29)",
     )
     p.add_argument(
-        "--norm-stat-batches",
-        type=int,
-        help="after each round, batch norm measures its statistics again over "
-        "this many batches (TrainConfig.norm_stat_batches; default: the widget's)",
-    )
-    p.add_argument(
         "--skip-top",
         type=float,
         default=0.0,
@@ -1408,8 +1402,6 @@ def main() -> None:
     NORM = args.norm
     if args.intensity_contrast is not None:
         TRAIN_CHANGES["intensity_contrast"] = args.intensity_contrast
-    if args.norm_stat_batches is not None:
-        TRAIN_CHANGES["norm_stat_batches"] = args.norm_stat_batches
     if args.train_precision:
         TRAIN_PRECISION["precision"] = args.train_precision
     global SCORE_FLIPS, ORACLE

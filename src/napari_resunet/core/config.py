@@ -284,11 +284,6 @@ class TrainConfig(_ConfigBase):
             channels-last: 0.143 s and 0.635 s).
         precision: arithmetic of the forward pass (``InferenceConfig.precision``);
             weights, gradients, the optimiser and the loss stay float32.
-        norm_stat_batches: after the last step, batch-norm layers forget their
-            running statistics and measure them again, with the final weights, over
-            this many batches drawn as in training (0: keep the running averages
-            made while the weights moved). No effect on a network without batch
-            norm.
     """
 
     patch_shape: tuple[int, ...] | None = None
@@ -316,7 +311,6 @@ class TrainConfig(_ConfigBase):
     device: str = "auto"
     channels_last: bool | None = None
     precision: Precision = "float32"
-    norm_stat_batches: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -329,7 +323,7 @@ class TrainConfig(_ConfigBase):
         for name in ("batch_size", "steps"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        for name in ("warmup_steps", "val_every", "log_every", "norm_stat_batches"):
+        for name in ("warmup_steps", "val_every", "log_every"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if self.lr <= 0:

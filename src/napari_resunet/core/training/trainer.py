@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from torch import nn
 
 from napari_resunet.core.config import InferenceConfig, TrainConfig
 from napari_resunet.core.device import (
@@ -177,49 +176,6 @@ def evaluate_dice(
     return float(np.mean(scores))
 
 
-def _measure_norm_statistics(
-    net: nn.Module,
-    sampler: PatchSampler,
-    cfg: TrainConfig,
-    device: torch.device,
-    autocast_dtype: torch.dtype | None,
-    channels_last: bool,
-    fmt: torch.memory_format,
-) -> None:
-    """Measure the batch-norm running statistics again with the final weights
-    (``TrainConfig.norm_stat_batches``), in place.
-
-    During training each batch-norm layer keeps an exponential average of the
-    batch statistics it saw, made while the weights before it moved; after a short
-    round from scratch the weights move fast to the last step, so the average
-    describes a network that no longer exists. Here every layer forgets it and
-    takes the plain mean over batches drawn as in training (``momentum=None``),
-    with dropout off as at inference. Nothing is learnt.
-    """
-    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    momenta = [m.momentum for m in norms]
-    net.eval()
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative mean over the batches below
-        m.train()
-    try:
-        with torch.no_grad():
-            for _ in range(cfg.norm_stat_batches):
-                x_np, _ = sampler.sample_batch(cfg.batch_size)
-                x = torch.from_numpy(x_np).to(device)
-                if channels_last:
-                    x = x.contiguous(memory_format=fmt)
-                with autocast(device, autocast_dtype):
-                    net(x)
-    finally:
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
-        net.train()
-
-
 def iter_train(
     model: ResUNet,
     data: TrainData | Sequence[TrainData],
@@ -366,10 +322,6 @@ def iter_train(
                 )
             if val_list and cfg.val_every and (step + 1) % cfg.val_every == 0:
                 yield validate(step + 1)
-        if cfg.norm_stat_batches:
-            _measure_norm_statistics(
-                net, sampler, cfg, device, autocast_dtype, channels_last, fmt
-            )
         if val_list and (not cfg.val_every or cfg.steps % cfg.val_every):
             yield validate(cfg.steps)
     finally:
