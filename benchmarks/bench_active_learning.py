@@ -252,12 +252,24 @@ def initial_model(task: Task, start: str, seed: int):
 
 
 def round_config(
-    task: Task, start: str, steps: int, lr: float | None, seed: int, mix: str = "auto"
+    task: Task,
+    start: str,
+    steps: int,
+    lr: float | None,
+    seed: int,
+    mix: str = "auto",
+    trained: bool = True,
 ):
     """The Fine-tune widget's settings for this start (or ``lr`` when given);
-    ``mix`` other than "auto" overrides its choice of class-mix weighting."""
+    ``mix`` other than "auto" overrides its choice of class-mix weighting;
+    ``trained``: the network has learnt something (a new network's first round
+    has not)."""
     cfg = finetune_config(
-        task.pool[0][0].ndim, steps=steps, seed=seed, pretrained=start != "untrained"
+        task.pool[0][0].ndim,
+        steps=steps,
+        seed=seed,
+        pretrained=start != "untrained",
+        untrained=not trained,
     )
     if mix != "auto":
         cfg = cfg.replace(match_class_mix=mix != "off")
@@ -441,7 +453,7 @@ def round_data(model, task: Task, masks, start, steps, lr, seed, trained, mix="a
     the network's sure pixels too. ``model`` is the network before the round,
     ``trained`` whether it has learnt anything (the widgets'
     ``ModelStore.trained``); ``seed`` the round's."""
-    cfg = round_config(task, start, steps, lr, seed, mix)
+    cfg = round_config(task, start, steps, lr, seed, mix, trained)
     # the network's predictions on the pool, made once where --confident needs
     # them beside the labels layers they are made into
     confident = bool(CONFIDENT) and trained

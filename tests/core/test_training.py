@@ -404,7 +404,7 @@ def test_class_mix_defaults_to_the_labels_and_can_be_given(blobs2d):
 
 def test_finetune_presets():
     from napari_resunet.core.config import ModelConfig
-    from napari_resunet.core.training.finetune import finetune_config
+    from napari_resunet.core.training.finetune import FIRST_ROUND_LR, finetune_config
 
     # small patches, slice-wise for a 2D network on a stack
     assert finetune_config(2).patch_shape == (96, 96)
@@ -414,6 +414,13 @@ def test_finetune_presets():
     # a finished training's weights are moved gently
     assert finetune_config(2, pretrained=True).lr == pytest.approx(1e-4)
     assert finetune_config(2).lr == pytest.approx(1e-3)
+    assert finetune_config(2, untrained=True).lr == pytest.approx(FIRST_ROUND_LR)
+    assert FIRST_ROUND_LR > 1e-3
+    assert finetune_config(2, image_ndim=3, untrained=True).lr == FIRST_ROUND_LR
+    # measured in 2D only; a new 3D network's first round stays at 1e-3
+    assert finetune_config(3, untrained=True).lr == pytest.approx(1e-3)
+    # a finished training is never untrained
+    assert finetune_config(2, pretrained=True, untrained=True).lr == pytest.approx(1e-4)
     # the patches obey the default networks' size rule
     for dims in (2, 3):
         m = ModelConfig(spatial_dims=dims).size_multiple

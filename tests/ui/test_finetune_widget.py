@@ -6,6 +6,7 @@ import torch
 from tests.ui.conftest import dock, paint, segment_with_new_network, wait_idle
 
 from napari_resunet.core import InferenceConfig, predict
+from napari_resunet.core.training.finetune import FIRST_ROUND_LR
 from napari_resunet.ui._model_store import get_store
 from napari_resunet.ui.predict_widget import NEW_2D
 
@@ -233,10 +234,15 @@ def test_starter_model_is_finetuned_gently(
     ft._undo_button.clicked()
     assert store.pretrained and store.rounds == 0
     assert seg._seed_threshold_spin.value == pytest.approx(0.7)
-    # a new network is not pretrained: the fast rate
+    # a new network is not pretrained: the fast rate, faster still for its first
+    # round, which has nothing to lose
     seg._model_combo.value = NEW_2D
     seg._run_button.clicked()
     assert not store.pretrained and "pretrained" not in ft._status.value
+    assert "fast first round" in ft._status.value
+    assert ft._read_config(2, 2, "auto", out.data).lr == pytest.approx(FIRST_ROUND_LR)
+    ft._run_button.clicked()
+    assert store.rounds == 1 and "fast first round" not in ft._status.value
     assert ft._read_config(2, 2, "auto", out.data).lr == pytest.approx(1e-3)
 
 

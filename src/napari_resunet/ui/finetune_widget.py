@@ -20,7 +20,11 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_resunet.core import TrainData, iter_train, save_checkpoint
 from napari_resunet.core.checks import check_image
-from napari_resunet.core.training.finetune import auto_class_mix, finetune_config
+from napari_resunet.core.training.finetune import (
+    FIRST_ROUND_LR,
+    auto_class_mix,
+    finetune_config,
+)
 from napari_resunet.ui._layers import guess_channel_axis, snapshot_image
 from napari_resunet.ui._loss_plot import LossPlot
 from napari_resunet.ui._model_store import get_store
@@ -123,7 +127,13 @@ class FinetuneWidget(Container):
             else f"Session model: {m.spatial_dims}D, {self._store.source}"
             + (f", {self._store.rounds} round(s)" if self._store.rounds else "")
             + (", pretrained: gentle rate" if self._store.pretrained else "")
+            + (", fast first round" if self._fast_first_round(m) else "")
         )
+
+    def _fast_first_round(self, model) -> bool:
+        """The next round is a new network's first, at the faster rate."""
+        lr = finetune_config(model.spatial_dims, untrained=not self._store.trained).lr
+        return lr == FIRST_ROUND_LR
 
     def _on_idle(self) -> None:
         self._set_running(False)
@@ -152,6 +162,7 @@ class FinetuneWidget(Container):
             spatial_dims,
             image_ndim,
             pretrained=self._store.pretrained,
+            untrained=not self._store.trained,
             steps=int(self._steps_spin.value),
             label_mode=label_mode,
             match_class_mix=self._keep_class_mix(labels),
