@@ -55,7 +55,6 @@ import tifffile
 import napari_resunet.core.normalize as normalize_module
 from napari_resunet.core import (
     InferenceConfig,
-    ModelConfig,
     TrainData,
     build_model,
     predict,
@@ -88,7 +87,11 @@ from napari_resunet.core.patches import (
 )
 from napari_resunet.core.progress import run_generator
 from napari_resunet.core.training.dataset import class_mix, instance_targets
-from napari_resunet.core.training.finetune import auto_class_mix, finetune_config
+from napari_resunet.core.training.finetune import (
+    auto_class_mix,
+    finetune_config,
+    new_network_config,
+)
 from napari_resunet.core.uncertainty import iter_uncertainty, queue_scores
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -102,8 +105,9 @@ TRAIN_CHANGES: dict[str, float] = {}
 # set from --normalization: how an untrained network (and the forest) scales
 # intensities
 NORMALIZATION = NormalizationConfig()
-# set from --norm: an untrained network's normalisation layers
-NORM = "group"
+# set from --norm: an untrained network's normalisation layers (None: the
+# Segment widget's choice, new_network_config)
+NORM: str | None = None
 # set from --test-time-flips: the mirrorings the networks are scored with (the
 # Segment widget's "test-time flips"; the queue's own passes are unaffected)
 SCORE_FLIPS = 1
@@ -246,8 +250,9 @@ def initial_model(task: Task, start: str, seed: int):
         return load_model(STARTERS[task.name])[0]
     if start != "untrained":  # a checkpoint trained elsewhere
         return load_model(start)[0]
-    dims = task.pool[0][0].ndim
-    cfg = ModelConfig(spatial_dims=dims, out_channels=3, task="instance", norm=NORM)
+    cfg = new_network_config(task.pool[0][0].ndim, instance=True)  # the widget's
+    if NORM:
+        cfg = cfg.replace(norm=NORM)
     return build_model(cfg, NORMALIZATION, seed=seed)
 
 
@@ -1361,9 +1366,8 @@ def main() -> None:
     p.add_argument(
         "--norm",
         choices=["group", "batch", "instance", "none"],
-        default="group",
         help="an untrained network's normalisation layers (ModelConfig.norm; "
-        "default: the Segment widget's, group)",
+        "default: the Segment widget's, batch for a 2D cell network, group in 3D)",
     )
     p.add_argument(
         "--changes",

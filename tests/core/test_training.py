@@ -427,6 +427,21 @@ def test_finetune_presets():
         assert all(p % m == 0 for p in finetune_config(dims).patch_shape)
 
 
+def test_new_networks_get_batch_norm_where_it_was_measured():
+    from napari_resunet.core.training.finetune import new_network_config
+
+    cells2d = new_network_config(2, in_channels=2, instance=True)
+    assert (cells2d.spatial_dims, cells2d.in_channels, cells2d.norm) == (2, 2, "batch")
+    assert (cells2d.task, cells2d.out_channels) == ("instance", 3)
+    assert new_network_config(3, instance=True).norm == "group"
+    semantic = new_network_config(2)
+    assert (semantic.norm, semantic.task, semantic.out_channels) == (
+        "group",
+        "semantic",
+        2,
+    )
+
+
 def test_auto_class_mix_needs_a_trained_network_and_background():
     from napari_resunet.core.training.finetune import (
         AUTO_CLASS_MIX_BACKGROUND,

@@ -42,6 +42,8 @@ def test_labels_are_built_in_the_worker_not_the_main_thread(
     segment_with_new_network(viewer, qtbot, "nuclei", NEW_2D, MODE_INSTANCE)
     assert on_main == [False]
     assert viewer.layers["nuclei [resunet]"].data.shape == nuclei2d[0].shape
+    # a new 2D cell network has batch norm (new_network_config)
+    assert get_store(viewer).model.config.norm == "batch"
 
 
 def test_segment_2d_end_to_end(make_napari_viewer, qtbot, nuclei2d):
@@ -61,6 +63,8 @@ def test_segment_2d_end_to_end(make_napari_viewer, qtbot, nuclei2d):
         widget._model_combo.value == SESSION
     )  # the new network became the session model
     assert get_store(viewer).model.spatial_dims == 2
+    # the default mode is cells: a new 2D cell network has batch norm
+    assert get_store(viewer).model.config.norm == "batch"
     assert widget._run_button.enabled and not widget._cancel_button.enabled
 
 
@@ -126,6 +130,7 @@ def test_cancel_while_merging_writes_nothing(
     viewer = make_napari_viewer()
     viewer.add_image(nuclei2d[0], name="nuclei")
     seg = segment_with_new_network(viewer, qtbot, "nuclei", NEW_2D)
+    assert get_store(viewer).model.config.norm == "group"  # a class network's
     out = viewer.layers["nuclei [resunet]"]
     paint(out, (slice(0, 20), slice(0, 20)), 1)
     seg._replace_check.value = True  # the merge would undo the painting
@@ -340,9 +345,18 @@ def test_cell_ids_shifted_past_painted_ones_are_not_taken_for_edits(
     again, and the layer does not collect fragments."""
     from napari_resunet.ui.predict_widget import MODE_INSTANCE
 
+    from napari_resunet.core import build_model
+    from napari_resunet.core.training.finetune import new_network_config
+
     viewer = make_napari_viewer()
     viewer.add_image(nuclei2d[0], name="nuclei")
-    seg = segment_with_new_network(viewer, qtbot, "nuclei", NEW_2D, MODE_INSTANCE)
+    # a new network with group norm, whose untrained output is many small cells;
+    # the Segment widget's own new cell network (batch norm) calls the whole
+    # untrained field one cell, which leaves no ids to shift
+    cfg = new_network_config(2, instance=True).replace(norm="group")
+    get_store(viewer).set_model(build_model(cfg), "new 2D network", pretrained=False)
+    seg = segment_with_new_network(viewer, qtbot, "nuclei", SESSION, MODE_INSTANCE)
+    assert np.unique(viewer.layers["nuclei [resunet]"].data).size > 10
     out = viewer.layers["nuclei [resunet]"]
     painted = (slice(10, 30), slice(10, 40))
     new_id = int(out.data.max()) + 5

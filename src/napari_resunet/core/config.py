@@ -86,8 +86,10 @@ class ModelConfig(_ConfigBase):
         out_channels: classes it predicts (softmax over channels; 2 = background /
             foreground).
         features: channels per level, finest first; ``len(features) - 1`` poolings.
-        norm: normalisation layer. Group norm is the default because fine-tuning
-            uses batches of 1-4 patches, where batch statistics are unreliable.
+        norm: normalisation layer. Group norm is the default: it normalises each
+            patch by itself, whatever the batch. The Segment widget's new 2D cell
+            networks use batch norm, measured better there
+            (``training.finetune.new_network_config``).
         dropout: dropout probability inside the residual blocks (0 disables it).
         task: ``"semantic"``: one class per voxel (``out_channels`` classes);
             ``"instance"``: three classes background / cell interior / cell

@@ -20,7 +20,6 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_resunet.core import (
     InferenceConfig,
-    ModelConfig,
     build_model,
     load_checkpoint,
 )
@@ -32,6 +31,7 @@ from napari_resunet.core.models.zoo import (
     available_starter_models,
     load_model,
 )
+from napari_resunet.core.training.finetune import new_network_config
 from napari_resunet.ui._layers import snapshot_image
 from napari_resunet.ui._model_store import get_store
 from napari_resunet.ui._predict_job import start_prediction
@@ -276,12 +276,7 @@ class PredictWidget(Container):
         if choice in (NEW_AUTO, NEW_2D, NEW_3D):
             dims = {NEW_2D: 2, NEW_3D: 3}.get(choice) or suggest_spatial_dims(snap)
             instance = self._mode_combo.value == MODE_INSTANCE
-            cfg = ModelConfig(
-                spatial_dims=dims,
-                in_channels=in_channels,
-                out_channels=3 if instance else 2,
-                task="instance" if instance else "semantic",
-            )
+            cfg = new_network_config(dims, in_channels, instance)
             return build_model(cfg), f"new {dims}D network"
         if choice.startswith(STARTER_PREFIX):
             name = choice[len(STARTER_PREFIX) :]

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from napari_resunet.core.config import TrainConfig
+from napari_resunet.core.config import ModelConfig, TrainConfig
 from napari_resunet.core.patches import AUTO_VARIETY_BACKGROUND
 
 # the rate of a new 2D network's first round: from a handful of corrected
@@ -83,6 +83,38 @@ def finetune_config(
         precision="auto",
     )
     return base.replace(**changes) if changes else base
+
+
+def new_network_config(
+    spatial_dims: int, in_channels: int = 1, instance: bool = False
+) -> ModelConfig:
+    """The architecture of a new network for the annotation loop (the Segment
+    widget's "new network").
+
+    A new 2D cell network (``instance``) gets batch norm; everything else keeps
+    :class:`ModelConfig`'s group norm. Group norm takes its statistics from each
+    tile it is shown, so what a cell network calls haze depended on the tile and
+    on the field around it: on BBBC039 its held-out F1 fell by up to 0.1 in some
+    rounds after learning one atypical patch. Batch norm uses the statistics it
+    learnt, the same for every image and tile. Alone it made a new network's
+    first rounds worse; with the fast first round (:data:`FIRST_ROUND_LR`) its
+    first round is level with group norm's on average and every later round is
+    better, and the annotation queue stays ahead of random patches on each of
+    four BBBC039 pools (docs/benchmarks.md, "batch norm with the fast first
+    round"). Not measured for semantic or 3D networks, which keep group norm.
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels: the image's channels.
+        instance: a cell network (background / interior / boundary).
+    """
+    return ModelConfig(
+        spatial_dims=spatial_dims,
+        in_channels=in_channels,
+        out_channels=3 if instance else 2,
+        task="instance" if instance else "semantic",
+        norm="batch" if instance and spatial_dims == 2 else "group",
+    )
 
 
 # the share of a labels layer that must be background (0) for a round to keep the
