@@ -4,6 +4,7 @@ import pytest
 from napari_resunet.core.edits import (
     corrections_mask,
     merge_prediction,
+    one_sided_note,
     update_edited,
 )
 
@@ -270,3 +271,16 @@ def test_continue_ids_on_a_subsample_and_with_large_ids(monkeypatch):
         assert (out[prediction == 0] == 0).all()
     with pytest.raises(ValueError, match="dtype"):
         edits.continue_ids(prediction, np.full((16, 48, 48), 254, np.uint8), shown)
+
+
+def test_one_sided_corrections_are_named():
+    labels = np.zeros((8, 8), np.uint32)
+    labels[:4, :4] = 3
+    painted = np.zeros((8, 8), bool)
+    painted[:4, :4] = True
+    assert "only paint" in one_sided_note(labels, painted)
+    erased = np.zeros((8, 8), bool)
+    erased[6:, 6:] = True
+    assert "only erase" in one_sided_note(labels, erased)
+    assert one_sided_note(labels, painted | erased) is None
+    assert one_sided_note(labels, np.zeros((8, 8), bool)) is None

@@ -175,6 +175,35 @@ def test_cell_model_finetunes_on_painted_cells(
         assert not (out.data[~mask] == new_id).any()  # no predicted cell took the id
 
 
+def test_a_new_network_is_warned_of_corrections_that_only_paint(
+    make_napari_viewer, qtbot, nuclei2d, notes, sync_jobs
+):
+    """A new network learns background only from what the user erased or
+    reviewed: painting cells alone is named before its first round, and the round
+    still runs; a network that has learnt something is not warned."""
+    from napari_resunet.ui.predict_widget import MODE_INSTANCE
+
+    image, truth = nuclei2d
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    segment_with_new_network(viewer, qtbot, "nuclei", NEW_2D, MODE_INSTANCE)
+    out = viewer.layers["nuclei [resunet]"]
+    first, second = [i for i in np.unique(truth) if i][:2]
+    out.data_setitem(np.nonzero(truth == first), int(out.data.max()) + 1)
+    ft = dock(viewer, "Fine-tune")
+    ft._image_combo.value = viewer.layers["nuclei"]
+    ft._labels_combo.value = out
+    ft._steps_spin.value = 2
+    ft._run_button.clicked()
+    assert "only paint labels" in notes["warning"][-1]
+    assert get_store(viewer).rounds == 1
+    warned = len(notes["warning"])
+    out.data_setitem(np.nonzero(truth == second), int(out.data.max()) + 1)
+    ft._run_button.clicked()
+    assert get_store(viewer).rounds == 2
+    assert len(notes["warning"]) == warned  # no longer a new network
+
+
 def test_starter_model_is_finetuned_gently(
     make_napari_viewer, qtbot, nuclei2d, sync_jobs, monkeypatch
 ):

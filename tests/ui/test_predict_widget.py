@@ -343,10 +343,9 @@ def test_cell_ids_shifted_past_painted_ones_are_not_taken_for_edits(
     """With a cell model, a painted cell shifts the next prediction's ids; only the
     painted voxels count as the user's, however many times the image is segmented
     again, and the layer does not collect fragments."""
-    from napari_resunet.ui.predict_widget import MODE_INSTANCE
-
     from napari_resunet.core import build_model
     from napari_resunet.core.training.finetune import new_network_config
+    from napari_resunet.ui.predict_widget import MODE_INSTANCE
 
     viewer = make_napari_viewer()
     viewer.add_image(nuclei2d[0], name="nuclei")

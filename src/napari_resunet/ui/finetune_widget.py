@@ -20,6 +20,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_resunet.core import TrainData, iter_train, save_checkpoint
 from napari_resunet.core.checks import check_image
+from napari_resunet.core.edits import one_sided_note
 from napari_resunet.core.training.finetune import (
     FIRST_ROUND_LR,
     auto_class_mix,
@@ -201,6 +202,13 @@ class FinetuneWidget(Container):
                 "learn from 'the whole layer'."
             )
             return
+        if scope == "edited" and not self._store.trained:
+            # a new network learns only what the corrections show it
+            learnt = self._store.track(labels_layer).edited
+            if learnt is not None and mask is not None:
+                note = one_sided_note(labels, learnt & mask)
+                if note:
+                    show_warning(note)
         n_classes = model.config.out_channels
         label_mode = "auto"  # instance models: instance ids -> interior/boundary
         if model.config.task == "semantic" and labels.max() >= n_classes:
