@@ -97,11 +97,12 @@ def new_network_config(
     on the field around it: on BBBC039 its held-out F1 fell by up to 0.1 in some
     rounds after learning one atypical patch. Batch norm uses the statistics it
     learnt, the same for every image and tile. Alone it made a new network's
-    first rounds worse; with the fast first round (:data:`FIRST_ROUND_LR`) its
-    first round is level with group norm's on average and every later round is
-    better, and the annotation queue stays ahead of random patches on each of
-    four BBBC039 pools (docs/benchmarks.md, "batch norm with the fast first
-    round"). Not measured for semantic or 3D networks, which keep group norm.
+    first rounds worse; with the fast first round (:data:`FIRST_ROUND_LR`) the
+    simulated user's first round scores higher on average (one run of 24
+    lower), every later round higher, and the annotation queue stays ahead of
+    random patches on each of four BBBC039 pools of four fields
+    (docs/benchmarks.md, "batch norm with the fast first round"). Not measured
+    for class (semantic) or 3D networks, which keep group norm.
 
     Args:
         spatial_dims: 2 or 3.
