@@ -1367,7 +1367,7 @@ def main() -> None:
         "--norm",
         choices=["group", "batch", "instance", "none"],
         help="an untrained network's normalisation layers (ModelConfig.norm; "
-        "default: the Segment widget's, batch for a 2D cell network, group in 3D)",
+        "default: the Segment widget's, batch for a new cell network)",
     )
     p.add_argument(
         "--changes",

@@ -433,7 +433,13 @@ def test_new_networks_get_batch_norm_where_it_was_measured():
     cells2d = new_network_config(2, in_channels=2, instance=True)
     assert (cells2d.spatial_dims, cells2d.in_channels, cells2d.norm) == (2, 2, "batch")
     assert (cells2d.task, cells2d.out_channels) == ("instance", 3)
-    assert new_network_config(3, instance=True).norm == "group"
+    cells3d = new_network_config(3, instance=True)
+    assert (cells3d.spatial_dims, cells3d.norm, cells3d.task) == (
+        3,
+        "batch",
+        "instance",
+    )
+    assert new_network_config(3).norm == "group"
     semantic = new_network_config(2)
     assert (semantic.norm, semantic.task, semantic.out_channels) == (
         "group",

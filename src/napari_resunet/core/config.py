@@ -87,7 +87,7 @@ class ModelConfig(_ConfigBase):
             foreground).
         features: channels per level, finest first; ``len(features) - 1`` poolings.
         norm: normalisation layer. Group norm is the default: it normalises each
-            patch by itself, whatever the batch. The Segment widget's new 2D cell
+            patch by itself, whatever the batch. The Segment widget's new cell
             networks use batch norm, measured better there
             (``training.finetune.new_network_config``).
         dropout: dropout probability inside the residual blocks (0 disables it).

@@ -91,18 +91,21 @@ def new_network_config(
     """The architecture of a new network for the annotation loop (the Segment
     widget's "new network").
 
-    A new 2D cell network (``instance``) gets batch norm; everything else keeps
-    :class:`ModelConfig`'s group norm. Group norm takes its statistics from each
-    tile it is shown, so what a cell network calls haze depended on the tile and
-    on the field around it: on BBBC039 its held-out F1 fell by up to 0.1 in some
-    rounds after learning one atypical patch. Batch norm uses the statistics it
-    learnt, the same for every image and tile. Alone it made a new network's
-    first rounds worse; with the fast first round (:data:`FIRST_ROUND_LR`) the
-    simulated user's first round scores higher on average (one run of 24
-    lower), every later round higher, and the annotation queue stays ahead of
-    random patches on each of four BBBC039 pools of four fields
-    (docs/benchmarks.md, "batch norm with the fast first round"). Not measured
-    for class (semantic) or 3D networks, which keep group norm.
+    A new cell network (``instance``), 2D or 3D, gets batch norm; a class
+    (semantic) network keeps :class:`ModelConfig`'s group norm. Group norm takes
+    its statistics from each tile it is shown, so what a cell network calls haze
+    depended on the tile and on the field around it: on BBBC039 its held-out F1
+    fell by up to 0.1 in some rounds after learning one atypical patch. Batch
+    norm uses the statistics it learnt, the same for every image and tile. Alone
+    it made a new 2D network's first rounds worse; with the fast first round
+    (:data:`FIRST_ROUND_LR`) the simulated user's first round scores higher on
+    average (one run of 24 lower), every later round higher, and the annotation
+    queue stays ahead of random patches on each of four BBBC039 pools of four
+    fields. On FlyEM neurons (3D, first rounds at 1e-3, 6 seeds) the queue's
+    boundaries came a round or two earlier (Dice 0.28, 0.48, 0.54 in rounds 1-3
+    against 0.14, 0.31, 0.44; every run had boundaries by round 2) and rounds 4-5
+    were level (docs/benchmarks.md, "batch norm with the fast first round" and
+    "FlyEM from an untrained network"). Not measured for class networks.
 
     Args:
         spatial_dims: 2 or 3.
@@ -114,7 +117,7 @@ def new_network_config(
         in_channels=in_channels,
         out_channels=3 if instance else 2,
         task="instance" if instance else "semantic",
-        norm="batch" if instance and spatial_dims == 2 else "group",
+        norm="batch" if instance else "group",
     )
 
 
