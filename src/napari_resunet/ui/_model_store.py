@@ -281,7 +281,10 @@ def _warm_up() -> None:
     with contextlib.suppress(ImportError):  # napari's dependency, not ours
         importlib.import_module("pandas")
 
-    torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
+    # only saves time: if it fails (the interpreter exiting under this daemon
+    # thread, as at the end of a short script), the first round imports the same
+    with contextlib.suppress(Exception):
+        torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
 
 
 _WARMED = threading.Event()  # set once the warm-up has been started

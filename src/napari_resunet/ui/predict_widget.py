@@ -333,6 +333,11 @@ class PredictWidget(Container):
         msg = f"Segmented into '{layer.name}'."
         if kept:
             msg += f" Kept {kept} voxels you edited."
+        if not self._store.trained:  # its labels are empty or noise
+            msg += (
+                " The network is new and has learnt nothing yet: paint some cells "
+                "(or classes), erase some background, then Fine-tune."
+            )
         self._status.value = msg
         show_info(msg)
 
