@@ -70,6 +70,8 @@ def test_cancel_keeps_the_previous_model(make_napari_viewer, qtbot, nuclei2d):
     model = store.model
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     ft._steps_spin.value = 500
+    ft._run_button.clicked()  # only painted: named first, the next click runs
+    assert "again" in ft._status.value and not ft._job.busy
     original_start = ft._job.start
 
     def start(factory):
@@ -166,6 +168,8 @@ def test_cell_model_finetunes_on_painted_cells(
     ft._image_combo.value = viewer.layers["nuclei"]
     ft._labels_combo.value = out
     ft._steps_spin.value = 10
+    ft._run_button.clicked()  # only painted cells: named first, then run
+    assert get_store(viewer).rounds == 0
     ft._run_button.clicked()
     assert len(ft._plot.losses) == 10 and np.isfinite(ft._plot.losses).all()
     assert get_store(viewer).rounds == 1
@@ -179,8 +183,9 @@ def test_a_new_network_is_warned_of_corrections_that_only_paint(
     make_napari_viewer, qtbot, nuclei2d, notes, sync_jobs
 ):
     """A new network learns background only from what the user erased or
-    reviewed: painting cells alone is named before its first round, and the round
-    still runs; a network that has learnt something is not warned."""
+    reviewed: painting cells alone is named before its first round, which runs
+    on a second click on the same corrections; a network that has learnt
+    something is not warned."""
     from napari_resunet.ui.predict_widget import MODE_INSTANCE
 
     image, truth = nuclei2d
@@ -196,8 +201,12 @@ def test_a_new_network_is_warned_of_corrections_that_only_paint(
     ft._steps_spin.value = 2
     ft._run_button.clicked()
     assert "only paint labels" in notes["warning"][-1]
-    assert get_store(viewer).rounds == 1
+    assert "again" in ft._status.value
+    assert get_store(viewer).rounds == 0 and ft._plot.losses == []
+    ft._run_button.clicked()  # the user means it
+    assert get_store(viewer).rounds == 1 and len(ft._plot.losses) == 2
     warned = len(notes["warning"])
+    assert warned == 1
     out.data_setitem(np.nonzero(truth == second), int(out.data.max()) + 1)
     ft._run_button.clicked()
     assert get_store(viewer).rounds == 2
@@ -270,6 +279,8 @@ def test_starter_model_is_finetuned_gently(
     assert not store.pretrained and "pretrained" not in ft._status.value
     assert "fast first round" in ft._status.value
     assert ft._read_config(2, 2, "auto", out.data).lr == pytest.approx(FIRST_ROUND_LR)
+    ft._run_button.clicked()  # the painted cells alone: named first, then run
+    assert store.rounds == 0
     ft._run_button.clicked()
     assert store.rounds == 1 and "fast first round" not in ft._status.value
     assert ft._read_config(2, 2, "auto", out.data).lr == pytest.approx(1e-3)

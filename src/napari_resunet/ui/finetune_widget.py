@@ -28,7 +28,7 @@ from napari_resunet.core.training.finetune import (
 )
 from napari_resunet.ui._layers import guess_channel_axis, snapshot_image
 from napari_resunet.ui._loss_plot import LossPlot
-from napari_resunet.ui._model_store import get_store
+from napari_resunet.ui._model_store import get_store, unwrap
 from napari_resunet.ui._predict_job import start_prediction
 from napari_resunet.ui._status import status_label
 from napari_resunet.ui._tooltips import TOOLTIPS
@@ -56,6 +56,8 @@ class FinetuneWidget(Container):
         self._store = get_store(viewer)
         self._job = JobSlot(on_idle=self._on_idle)
         self._last_image: Any = None  # snapshot of the image of the last round
+        # (layer, corrected voxels) of the one-sided corrections last warned of
+        self._warned_of: tuple[int, int] | None = None
         self._image_combo = create_widget(
             annotation="napari.layers.Image", label="image"
         )
@@ -203,12 +205,22 @@ class FinetuneWidget(Container):
             )
             return
         if scope == "edited" and not self._store.trained:
-            # a new network learns only what the corrections show it
+            # a new network learns only what the corrections show it: one-sided
+            # corrections are named and the round waits for a second click on
+            # the same corrections (the user may mean it)
             learnt = self._store.track(labels_layer).edited
             if learnt is not None and mask is not None:
-                note = one_sided_note(labels, learnt & mask)
-                if note:
+                learnt = learnt & mask
+                note = one_sided_note(labels, learnt)
+                key = (id(unwrap(labels_layer)), int(learnt.sum()))
+                if note and self._warned_of != key:
+                    self._warned_of = key
+                    self._status.value = (
+                        f"{note} Click Fine-tune again to learn from them as they are."
+                    )
                     show_warning(note)
+                    return
+        self._warned_of = None
         n_classes = model.config.out_channels
         label_mode = "auto"  # instance models: instance ids -> interior/boundary
         if model.config.task == "semantic" and labels.max() >= n_classes:
