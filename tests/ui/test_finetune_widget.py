@@ -200,7 +200,7 @@ def test_a_new_network_is_warned_of_corrections_that_only_paint(
     ft._labels_combo.value = out
     ft._steps_spin.value = 2
     ft._run_button.clicked()
-    assert "only paint labels" in notes["warning"][-1]
+    assert "only paint" in notes["warning"][-1]
     assert "again" in ft._status.value
     assert get_store(viewer).rounds == 0 and ft._plot.losses == []
     ft._run_button.clicked()  # the user means it

@@ -167,17 +167,7 @@ def one_sided_note(labels: NDArray, learnt: NDArray[np.bool_]) -> str | None:
     background = bool((values == 0).any())
     labelled = bool((values != 0).any())
     if labelled and not background:
-        return (
-            "Your corrections only paint labels: a new network sees background "
-            "just at their rims and may label the whole image. Erase some wrong "
-            "labels too, mark a patch reviewed in the Annotation queue, or learn "
-            "from 'edited slices/patches', where what is shown around your edits "
-            "counts as well."
-        )
+        return "Your corrections only paint: a new network may label everything."
     if background and not labelled:
-        return (
-            "Your corrections only erase: a new network learns nothing but "
-            "background from them. Paint some labels too, or mark a patch "
-            "reviewed in the Annotation queue."
-        )
+        return "Your corrections only erase: a new network learns only background."
     return None

@@ -43,6 +43,12 @@ SCOPES = {
     "edited slices/patches": "edited_slices",
     "the whole layer": "all",
 }
+# what to do about corrections that only paint or only erase (core.edits.one_sided_note)
+_ONE_SIDED_ADVICE = (
+    "Erase some wrong labels, mark a patch reviewed in the Annotation queue, or "
+    "learn from 'edited slices/patches' (what is shown around your edits, empty "
+    "background included, counts too)."
+)
 # how the status line tells a round weighted to the labels layer's class mix
 _WEIGHTED = "weighted to the layer's class mix"
 
@@ -216,9 +222,9 @@ class FinetuneWidget(Container):
                 if note and self._warned_of != key:
                     self._warned_of = key
                     self._status.value = (
-                        f"{note} Click Fine-tune again to learn from them as they are."
+                        f"{note} Add to them, or click Fine-tune again."
                     )
-                    show_warning(note)
+                    show_warning(f"{note} {_ONE_SIDED_ADVICE}")
                     return
         self._warned_of = None
         n_classes = model.config.out_channels

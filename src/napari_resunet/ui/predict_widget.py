@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -334,9 +335,13 @@ class PredictWidget(Container):
         if kept:
             msg += f" Kept {kept} voxels you edited."
         if not self._store.trained:  # its labels are empty or noise
-            msg += (
-                " The network is new and has learnt nothing yet: paint some cells "
-                "(or classes), erase some background, then Fine-tune."
+            msg += " The network is new and has learnt nothing yet: " + (
+                "paint some cells (or classes) and erase some wrong ones, then "
+                "Fine-tune."
+                if np.asarray(layer.data).any()
+                else "paint some cells (or classes), then Fine-tune learning from "
+                "'edited slices/patches' (the empty background around them then "
+                "counts), or mark patches reviewed in the Annotation queue."
             )
         self._status.value = msg
         show_info(msg)
