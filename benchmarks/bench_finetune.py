@@ -259,7 +259,7 @@ def run_case(
         probe.start()
         t0 = time.perf_counter()
         ft._run_button.clicked()
-        if not ft._job.busy and "again" in ft._status.value:
+        if ft._warned_of is not None:
             # a new network's corrections that only paint (2d-cells: its first
             # segmentation is empty) wait for a second click; this user means it
             ft._run_button.clicked()

@@ -357,8 +357,8 @@ def test_cell_ids_shifted_past_painted_ones_are_not_taken_for_edits(
     viewer = make_napari_viewer()
     viewer.add_image(nuclei2d[0], name="nuclei")
     # a new network with group norm, whose untrained output is many small cells;
-    # the Segment widget's own new cell network (batch norm) calls the whole
-    # untrained field one cell, which leaves no ids to shift
+    # the Segment widget's own new cell network (batch norm) finds no cell in
+    # the untrained field, which leaves no ids to shift
     cfg = new_network_config(2, instance=True).replace(norm="group")
     get_store(viewer).set_model(build_model(cfg), "new 2D network", pretrained=False)
     seg = segment_with_new_network(viewer, qtbot, "nuclei", SESSION, MODE_INSTANCE)

@@ -214,18 +214,16 @@ class FinetuneWidget(Container):
             # a new network learns only what the corrections show it: one-sided
             # corrections are named and the round waits for a second click on
             # the same corrections (the user may mean it)
-            learnt = self._store.track(labels_layer).edited
-            if learnt is not None and mask is not None:
-                learnt = learnt & mask
-                note = one_sided_note(labels, learnt)
-                key = (id(unwrap(labels_layer)), int(learnt.sum()))
-                if note and self._warned_of != key:
-                    self._warned_of = key
-                    self._status.value = (
-                        f"{note} Add to them, or click Fine-tune again."
-                    )
-                    show_warning(f"{note} {_ONE_SIDED_ADVICE}")
-                    return
+            # (learning_mask has just refreshed the edits; this scope's mask is
+            # an array, without the held-back patches)
+            learnt = self._store.track(labels_layer).edited & mask
+            note = one_sided_note(labels, learnt)
+            key = (id(unwrap(labels_layer)), int(learnt.sum()))
+            if note and self._warned_of != key:
+                self._warned_of = key
+                self._status.value = f"{note} Add to them, or click Fine-tune again."
+                show_warning(f"{note} {_ONE_SIDED_ADVICE}")
+                return
         self._warned_of = None
         n_classes = model.config.out_channels
         label_mode = "auto"  # instance models: instance ids -> interior/boundary
