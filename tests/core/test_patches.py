@@ -9,6 +9,7 @@ from napari_resunet.core.patches import (
     auto_variety,
     blind_order,
     diversify,
+    queue_order,
     queue_patch_shape,
     rank_patches,
     sees_background,
@@ -206,3 +207,23 @@ def test_blind_order_is_a_fixed_draw_by_place_not_by_score():
     assert [i - 20 for i in mixed if i >= 20] != order  # image 1 draws anew
     with pytest.raises(ValueError, match="groups"):
         blind_order(ranked, groups=[0])
+
+
+def test_queue_order_ranks_or_draws_blind_and_leaves_out_reviewed_patches():
+    rng = np.random.default_rng(3)
+    u = rng.random((128, 192), dtype=np.float32)
+    probs = rng.random((3, 128, 192), dtype=np.float32)
+    reviewed = np.zeros(u.shape, bool)
+    reviewed[:64, :64] = True
+    ranked = queue_order(u, (64, 64), exclude=reviewed)
+    assert ranked == rank_patches(u, (64, 64), exclude=reviewed)
+    assert len(ranked) == 5 and (0, 0) not in [e.start for e in ranked]
+    varied = queue_order(u, (64, 64), probabilities=probs, variety=1.0)
+    assert varied == rank_patches(u, (64, 64), probabilities=probs, variety=1.0)
+    # a new network: the fixed random draw, whatever the variety asks
+    plain = rank_patches(u, (64, 64), exclude=reviewed, probabilities=probs)
+    blind = queue_order(
+        u, (64, 64), exclude=reviewed, probabilities=probs, variety=1.0, blind=True
+    )
+    assert blind == [plain[i] for i in blind_order(plain)]
+    assert [e.start for e in blind] != [e.start for e in ranked]

@@ -486,7 +486,7 @@ def test_corrections_give_the_queue_a_second_opinion(
             None,
             0,
             None,
-            q._committee_inputs(store.model, q._snap),
+            job.committee_inputs(store, layer, q._snap.spatial_shape, q._features),
         )
     )
     steps = [r.step for r in records]
@@ -502,7 +502,7 @@ def test_corrections_give_the_queue_a_second_opinion(
     np.testing.assert_array_equal(ranking.result.probabilities, one.probabilities)
     # where no forest can be trained the rest of the passes follow, and the
     # ranking is the one without a second opinion, bit for bit
-    inputs = q._committee_inputs(store.model, q._snap)
+    inputs = job.committee_inputs(store, layer, q._snap.spatial_shape, q._features)
     inputs.mask[:] = False
     records, ranking = drain(
         job.iter_queue_uncertainty(

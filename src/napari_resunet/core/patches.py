@@ -3,8 +3,9 @@ how much variety the ranking keeps (numpy only).
 
 :func:`rank_patches` turns a per-voxel uncertainty map (from
 :mod:`napari_resunet.core.uncertainty`) into a ranked list of patches,
-:func:`diversify` keeps near-identical patches from crowding its top, and
-:func:`blind_order` stands in for the ranking while the network knows nothing.
+:func:`diversify` keeps near-identical patches from crowding its top,
+:func:`blind_order` stands in for the ranking while the network knows nothing,
+and :func:`queue_order` puts the three together as the Annotation queue does.
 """
 
 from __future__ import annotations
@@ -339,3 +340,38 @@ def blind_order(
     return sorted(
         range(len(entries)), key=lambda i: (keys[i], ids[i], entries[i].start)
     )
+
+
+def queue_order(
+    scores: NDArray,
+    patch_shape: Sequence[int],
+    exclude: NDArray | None = None,
+    probabilities: NDArray | None = None,
+    variety: float = 0.0,
+    blind: bool = False,
+) -> list[RankedPatch]:
+    """The Annotation queue's patches of one image, in the order it lists them.
+
+    Ranked by :func:`rank_patches` (mean score, reviewed patches left out,
+    reordered by :func:`diversify` with ``variety``), or with ``blind`` (a
+    network that has learnt nothing, whose uncertainty leans towards crowded
+    patches) in :func:`blind_order`'s random order, with no variety.
+
+    Args:
+        scores: the per-voxel queue score (``uncertainty.queue_scores``).
+        patch_shape: the patches' shape (:func:`queue_patch_shape`).
+        exclude: voxels already reviewed.
+        probabilities: ``(C, *spatial)`` class probabilities, for the variety.
+        variety: :func:`diversify`'s strength.
+        blind: list the patches in a random order instead.
+    """
+    entries = rank_patches(
+        scores,
+        patch_shape,
+        exclude=exclude,
+        probabilities=probabilities,
+        variety=0.0 if blind else variety,
+    )
+    if blind:
+        entries = [entries[i] for i in blind_order(entries)]
+    return entries

@@ -225,6 +225,39 @@ class ModelStore:
             self._tracks[layer] = tr
         return tr
 
+    def mark_reviewed(self, patch: tuple[slice, ...], layer: Any = None) -> bool:
+        """Record ``patch`` as reviewed ("correct as shown"); every third reviewed
+        patch is held back from training, so the Versions widget can score each
+        round on truth no round learnt from and flag one that got worse.
+
+        Every voxel of the patch then counts as the user's in ``layer`` (a Labels
+        layer of the image's shape, or None), so segmenting again keeps it. A
+        held-back patch too: it is the truth the rounds are scored on (fine-tuning
+        leaves it out, ``learning_mask``); were it overwritten by the next round's
+        segmentation, later rounds would be scored against an earlier model's
+        output.
+
+        Returns:
+            Whether the patch is held back.
+        """
+        self.reviewed.append(patch)
+        held_back = len(self.reviewed) % 3 == 0
+        if held_back:
+            self.held_back.append(patch)
+        if layer is not None:
+            edited = self.track(layer).refresh(np.asarray(layer.data))
+            edited[patch] = True
+        return held_back
+
+    def reviewed_mask(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The voxels of the reviewed patches of an image of ``shape`` (patches of
+        other dimensionality are left out)."""
+        mask = np.zeros(shape, bool)
+        for sl in self.reviewed:
+            if len(sl) == len(shape):
+                mask[sl] = True
+        return mask
+
     def learning_mask(
         self, layer: Any, labels: np.ndarray, scope: str, spatial_dims: int
     ) -> np.ndarray | None:

@@ -11,12 +11,16 @@ from typing import Any
 import numpy as np
 
 from napari_resunet.core import InferenceConfig
-from napari_resunet.core.committee import CommitteeResult, iter_committee
+from napari_resunet.core.committee import (
+    CommitteeResult,
+    committee_applies,
+    iter_committee,
+)
 from napari_resunet.core.inference.postprocess import labels_from_probabilities
 from napari_resunet.core.patches import sees_background
 from napari_resunet.core.progress import Progress, relay
 from napari_resunet.core.uncertainty import UncertaintyResult, iter_uncertainty
-from napari_resunet.ui._model_store import FirstPass
+from napari_resunet.ui._model_store import FirstPass, ModelStore
 
 
 @dataclass
@@ -36,6 +40,36 @@ class CommitteeInputs:
     mask: np.ndarray
     instance_cfg: Any
     features: tuple[np.ndarray, np.ndarray] | None
+
+
+def committee_inputs(
+    store: ModelStore,
+    layer: Any,
+    spatial_shape: tuple[int, ...],
+    features: tuple[np.ndarray, np.ndarray] | None,
+) -> CommitteeInputs | None:
+    """The corrections a forest learns from, for the store's network when it is
+    a trained 2D cell network and ``layer`` (the corrected labels) matches the
+    image's ``spatial_shape``; else ``None`` (no second opinion). Read on the
+    viewer's thread: the labels are copied, so the user can paint on while the
+    forest learns."""
+    model = store.model
+    if (
+        model is None
+        or not (committee_applies(model.config) and store.trained)
+        or layer is None
+        or getattr(layer, "multiscale", False)
+        or layer.data.shape != tuple(spatial_shape)
+    ):
+        return None
+    labels = np.array(layer.data, copy=True)
+    mask = store.learning_mask(layer, labels, "edited", model.spatial_dims)
+    return CommitteeInputs(
+        labels,
+        mask,
+        store.instance_cfg or getattr(model, "instance_config", None),
+        features,
+    )
 
 
 @dataclass

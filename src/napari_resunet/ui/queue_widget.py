@@ -18,12 +18,10 @@ from napari.utils.notifications import show_error, show_warning
 from qtpy.QtWidgets import QAbstractItemView
 
 from napari_resunet.core.checks import check_image
-from napari_resunet.core.committee import committee_applies
 from napari_resunet.core.patches import (
     RankedPatch,
-    blind_order,
+    queue_order,
     queue_patch_shape,
-    rank_patches,
     variety_for,
 )
 from napari_resunet.core.uncertainty import queue_scores
@@ -36,8 +34,8 @@ from napari_resunet.ui._model_store import get_store
 from napari_resunet.ui._patch_view import show_patch
 from napari_resunet.ui._predict_job import voxel_size_of
 from napari_resunet.ui._queue_job import (
-    CommitteeInputs,
     Ranking,
+    committee_inputs,
     iter_queue_uncertainty,
 )
 from napari_resunet.ui._status import status_label
@@ -212,7 +210,16 @@ class QueueWidget(Container):
         # from now on segmentations keep their probabilities for the next ranking
         self._store.keep_first_pass = True
         kept = self._store.take_first_pass(model, snap.channel_axis, cfg, vs)
-        committee = self._committee_inputs(model, snap)
+        committee = (
+            committee_inputs(
+                self._store,
+                self._labels_combo.value,
+                snap.spatial_shape,
+                self._features,
+            )
+            if self._committee_box.value
+            else None
+        )
         self._job.start(
             lambda finished: start_job(
                 iter_queue_uncertainty,
@@ -232,54 +239,20 @@ class QueueWidget(Container):
             )
         )
 
-    def _committee_inputs(self, model: Any, snap: Any) -> CommitteeInputs | None:
-        """The corrections a forest learns from, for a trained 2D cell network
-        whose labels layer matches the image; else ``None`` (no second opinion)."""
-        layer = self._labels_combo.value
-        if (
-            not self._committee_box.value
-            or not (committee_applies(model.config) and self._store.trained)
-            or layer is None
-            or getattr(layer, "multiscale", False)
-            or layer.data.shape != snap.spatial_shape
-        ):
-            return None
-        labels = np.array(layer.data, copy=True)
-        mask = self._store.learning_mask(layer, labels, "edited", model.spatial_dims)
-        return CommitteeInputs(
-            labels,
-            mask,
-            self._store.instance_cfg or getattr(model, "instance_config", None),
-            self._features,
-        )
-
-    def _reviewed_mask(self, shape: tuple[int, ...]) -> np.ndarray:
-        mask = np.zeros(shape, bool)
-        for sl in self._store.reviewed:
-            if len(sl) == len(shape):
-                mask[sl] = True
-        return mask
-
     def _on_uncertainty(self, ranking: Ranking) -> None:
-        snap = self._snap
-        result, background, opinion = (
-            ranking.result,
-            ranking.background,
-            ranking.committee,
-        )
+        snap, result, opinion = self._snap, ranking.result, ranking.committee
         if opinion is not None and opinion.features is not None:
             self._features = (snap.data, opinion.features)
         committee = opinion.score if opinion is not None else None
         self._score_name = "uncertainty" if committee is None else "disputed"
         u = queue_scores(
-            result, *self._scored, background=background, committee=committee
+            result, *self._scored, background=ranking.background, committee=committee
         )
-        name = f"{snap.name}{UNCERTAINTY_SUFFIX}"
         show_layer(
             self._viewer,
             "image",
             u,
-            name,
+            f"{snap.name}{UNCERTAINTY_SUFFIX}",
             snap,
             colormap="inferno",
             opacity=0.5,
@@ -298,48 +271,27 @@ class QueueWidget(Container):
         shape, why = queue_patch_shape(
             u.shape, model.spatial_dims, int(self._patch_spin.value), cells
         )
-        note = f" Patches of {shape[-1]} px ({why})." if why else ""
-        variety = self._variety(background)
+        variety = self._variety(ranking.background)
         # left to the plugin, a network that has learnt nothing is not ranked by
         # its uncertainty, which leans towards crowded patches (blind_order)
         blind = self._variety_auto.value and not self._scored[1]
-        self._entries = rank_patches(
+        self._entries = queue_order(
             u,
             shape,
-            exclude=self._reviewed_mask(u.shape),
+            exclude=self._store.reviewed_mask(u.shape),
             probabilities=result.probabilities,
-            variety=0.0 if blind else variety,
+            variety=variety,
+            blind=blind,
         )
-        if blind:
-            self._entries = [self._entries[i] for i in blind_order(self._entries)]
         self._fill_list()
         if self._entries:
             self._select(0)
-        # when the scores in the list need not fall, said here, so a higher score
-        # below a lower one does not look like a mistake
-        if blind:
-            order = (
-                " The network is new and its uncertainty says little yet: the "
-                "patches come in a random order until its first fine-tuning round."
-            )
-        elif variety > 0:
-            order = (
-                f" Variety {variety:.1f}: a patch much like one above it moves down."
-            )
-        else:
-            order = ""
-        if committee is not None:
-            order += (
-                " Ranked by the cells on which the network and a forest trained "
-                "on your corrections disagree."
-            )
-        elif opinion is not None:
-            order += f" No forest to compare with yet: {opinion.reason}."
         # after showing the first entry (which is also highlighted in the list), so
         # this summary is what the status line keeps
+        note = f" Patches of {shape[-1]} px ({why})." if why else ""
         self._status.value = (
             f"{len(self._entries)} patches ranked; mean {self._score_name} "
-            f"{float(u.mean()):.3f}.{note}{order}"
+            f"{float(u.mean()):.3f}.{note}{_order_note(blind, variety, opinion)}"
         )
 
     def _variety(self, background: bool) -> float:
@@ -371,25 +323,10 @@ class QueueWidget(Container):
             show_warning("Select a patch in the queue first.")
             return
         entry = self._entries.pop(int(index))
-        self._store.reviewed.append(entry.slices)
-        labels_layer = self._labels_combo.value
-        # every third reviewed patch is held back from training: the Versions
-        # widget scores each round on it, so a round that got worse shows
-        held_back = len(self._store.reviewed) % 3 == 0
-        if held_back:
-            self._store.held_back.append(entry.slices)
-        if (
-            labels_layer is not None
-            and labels_layer.data.shape == self._snap.spatial_shape
-        ):
-            # "correct as shown": every voxel of the patch counts as the user's, so
-            # segmenting again keeps it. A held-back patch too: it is the truth the
-            # rounds are scored on (fine-tuning leaves it out, see the Fine-tune
-            # widget); before, the next round's segmentation overwrote it, and later
-            # rounds were scored against an earlier model's output.
-            track = self._store.track(labels_layer)
-            edited = track.refresh(np.asarray(labels_layer.data))
-            edited[entry.slices] = True
+        layer = self._labels_combo.value
+        if layer is not None and layer.data.shape != self._snap.spatial_shape:
+            layer = None  # not this image's labels: nothing there to keep
+        held_back = self._store.mark_reviewed(entry.slices, layer)
         self._fill_list()
         if self._entries:
             self._select(min(index, len(self._entries) - 1))
@@ -419,3 +356,26 @@ class QueueWidget(Container):
             and self._store.model is not None
         ):
             self._on_refresh_clicked()
+
+
+def _order_note(blind: bool, variety: float, opinion: Any) -> str:
+    """What the queue's order follows, for the status line: said when the scores
+    in the list need not fall, so a higher score below a lower one does not look
+    like a mistake."""
+    if blind:
+        note = (
+            " The network is new and its uncertainty says little yet: the "
+            "patches come in a random order until its first fine-tuning round."
+        )
+    elif variety > 0:
+        note = f" Variety {variety:.1f}: a patch much like one above it moves down."
+    else:
+        note = ""
+    if opinion is not None and opinion.score is not None:
+        note += (
+            " Ranked by the cells on which the network and a forest trained "
+            "on your corrections disagree."
+        )
+    elif opinion is not None:
+        note += f" No forest to compare with yet: {opinion.reason}."
+    return note
