@@ -1268,6 +1268,12 @@ def main() -> None:
         help="fine-tuning arithmetic (TrainConfig.precision; default: the widget's)",
     )
     p.add_argument(
+        "--inference-precision",
+        choices=["auto", "float32", "bfloat16"],
+        help="prediction arithmetic (InferenceConfig.precision; default auto, the "
+        "widget's): float32 shows what a round costs on a CPU without bfloat16",
+    )
+    p.add_argument(
         "--test-time-flips",
         type=int,
         default=1,
@@ -1420,6 +1426,9 @@ def main() -> None:
         TRAIN_CHANGES["intensity_contrast"] = args.intensity_contrast
     if args.train_precision:
         TRAIN_PRECISION["precision"] = args.train_precision
+    global ICFG
+    if args.inference_precision:
+        ICFG = ICFG.replace(precision=args.inference_precision)
     global SCORE_FLIPS, ORACLE
     SCORE_FLIPS = args.test_time_flips
     ORACLE = args.oracle or ORACLE
