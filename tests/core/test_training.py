@@ -469,3 +469,23 @@ def test_auto_class_mix_needs_a_trained_network_and_background():
     edge.reshape(-1)[n - 1] = 5
     assert not auto_class_mix(edge, trained=True)
     assert not auto_class_mix(np.zeros((0, 4), np.int32), trained=True)
+
+
+def test_finetune_label_mode_follows_the_model_and_the_ids():
+    from napari_resunet.core.config import ModelConfig
+    from napari_resunet.core.training.finetune import finetune_label_mode
+
+    cells = np.zeros((16, 16), np.int32)
+    cells[2:6, 2:6], cells[8:12, 8:12] = 1, 7  # one id per cell
+    instance = ModelConfig(spatial_dims=2, out_channels=3, task="instance")
+    assert finetune_label_mode(cells, instance) == "auto"
+    # a foreground model painted with cell ids learns foreground
+    two = ModelConfig(spatial_dims=2, out_channels=2, task="semantic")
+    assert finetune_label_mode(cells, two) == "foreground"
+    assert finetune_label_mode(cells.clip(0, 1), two) == "auto"
+    # class ids a class model predicts are its classes; others cannot be learnt
+    four = ModelConfig(spatial_dims=2, out_channels=4, task="semantic")
+    assert finetune_label_mode(cells.clip(0, 3), four) == "auto"
+    with pytest.raises(ValueError, match=r"ids up to 7 .* 4 classes \(0\.\.3\)"):
+        finetune_label_mode(cells, four)
+    assert finetune_label_mode(np.zeros((0, 4), np.int32), four) == "auto"

@@ -408,3 +408,26 @@ def test_test_time_flips_segment_and_the_rounds_after_keep_them(
     np.testing.assert_array_equal(out.data[rest], after[rest])
     plain = predict(store.model, image, single).argmax(0)
     assert (plain[rest] != after[rest]).any()  # the flips do change the labels
+
+
+def test_a_class_network_painted_with_cell_ids_learns_foreground(
+    make_napari_viewer, qtbot, nuclei2d
+):
+    image, truth = nuclei2d
+    viewer, _, ft = _segmented_viewer(make_napari_viewer, qtbot, image)
+    store = get_store(viewer)
+    assert store.model.config.task == "semantic"
+    assert store.model.config.out_channels == 2
+    out = viewer.layers["nuclei [resunet]"]
+    # a corner pasted from the cell labels: one id per nucleus, more than the
+    # two classes the network predicts
+    region = (slice(0, 96), slice(0, 96))
+    cells = truth[region].astype(out.data.dtype)
+    assert cells.max() > 1
+    out.data_setitem(np.nonzero(np.ones_like(cells, bool)), cells.ravel())
+    ft._scope_combo.value = "edited slices/patches"
+    ft._steps_spin.value = 5
+    ft._run_button.clicked()
+    wait_idle(qtbot, ft)
+    assert store.rounds == 1, ft._status.value
+    assert ft._status.value.startswith("Fine-tuned")

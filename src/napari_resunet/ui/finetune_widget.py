@@ -25,6 +25,7 @@ from napari_resunet.core.training.finetune import (
     FIRST_ROUND_LR,
     auto_class_mix,
     finetune_config,
+    finetune_label_mode,
 )
 from napari_resunet.ui._layers import guess_channel_axis, snapshot_image
 from napari_resunet.ui._loss_plot import LossPlot
@@ -197,6 +198,7 @@ class FinetuneWidget(Container):
                     f"the labels layer's shape {labels.shape} differs from the image's "
                     f"{snap.spatial_shape}"
                 )
+            label_mode = finetune_label_mode(labels, model.config)
         except ValueError as err:
             show_error(f"Cannot fine-tune: {err}")
             return
@@ -225,16 +227,6 @@ class FinetuneWidget(Container):
                 show_warning(f"{note} {_ONE_SIDED_ADVICE}")
                 return
         self._warned_of = None
-        n_classes = model.config.out_channels
-        label_mode = "auto"  # instance models: instance ids -> interior/boundary
-        if model.config.task == "semantic" and labels.max() >= n_classes:
-            if n_classes != 2:
-                show_error(
-                    f"Cannot fine-tune: the labels hold ids up to {labels.max()} but the "
-                    f"model predicts {n_classes} classes."
-                )
-                return
-            label_mode = "foreground"  # instance ids: learn foreground vs background
         cfg = self._read_config(
             model.spatial_dims, len(snap.spatial_shape), label_mode, labels
         )

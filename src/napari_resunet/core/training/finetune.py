@@ -154,3 +154,27 @@ def auto_class_mix(labels: NDArray, trained: bool) -> bool:
     if not trained or lab.size == 0:
         return False
     return float(np.count_nonzero(lab == 0)) / lab.size >= AUTO_CLASS_MIX_BACKGROUND
+
+
+def finetune_label_mode(labels: NDArray, model_config: ModelConfig) -> str:
+    """How a labels layer's ids become a fine-tuning round's targets
+    (``TrainConfig.label_mode``) for a model.
+
+    ``"auto"`` (cell models learn interior and boundary from instance ids; class
+    models learn the ids as classes) unless a 2-class model meets ids it cannot
+    predict: a layer of cells (one id per object) painted for a foreground
+    model, whose round then learns foreground against background.
+
+    Raises:
+        ValueError: ids a class model of more than 2 classes cannot predict.
+    """
+    top = int(np.max(labels)) if np.size(labels) else 0
+    n_classes = model_config.out_channels
+    if model_config.task != "semantic" or top < n_classes:
+        return "auto"
+    if n_classes != 2:
+        raise ValueError(
+            f"the labels hold ids up to {top} but the model predicts {n_classes} "
+            f"classes (0..{n_classes - 1})"
+        )
+    return "foreground"
