@@ -29,15 +29,12 @@ examples:
 
 
 def _ints(text: str) -> tuple[int, ...]:
+    from napari_resunet.core.checks import parse_sizes
+
     try:
-        vals = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+        return parse_sizes(text)
     except ValueError as err:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers such as 64,64,64; got {text!r}"
-        ) from err
-    if not vals or any(v < 1 for v in vals):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return vals
+        raise argparse.ArgumentTypeError(str(err)) from err
 
 
 def _floats(text: str) -> tuple[float, ...]:

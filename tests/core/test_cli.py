@@ -36,6 +36,14 @@ def test_help_reads_well():
     assert "--labels-are" in res.stdout and "--mask" in res.stdout
 
 
+def test_a_mistyped_size_names_what_is_understood(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "in.tif", "-m", "m.pt", "-o", "o.tif", "--tile", "big"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--tile" in err and "such as 64,128,128" in err and "'big'" in err
+
+
 def test_sample_train_predict_info_end_to_end(tmp_path):
     res = _cli("sample", "nuclei2d", "-o", tmp_path)
     assert res.returncode == 0, res.stderr

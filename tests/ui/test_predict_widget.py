@@ -90,6 +90,31 @@ def test_segment_3d_sample_with_probabilities(make_napari_viewer, qtbot, nuclei3
     assert probs.data.shape == image.data.shape and probs.data.dtype == np.float32
 
 
+def test_a_mistyped_tile_shape_is_named_and_nothing_runs(
+    make_napari_viewer, qtbot, nuclei2d, monkeypatch
+):
+    import napari_resunet.ui.predict_widget as pw
+
+    image, _ = nuclei2d
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    widget = dock(viewer, "Segment")
+    widget._model_combo.value = NEW_2D
+    widget._advanced_check.value = True
+    errors = []
+    monkeypatch.setattr(pw, "show_error", errors.append)
+    widget._tile_edit.value = "256 by 256"
+    widget._run_button.clicked()
+    assert len(errors) == 1, errors
+    assert "tile shape '256 by 256' is not understood" in errors[0]
+    assert [layer.name for layer in viewer.layers] == ["nuclei"]
+    assert get_store(viewer).model is None and not widget._job.busy
+    # written as the hint says, it runs
+    widget._tile_edit.value = "256x256"
+    _segment(qtbot, widget)
+    assert "nuclei [resunet]" in viewer.layers and len(errors) == 1
+
+
 def test_cancel_changes_nothing(make_napari_viewer, qtbot, nuclei3d):
     image, _ = nuclei3d
     viewer = make_napari_viewer()

@@ -75,3 +75,36 @@ def check_not_constant(x: NDArray) -> None:
             f"The image is constant (every voxel is {flat[0]}); there is nothing to "
             f"segment."
         )
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """Positive integers written as ``64,128,128`` or ``64x128x128``.
+
+    Raises:
+        ValueError: anything else, with an example of what is understood.
+    """
+    try:
+        vals = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        vals = ()
+    if not vals or any(v < 1 for v in vals):
+        raise ValueError(
+            f"expected positive whole numbers such as 64,128,128 or 64x128x128; "
+            f"got {text!r}"
+        )
+    return vals
+
+
+def parse_tile_shape(text: str) -> tuple[int, ...] | None:
+    """A tile shape typed by the user: ``None`` for "auto" (or nothing), else
+    :func:`parse_sizes`."""
+    text = text.strip().lower()
+    if text in ("", "auto"):
+        return None
+    try:
+        return parse_sizes(text)
+    except ValueError:
+        raise ValueError(
+            f"the tile shape {text!r} is not understood: write auto, or sizes such "
+            "as 256,256 or 64x128x128"
+        ) from None

@@ -24,7 +24,11 @@ from napari_resunet.core import (
     build_model,
     load_checkpoint,
 )
-from napari_resunet.core.checks import check_image, check_not_constant
+from napari_resunet.core.checks import (
+    check_image,
+    check_not_constant,
+    parse_tile_shape,
+)
 from napari_resunet.core.config import InstanceConfig
 from napari_resunet.core.models.checkpoint import CheckpointError
 from napari_resunet.core.models.zoo import (
@@ -234,12 +238,8 @@ class PredictWidget(Container):
         self._cancel_button.enabled = running
 
     def _read_config(self) -> InferenceConfig:
-        text = self._tile_edit.value.strip().lower()
-        tile = None
-        if text and text != "auto":
-            tile = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
         return InferenceConfig(
-            tile_shape=tile,
+            tile_shape=parse_tile_shape(self._tile_edit.value),
             overlap=float(self._overlap_spin.value),
             batch_size=int(self._batch_spin.value),
             device=self._device_combo.value,
