@@ -168,9 +168,10 @@ def finetune_label_mode(labels: NDArray, model_config: ModelConfig) -> str:
     Raises:
         ValueError: ids a class model of more than 2 classes cannot predict.
     """
-    top = int(np.max(labels)) if np.size(labels) else 0
-    n_classes = model_config.out_channels
-    if model_config.task != "semantic" or top < n_classes:
+    if model_config.task != "semantic" or np.size(labels) == 0:
+        return "auto"
+    top, n_classes = int(np.max(labels)), model_config.out_channels
+    if top < n_classes:
         return "auto"
     if n_classes != 2:
         raise ValueError(
