@@ -83,6 +83,7 @@ from napari_resunet.core.patches import (
     auto_variety,
     blind_order,
     diversify,
+    patch_typicality,
     rank_patches,
 )
 from napari_resunet.core.progress import run_generator
@@ -115,7 +116,7 @@ SCORE_FLIPS = 1
 # against the truth, or the pixels of wrongly segmented cells)
 ORACLE = "error"
 # set from --select: how the queue picks its k patches from the ranked pool
-SELECT = "variety"
+SELECT = "auto"
 # set from --skip-top: the share of most uncertain patches the queue passes over
 SKIP_TOP = 0.0
 # set from --field-cap: most picks one pool image may get in a round (0: no cap)
@@ -600,7 +601,10 @@ def run_strategy(
             candidates.sort(key=lambda c: (-c[1].score, c[0], c[1].start))
             order = cluster_order(candidates, masks, k, seed + r)
         elif strategy == "queue":  # the widget's order, over all pool images at once
-            if SELECT == "density" and trained:  # uncertainty x typicality
+            # uncertainty x typicality: where the committee ranks, as the widget
+            if (SELECT == "density" and trained) or (
+                SELECT == "auto" and forest is not None
+            ):
                 candidates = density_weighted(candidates)
             candidates.sort(key=lambda c: (-c[1].score, c[0], c[1].start))
             # --skip-top: the most uncertain share goes to the back, not picked
@@ -828,15 +832,13 @@ def _pool_patch_vectors(patch: tuple[int, ...]) -> tuple[list, np.ndarray]:
 
 @functools.lru_cache(maxsize=2)
 def _typicality(patch: tuple[int, ...]) -> dict:
-    """Each pool patch's typicality, by ``(field, start)``: the mean, over every
-    patch of the pool, of ``exp(-d^2 / h)``, with ``d`` the distance between the
-    two patches' standardised :func:`_patch_vectors` and ``h`` the median
-    squared distance (computed once a run, as the vectors)."""
-    rows, x = _pool_patch_vectors(patch)
-    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
-    d2 = ((x[:, None] - x[None]) ** 2).sum(-1)
-    density = np.exp(-d2 / float(np.median(d2))).mean(1)
-    return {(i, tuple(s.start for s in sl)): w for (i, sl), w in zip(rows, density)}
+    """Each pool patch's typicality, by ``(field, start)``, as the Annotation
+    queue measures it on a stack of fields
+    (:func:`~napari_resunet.core.patches.patch_typicality` on the pool's
+    features, computed once a run)."""
+    stack = np.stack(POOL_FEATURES)  # the pool's fields are of one shape
+    typical = patch_typicality(stack, (1, *patch))
+    return {(start[0], start[1:]): w for start, w in typical.items()}
 
 
 def density_weighted(candidates):
@@ -1283,6 +1285,7 @@ def main() -> None:
     p.add_argument(
         "--select",
         choices=[
+            "auto",
             "variety",
             "cluster-uncertain",
             "cluster-typical",
@@ -1290,8 +1293,10 @@ def main() -> None:
             "badge",
             "density",
         ],
-        default="variety",
-        help="how the queue picks: the widget's order (variety); one patch from "
+        default="auto",
+        help="how the queue picks: the widget's order (auto: with the forest's "
+        "second opinion each patch's score times its typicality, as density, "
+        "else as variety); the order before typicality (variety); one patch from "
         "each of the largest clusters of image features not yet reviewed, its "
         "most uncertain or its most typical; or k drawn at random with weight "
         "1/rank in the widget's order (softrank); or k-means++ seeding over the "
@@ -1303,7 +1308,8 @@ def main() -> None:
         "--score",
         choices=["auto", "pixel", "foreground", "instances", "both", "committee"],
         default="auto",
-        help="what the queue ranks by: the widget's choice (queue_scores: the "
+        help="what the queue ranks by: the widget's choice without the forest's "
+        "second opinion (auto, queue_scores: the "
         "cells' foreground entropy once the network has learnt something, where "
         "it sees a fifth of the image as background, else pixel), pixel "
         "uncertainty (entropy of all classes plus the flips' disagreement: the "
@@ -1311,7 +1317,8 @@ def main() -> None:
         "instability under threshold shifts (instance_instability, a "
         "diagnostic), the mean of pixel and instances, or the cells on which "
         "the network and a forest trained on the same corrections disagree "
-        "(committee; the widget's choice in a new network's first round)",
+        "(committee: the widget's choice for a 2D cell network once it has "
+        "learnt something, with its box ticked as it is by default)",
     )
     p.add_argument(
         "--committee-passes",

@@ -401,7 +401,11 @@ def test_corrections_give_the_queue_a_second_opinion(
     from napari_resunet.core.committee import iter_committee
     from napari_resunet.core.edits import corrections_mask
     from napari_resunet.core.inference.postprocess import labels_from_probabilities
-    from napari_resunet.core.patches import rank_patches
+    from napari_resunet.core.patches import (
+        patch_typicality,
+        queue_order,
+        rank_patches,
+    )
     from napari_resunet.ui import _queue_job as job
     from napari_resunet.ui.predict_widget import MODE_INSTANCE, STARTER_PREFIX
 
@@ -450,8 +454,10 @@ def test_corrections_give_the_queue_a_second_opinion(
         job.iter_committee = real
     assert calls == [False, True, True]
     assert "a forest trained on your corrections" in q._status.value
-    # the list says what its scores are: the share of disputed cells
-    assert q._queue_list.native.item(0).text().startswith("1. disputed ")
+    # the list says what its scores are: the share of disputed cells, weighed
+    # by how typical the patch is of the image
+    assert q._queue_list.native.item(0).text().startswith("1. disputed × typical ")
+    assert "how typical each patch is" in q._status.value
     # what is shown and ranked is the committee's opinion, as the core gives it,
     # on the network's cells from one unmirrored pass: the flips are not needed
     one = run_generator(iter_uncertainty(store.model, image, icfg, 1), False, "u")
@@ -471,8 +477,15 @@ def test_corrections_give_the_queue_a_second_opinion(
     np.testing.assert_array_equal(shown, opinion.score)
     np.testing.assert_array_equal(first, opinion.score)
     assert set(np.unique(shown)) <= {0.0, 1.0} and shown.any()
-    expected = rank_patches(opinion.score, (64, 64))
-    assert [e.slices for e in q._entries] == [e.slices for e in expected]
+    typical = patch_typicality(opinion.features, (64, 64))
+    expected = queue_order(opinion.score, (64, 64), typicality=typical)
+    assert [(e.slices, e.score) for e in q._entries] == [
+        (e.slices, e.score) for e in expected
+    ]
+    plain = rank_patches(opinion.score, (64, 64))
+    assert [e.score * typical[e.start] for e in plain] == [
+        next(x.score for x in expected if x.start == e.start) for e in plain
+    ]
     # one progress bar: the second opinion's three stages follow the passes'
     from tests.conftest import drain
 
@@ -487,8 +500,10 @@ def test_corrections_give_the_queue_a_second_opinion(
             0,
             None,
             job.committee_inputs(store, layer, q._snap.spatial_shape, q._features),
+            (64, 64),
         )
     )
+    assert ranking.typicality == typical
     steps = [r.step for r in records]
     assert steps == sorted(steps) and records[-1].step == records[-1].total
     assert [r.message for r in records[-3:]] == [
@@ -506,9 +521,10 @@ def test_corrections_give_the_queue_a_second_opinion(
     inputs.mask[:] = False
     records, ranking = drain(
         job.iter_queue_uncertainty(
-            store.model, image, icfg, 3, None, None, 0, None, inputs
+            store.model, image, icfg, 3, None, None, 0, None, inputs, (64, 64)
         )
     )
+    assert ranking.typicality is None  # weighed only where the committee ranks
     steps = [r.step for r in records]
     assert steps == sorted(steps) and records[-1].step == records[-1].total
     assert ranking.committee.score is None

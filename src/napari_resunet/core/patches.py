@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -349,13 +349,15 @@ def queue_order(
     probabilities: NDArray | None = None,
     variety: float = 0.0,
     blind: bool = False,
+    typicality: Mapping[tuple[int, ...], float] | None = None,
 ) -> list[RankedPatch]:
     """The Annotation queue's patches of one image, in the order it lists them.
 
-    Ranked by :func:`rank_patches` (mean score, reviewed patches left out,
-    reordered by :func:`diversify` with ``variety``), or with ``blind`` (a
-    network that has learnt nothing, whose uncertainty leans towards crowded
-    patches) in :func:`blind_order`'s random order, with no variety.
+    Ranked by :func:`rank_patches` (mean score, reviewed patches left out), each
+    score times the patch's ``typicality`` when given, then reordered by
+    :func:`diversify` with ``variety``; or with ``blind`` (a network that has
+    learnt nothing, whose uncertainty leans towards crowded patches) in
+    :func:`blind_order`'s random order, with no variety.
 
     Args:
         scores: the per-voxel queue score (``uncertainty.queue_scores``).
@@ -364,14 +366,64 @@ def queue_order(
         probabilities: ``(C, *spatial)`` class probabilities, for the variety.
         variety: :func:`diversify`'s strength.
         blind: list the patches in a random order instead.
+        typicality: :func:`patch_typicality` of these patches, by start; the
+            listed scores are then the weighted ones.
     """
     entries = rank_patches(
-        scores,
-        patch_shape,
-        exclude=exclude,
-        probabilities=probabilities,
-        variety=0.0 if blind else variety,
+        scores, patch_shape, exclude=exclude, probabilities=probabilities
     )
     if blind:
-        entries = [entries[i] for i in blind_order(entries)]
+        return [entries[i] for i in blind_order(entries)]
+    if typicality is not None:
+        entries = [
+            replace(e, score=e.score * typicality.get(e.start, 1.0)) for e in entries
+        ]
+        entries.sort(key=lambda e: (-e.score, e.start))
+    if variety > 0 and probabilities is not None:
+        entries = [entries[i] for i in diversify(entries, variety)]
     return entries
+
+
+# reference patches a patch's typicality is measured against, at most (a
+# seeded sample beyond): the pairwise distances cost patches x references
+TYPICALITY_REFERENCES = 2000
+
+
+def patch_typicality(
+    features: NDArray, patch_shape: Sequence[int], seed: int = 0
+) -> dict[tuple[int, ...], float]:
+    """How typical each patch of an image is of the image's patches (information
+    density, Settles & Craven 2008), by the patch's start.
+
+    A patch is described by the mean and standard deviation of each pixel
+    feature in it (standardised over the patches); its typicality is the mean
+    over the image's patches (at most :data:`TYPICALITY_REFERENCES` of them) of
+    ``exp(-d^2 / h)``, with ``d`` the distance between the two descriptions and
+    ``h`` the median of ``d^2``. A patch unlike most of the image (debris, an odd
+    field of a stack) scores low. The patches are :func:`rank_patches`' grid.
+
+    Args:
+        features: ``(*spatial, F)`` pixel features (``committee.pixel_features``).
+        patch_shape: the patches' shape.
+        seed: seeds the sample of reference patches.
+    """
+    spatial = features.shape[:-1]
+    grid = rank_patches(np.zeros(spatial, np.float32), patch_shape)
+    axes = tuple(range(len(spatial)))
+    rows = []
+    for e in grid:
+        f = features[e.slices]
+        rows.append(np.concatenate([f.mean(axes), f.std(axes)]))
+    x = np.asarray(rows, np.float64)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    ref = x
+    if len(x) > TYPICALITY_REFERENCES:
+        pick = np.random.default_rng(seed).choice(
+            len(x), TYPICALITY_REFERENCES, replace=False
+        )
+        ref = x[np.sort(pick)]
+    sq = (x**2).sum(1)
+    d2 = np.maximum(sq[:, None] + (ref**2).sum(1)[None] - 2.0 * x @ ref.T, 0.0)
+    h = float(np.median(d2)) or 1.0
+    density = np.exp(-d2 / h).mean(1)
+    return {e.start: float(w) for e, w in zip(grid, density)}

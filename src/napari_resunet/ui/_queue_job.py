@@ -17,7 +17,7 @@ from napari_resunet.core.committee import (
     iter_committee,
 )
 from napari_resunet.core.inference.postprocess import labels_from_probabilities
-from napari_resunet.core.patches import sees_background
+from napari_resunet.core.patches import patch_typicality, sees_background
 from napari_resunet.core.progress import Progress, relay
 from napari_resunet.core.uncertainty import UncertaintyResult, iter_uncertainty
 from napari_resunet.ui._model_store import FirstPass, ModelStore
@@ -80,6 +80,9 @@ class Ranking:
     result: UncertaintyResult
     background: bool
     committee: CommitteeResult | None
+    # how typical each patch is of the image, by start, where the committee
+    # ranks (core.patches.patch_typicality); None elsewhere
+    typicality: dict[tuple[int, ...], float] | None = None
 
 
 def iter_queue_uncertainty(
@@ -92,6 +95,7 @@ def iter_queue_uncertainty(
     mc_samples: int,
     kept: FirstPass | None,
     committee: CommitteeInputs | None = None,
+    patch_shape: tuple[int, ...] | None = None,
 ) -> Generator[Any, None, Ranking]:
     """``iter_uncertainty``, reusing a segmentation's pass when it was made from
     this very image (compared here, in the worker: a fine-tuning round has just
@@ -108,6 +112,12 @@ def iter_queue_uncertainty(
     pools of four fields, 10 seeds each) cells from one pass ranked within
     0.003 F1 of the mean of three, with median rounds of 5.3 s instead of 7.7 s
     (``docs/benchmarks.md``).
+
+    Where the committee ranks, each patch of ``patch_shape`` is also weighed by
+    how typical it is of the image (:func:`patch_typicality`, on the forest's
+    features): the committee finds the network's real mistakes, but those in
+    an atypical corner (debris, an odd field of a stack) teach the rest of the
+    image little.
     """
     first = None
     if kept is not None and np.array_equal(kept.image, image):
@@ -170,4 +180,7 @@ def iter_queue_uncertainty(
     if committee is not None and (opinion is None or opinion.score is None):
         # no second opinion after all: the network's own doubt, all passes
         result = yield from passes(n_flips, mc_samples, result.probabilities)
-    return Ranking(result, background, opinion)
+    typicality = None
+    if opinion is not None and opinion.score is not None and patch_shape:
+        typicality = patch_typicality(opinion.features, patch_shape)
+    return Ranking(result, background, opinion, typicality)

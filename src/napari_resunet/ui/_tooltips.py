@@ -89,7 +89,8 @@ TOOLTIPS: dict[str, str] = {
     "queue_committee": "For a trained 2D cell model, once you have corrected some "
     "cells and some background: rank by the cells on which the model and a random "
     "forest trained on the same corrections disagree (where two unlike learners "
-    "part, one is wrong). Untick to rank by the model's own uncertainty.",
+    "part, one is wrong), each patch weighed by how typical it is of the image. "
+    "Untick to rank by the model's own uncertainty.",
     "queue_refresh": "Measure where the session model is unsure and rank patches, most "
     "uncertain first (see variety). Reviewed patches are left out.",
     "queue_list": "Choosing an entry moves the view there and outlines the patch.",

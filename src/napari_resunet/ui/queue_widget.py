@@ -59,6 +59,7 @@ class QueueWidget(Container):
         self._entries: list[RankedPatch] = []
         self._snap: Any = None
         self._scored = (True, True)  # (cell network, trained) of the last ranking
+        self._shape: Any = None  # the last ranking's (patch shape, why that side)
         # the last ranked image and its forest features (core.committee), the
         # same from round to round: computed once per image
         self._features: tuple[np.ndarray, np.ndarray] | None = None
@@ -210,6 +211,7 @@ class QueueWidget(Container):
         # from now on segmentations keep their probabilities for the next ranking
         self._store.keep_first_pass = True
         kept = self._store.take_first_pass(model, snap.channel_axis, cfg, vs)
+        self._shape = self._patch_shape(snap.spatial_shape, model)
         committee = (
             committee_inputs(
                 self._store,
@@ -232,6 +234,7 @@ class QueueWidget(Container):
                 4 if model.config.dropout > 0 else 0,  # MC dropout samples
                 kept,
                 committee,
+                self._shape[0],
                 desc="Uncertainty",
                 on_returned=self._on_uncertainty,
                 on_errored=lambda err: show_error(f"Uncertainty failed: {err}"),
@@ -244,7 +247,13 @@ class QueueWidget(Container):
         if opinion is not None and opinion.features is not None:
             self._features = (snap.data, opinion.features)
         committee = opinion.score if opinion is not None else None
-        self._score_name = "uncertainty" if committee is None else "disputed"
+        self._score_name = (
+            "uncertainty"
+            if committee is None
+            else "disputed"
+            if ranking.typicality is None
+            else "disputed × typical"
+        )
         u = queue_scores(
             result, *self._scored, background=ranking.background, committee=committee
         )
@@ -260,17 +269,7 @@ class QueueWidget(Container):
             contrast_limits=(0.0, max(float(u.max()), 1e-3)),
             visible=False,
         )
-        model, labels_layer = self._store.model, self._labels_combo.value
-        cells = (  # cell labels size the automatic patches
-            labels_layer.data
-            if labels_layer is not None
-            and not getattr(labels_layer, "multiscale", False)
-            and model.config.task == "instance"
-            else None
-        )
-        shape, why = queue_patch_shape(
-            u.shape, model.spatial_dims, int(self._patch_spin.value), cells
-        )
+        shape, why = self._shape
         variety = self._variety(ranking.background)
         # left to the plugin, a network that has learnt nothing is not ranked by
         # its uncertainty, which leans towards crowded patches (blind_order)
@@ -282,6 +281,7 @@ class QueueWidget(Container):
             probabilities=result.probabilities,
             variety=variety,
             blind=blind,
+            typicality=ranking.typicality,
         )
         self._fill_list()
         if self._entries:
@@ -292,6 +292,22 @@ class QueueWidget(Container):
         self._status.value = (
             f"{len(self._entries)} patches ranked; mean {self._score_name} "
             f"{float(u.mean()):.3f}.{note}{_order_note(blind, variety, opinion)}"
+        )
+
+    def _patch_shape(self, spatial_shape: tuple[int, ...], model: Any) -> Any:
+        """The queue's patch shape and, for an automatic side, why that side
+        (``queue_patch_shape``; a cell network's labels size the patches)."""
+        layer = self._labels_combo.value
+        cells = (
+            layer.data
+            if layer is not None
+            and not getattr(layer, "multiscale", False)
+            and model.config.task == "instance"
+            and layer.data.shape == tuple(spatial_shape)
+            else None
+        )
+        return queue_patch_shape(
+            spatial_shape, model.spatial_dims, int(self._patch_spin.value), cells
         )
 
     def _variety(self, background: bool) -> float:
@@ -374,7 +390,8 @@ def _order_note(blind: bool, variety: float, opinion: Any) -> str:
     if opinion is not None and opinion.score is not None:
         note += (
             " Ranked by the cells on which the network and a forest trained "
-            "on your corrections disagree."
+            "on your corrections disagree, weighed by how typical each patch is "
+            "of the image."
         )
     elif opinion is not None:
         note += f" No forest to compare with yet: {opinion.reason}."
