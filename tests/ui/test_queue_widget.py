@@ -456,7 +456,7 @@ def test_corrections_give_the_queue_a_second_opinion(
     assert "a forest trained on your corrections" in q._status.value
     # the list says what its scores are: the share of disputed cells, weighed
     # by how typical the patch is of the image
-    assert q._queue_list.native.item(0).text().startswith("1. disputed × typical ")
+    assert q._queue_list.native.item(0).text().startswith("1. weighted ")
     assert "how typical each patch is" in q._status.value
     # what is shown and ranked is the committee's opinion, as the core gives it,
     # on the network's cells from one unmirrored pass: the flips are not needed

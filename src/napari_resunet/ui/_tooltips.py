@@ -93,7 +93,10 @@ TOOLTIPS: dict[str, str] = {
     "Untick to rank by the model's own uncertainty.",
     "queue_refresh": "Measure where the session model is unsure and rank patches, most "
     "uncertain first (see variety). Reviewed patches are left out.",
-    "queue_list": "Choosing an entry moves the view there and outlines the patch.",
+    "queue_list": "Choosing an entry moves the view there and outlines the patch. "
+    "The score is the model's uncertainty or, with the forest's second opinion, "
+    "'weighted': the share of the patch on cells the two disagree on, times how "
+    "typical the patch is of the image.",
     "queue_next": "Go to the next patch in the queue.",
     "queue_review": "The patch is correct as shown: all its voxels count as corrections "
     "in the next fine-tuning round, and it leaves the queue.",

@@ -152,7 +152,8 @@ class QueueWidget(Container):
             f"{a} {s.start}" for a, s in zip("zyx"[-len(entry.slices) :], entry.slices)
         )
         # what the score is: uncertainty, or with a forest's second opinion the
-        # share of the patch covered by cells the two learners dispute
+        # share of the patch covered by cells the two learners dispute, times
+        # the patch's typicality
         return f"{i + 1}. {self._score_name} {entry.score:.3f} at {where}"
 
     def _selected(self) -> int | None:
@@ -247,13 +248,9 @@ class QueueWidget(Container):
         if opinion is not None and opinion.features is not None:
             self._features = (snap.data, opinion.features)
         committee = opinion.score if opinion is not None else None
-        self._score_name = (
-            "uncertainty"
-            if committee is None
-            else "disputed"
-            if ranking.typicality is None
-            else "disputed × typical"
-        )
+        # with the forest's opinion: disputed share x typicality (short: the
+        # list is narrow; its tooltip says what it is)
+        self._score_name = "uncertainty" if committee is None else "weighted"
         u = queue_scores(
             result, *self._scored, background=ranking.background, committee=committee
         )
