@@ -83,6 +83,7 @@ from napari_resunet.core.patches import (
     auto_variety,
     blind_order,
     diversify,
+    patch_descriptions,
     patch_typicality,
     rank_patches,
 )
@@ -809,11 +810,7 @@ def badge_order(emb: np.ndarray, k: int, seed) -> list[int]:
 
 def _patch_vectors(field: int, slices_list) -> np.ndarray:
     """Mean and standard deviation of each forest feature in each patch."""
-    f = POOL_FEATURES[field]
-    axes = tuple(range(f.ndim - 1))  # the spatial ones; features are last
-    return np.array(
-        [np.concatenate([f[sl].mean(axes), f[sl].std(axes)]) for sl in slices_list]
-    )
+    return patch_descriptions(POOL_FEATURES[field], slices_list)
 
 
 @functools.lru_cache(maxsize=2)

@@ -389,6 +389,20 @@ def queue_order(
 TYPICALITY_REFERENCES = 2000
 
 
+def patch_descriptions(
+    features: NDArray, slices: Sequence[tuple[slice, ...]]
+) -> NDArray:
+    """``(patches, 2F)``: the mean and standard deviation of each pixel feature
+    of ``features`` (``(*spatial, F)``) in each patch, one row per patch."""
+    axes = tuple(range(features.ndim - 1))  # the spatial ones; features are last
+    return np.array(
+        [
+            np.concatenate([features[sl].mean(axes), features[sl].std(axes)])
+            for sl in slices
+        ]
+    )
+
+
 def patch_typicality(
     features: NDArray, patch_shape: Sequence[int], seed: int = 0
 ) -> dict[tuple[int, ...], float]:
@@ -407,14 +421,8 @@ def patch_typicality(
         patch_shape: the patches' shape.
         seed: seeds the sample of reference patches.
     """
-    spatial = features.shape[:-1]
-    grid = rank_patches(np.zeros(spatial, np.float32), patch_shape)
-    axes = tuple(range(len(spatial)))
-    rows = []
-    for e in grid:
-        f = features[e.slices]
-        rows.append(np.concatenate([f.mean(axes), f.std(axes)]))
-    x = np.asarray(rows, np.float64)
+    grid = rank_patches(np.zeros(features.shape[:-1], np.float32), patch_shape)
+    x = patch_descriptions(features, [e.slices for e in grid]).astype(np.float64)
     x = (x - x.mean(0)) / (x.std(0) + 1e-6)
     ref = x
     if len(x) > TYPICALITY_REFERENCES:

@@ -300,8 +300,7 @@ class QueueWidget(Container):
             if layer is not None
             and not getattr(layer, "multiscale", False)
             and model.config.task == "instance"
-            and layer.data.shape == tuple(spatial_shape)
-            else None
+            else None  # labels of another shape: queue_patch_shape ignores them
         )
         return queue_patch_shape(
             spatial_shape, model.spatial_dims, int(self._patch_spin.value), cells
