@@ -79,14 +79,14 @@ from napari_resunet.core.inference.postprocess import (
 from napari_resunet.core.metrics import dice_per_class, iou_matrix, match_instances
 from napari_resunet.core.models.zoo import load_model
 from napari_resunet.core.normalize import normalize_image
-from napari_resunet.core.patches import (
+from napari_resunet.core.ordering import (
     auto_variety,
     blind_order,
     diversify,
     patch_descriptions,
     patch_typicality,
-    rank_patches,
 )
+from napari_resunet.core.patches import rank_patches
 from napari_resunet.core.progress import run_generator
 from napari_resunet.core.training.dataset import class_mix, instance_targets
 from napari_resunet.core.training.finetune import (
@@ -831,7 +831,7 @@ def _pool_patch_vectors(patch: tuple[int, ...]) -> tuple[list, np.ndarray]:
 def _typicality(patch: tuple[int, ...]) -> dict:
     """Each pool patch's typicality, by ``(field, start)``, as the Annotation
     queue measures it on a stack of fields
-    (:func:`~napari_resunet.core.patches.patch_typicality` on the pool's
+    (:func:`~napari_resunet.core.ordering.patch_typicality` on the pool's
     features, computed once a run)."""
     stack = np.stack(POOL_FEATURES)  # the pool's fields are of one shape
     typical = patch_typicality(stack, (1, *patch))

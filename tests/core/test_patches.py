@@ -1,20 +1,23 @@
-"""The annotation queue's patches: sizes, ranking, variety (core.patches)."""
+"""The annotation queue's patches: sizes and ranking (core.patches), their order:
+variety, blind order, typicality (core.ordering)."""
 
 import numpy as np
 import pytest
 
-from napari_resunet.core.patches import (
+from napari_resunet.core.ordering import (
     AUTO_VARIETY_BACKGROUND,
-    RankedPatch,
     auto_variety,
     blind_order,
     diversify,
     queue_order,
+    sees_background,
+    variety_for,
+)
+from napari_resunet.core.patches import (
+    RankedPatch,
     queue_patch_shape,
     rank_patches,
-    sees_background,
     suggest_patch_side,
-    variety_for,
 )
 
 
@@ -97,7 +100,7 @@ def test_rank_patches_records_composition_and_varies_the_order():
     plain = rank_patches(u, (4, 4), probabilities=probs)
     assert plain[0].composition == (1.0, 0.0)
     assert [e.start for e in plain[:5]] == [(0, 0), (0, 4), (4, 0), (4, 4), (0, 8)]
-    varied = rank_patches(u, (4, 4), probabilities=probs, variety=1.0)
+    varied = queue_order(u, (4, 4), probabilities=probs, variety=1.0)
     assert [e.start for e in varied[:2]] == [(0, 0), (4, 8)]
     assert varied[1].composition == pytest.approx((0.5, 0.5))
     assert sorted(e.start for e in varied) == sorted(e.start for e in plain)
@@ -219,7 +222,8 @@ def test_queue_order_ranks_or_draws_blind_and_leaves_out_reviewed_patches():
     assert ranked == rank_patches(u, (64, 64), exclude=reviewed)
     assert len(ranked) == 5 and (0, 0) not in [e.start for e in ranked]
     varied = queue_order(u, (64, 64), probabilities=probs, variety=1.0)
-    assert varied == rank_patches(u, (64, 64), probabilities=probs, variety=1.0)
+    plain = rank_patches(u, (64, 64), probabilities=probs)
+    assert varied == [plain[i] for i in diversify(plain, 1.0)] != plain
     # a new network: the fixed random draw, whatever the variety asks
     plain = rank_patches(u, (64, 64), exclude=reviewed, probabilities=probs)
     blind = queue_order(
@@ -230,8 +234,8 @@ def test_queue_order_ranks_or_draws_blind_and_leaves_out_reviewed_patches():
 
 
 def test_patch_typicality_demotes_the_odd_patch_out(monkeypatch):
-    import napari_resunet.core.patches as patches
-    from napari_resunet.core.patches import patch_typicality
+    import napari_resunet.core.ordering as ordering
+    from napari_resunet.core.ordering import patch_typicality
 
     rng = np.random.default_rng(0)
     features = rng.normal(0.0, 1.0, (128, 192, 3)).astype(np.float32)
@@ -259,7 +263,7 @@ def test_patch_typicality_demotes_the_odd_patch_out(monkeypatch):
     expected = np.exp(-d2 / np.median(d2)).mean(1)
     np.testing.assert_allclose([typical[g] for g in grid], expected, rtol=1e-9)
     # many patches: measured against a seeded sample of them, the same each time
-    monkeypatch.setattr(patches, "TYPICALITY_REFERENCES", 4)
+    monkeypatch.setattr(ordering, "TYPICALITY_REFERENCES", 4)
     sampled = patch_typicality(features, (64, 64))
     assert sampled == patch_typicality(features, (64, 64))
     assert min(sampled, key=sampled.get) == (64, 128)

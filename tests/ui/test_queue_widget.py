@@ -4,7 +4,7 @@ import numpy as np
 from tests.ui.conftest import dock, segment_with_new_network, wait_idle
 
 from napari_resunet.core import InferenceConfig
-from napari_resunet.core.patches import blind_order, diversify
+from napari_resunet.core.ordering import blind_order, diversify
 from napari_resunet.core.progress import run_generator
 from napari_resunet.core.uncertainty import iter_uncertainty
 from napari_resunet.ui._layers import camera_of
@@ -343,7 +343,8 @@ def test_a_trained_cell_network_ranks_by_where_cells_are_in_doubt(
     """A new cell network's queue ranks by the full uncertainty; a trained one
     (here the starter), with nuclei in a background, by how unsure it is that a
     pixel is a cell at all (``queue_scores``). The layer shows what is ranked."""
-    from napari_resunet.core.patches import rank_patches, sees_background
+    from napari_resunet.core.ordering import sees_background
+    from napari_resunet.core.patches import rank_patches
     from napari_resunet.ui.predict_widget import MODE_INSTANCE, STARTER_PREFIX
 
     viewer = make_napari_viewer()
@@ -401,11 +402,8 @@ def test_corrections_give_the_queue_a_second_opinion(
     from napari_resunet.core.committee import iter_committee
     from napari_resunet.core.edits import corrections_mask
     from napari_resunet.core.inference.postprocess import labels_from_probabilities
-    from napari_resunet.core.patches import (
-        patch_typicality,
-        queue_order,
-        rank_patches,
-    )
+    from napari_resunet.core.ordering import patch_typicality, queue_order
+    from napari_resunet.core.patches import rank_patches
     from napari_resunet.ui import _queue_job as job
     from napari_resunet.ui.predict_widget import MODE_INSTANCE, STARTER_PREFIX
 

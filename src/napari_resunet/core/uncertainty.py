@@ -3,8 +3,9 @@
 Uncertainty combines what one prediction says (entropy of the class
 probabilities) with how much the prediction changes under test-time flips (a
 model that is sure of a voxel predicts it the same way when the image is
-mirrored). :mod:`napari_resunet.core.patches` turns such a map into the
-annotation queue's ranked patches.
+mirrored). :mod:`napari_resunet.core.patches` and
+:mod:`napari_resunet.core.ordering` turn such a map into the annotation queue's
+ranked and ordered patches.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from napari_resunet.core.inference.predict import (
     prediction_steps,
 )
 from napari_resunet.core.models.resunet import ResUNet
-from napari_resunet.core.patches import sees_background
+from napari_resunet.core.ordering import sees_background
 from napari_resunet.core.progress import Progress, relay, run_generator
 
 
@@ -88,7 +89,7 @@ def queue_scores(
 
     For a cell network (background, cell interior, cell boundary) that has learnt
     something and sees at least a fifth of the image as background
-    (:func:`~napari_resunet.core.patches.sees_background`): the cells on which
+    (:func:`~napari_resunet.core.ordering.sees_background`): the cells on which
     it and a forest trained on the same corrections disagree (``committee``,
     from :func:`~napari_resunet.core.committee.iter_committee`) where there is
     such a forest, else how unsure the mean prediction is that a voxel is a cell
@@ -118,7 +119,7 @@ def queue_scores(
         cells: the network is a cell network (``ModelConfig.task == "instance"``).
         trained: the network comes from a finished training or has been
             fine-tuned at least once.
-        background: :func:`~napari_resunet.core.patches.sees_background` of
+        background: :func:`~napari_resunet.core.ordering.sees_background` of
             ``result.probabilities`` when the caller has it already (the queue
             also needs it for its automatic variety; on a large volume the sum
             over the background channel is worth doing once).

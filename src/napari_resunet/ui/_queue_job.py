@@ -17,7 +17,7 @@ from napari_resunet.core.committee import (
     iter_committee,
 )
 from napari_resunet.core.inference.postprocess import labels_from_probabilities
-from napari_resunet.core.patches import patch_typicality, sees_background
+from napari_resunet.core.ordering import patch_typicality, sees_background
 from napari_resunet.core.progress import Progress, relay
 from napari_resunet.core.uncertainty import UncertaintyResult, iter_uncertainty
 from napari_resunet.ui._model_store import FirstPass, ModelStore
@@ -81,7 +81,7 @@ class Ranking:
     background: bool
     committee: CommitteeResult | None
     # how typical each patch is of the image, by start, where the committee
-    # ranks (core.patches.patch_typicality); None elsewhere
+    # ranks (core.ordering.patch_typicality); None elsewhere
     typicality: dict[tuple[int, ...], float] | None = None
 
 

@@ -18,12 +18,8 @@ from napari.utils.notifications import show_error, show_warning
 from qtpy.QtWidgets import QAbstractItemView
 
 from napari_resunet.core.checks import check_image
-from napari_resunet.core.patches import (
-    RankedPatch,
-    queue_order,
-    queue_patch_shape,
-    variety_for,
-)
+from napari_resunet.core.ordering import queue_order, variety_for
+from napari_resunet.core.patches import RankedPatch, queue_patch_shape
 from napari_resunet.core.uncertainty import queue_scores
 from napari_resunet.ui._layers import (
     guess_channel_axis,

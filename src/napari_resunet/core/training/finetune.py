@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from napari_resunet.core.config import ModelConfig, TrainConfig
-from napari_resunet.core.patches import AUTO_VARIETY_BACKGROUND
+from napari_resunet.core.ordering import AUTO_VARIETY_BACKGROUND
 
 # the rate of a new 2D network's first round: from a handful of corrected
 # patches in tens of steps, at 1e-3 it often ends before it has learnt the cells
