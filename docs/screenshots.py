@@ -156,7 +156,7 @@ def main() -> None:
     _, seg = viewer.window.add_plugin_dock_widget("napari-resunet", "Segment")
     seg._model_combo.value = f"{STARTER_PREFIX}nuclei3d"
     seg._advanced_check.value = True
-    seg._flips_spin.value = 8  # test-time augmentation: all 8 mirrorings
+    seg._advanced.flips_spin.value = 8  # test-time augmentation: all 8 mirrorings
     seg._run_button.clicked()
     _settle(viewer)
     viewer.dims.ndisplay = 3

@@ -259,19 +259,19 @@ def test_starter_model_is_finetuned_gently(
     assert used == [seg._read_instance_config()]
     assert used[0].seed_threshold == pytest.approx(0.9)
     # settings the user changes stay through the next rounds and are used there
-    seg._seed_threshold_spin.value = 0.7
+    seg._advanced.seed_threshold_spin.value = 0.7
     seg._run_button.clicked()
     ft._steps_spin.value = 2
     ft._run_button.clicked()
     assert store.rounds == 2
-    assert seg._seed_threshold_spin.value == pytest.approx(0.7)
+    assert seg._advanced.seed_threshold_spin.value == pytest.approx(0.7)
     assert used[-1].seed_threshold == pytest.approx(0.7)
     ft._undo_button.clicked()
     f1_after = match_instances(out.data, truth, (0.5,))[0]["f1"]
     assert f1_after > f1_before - 0.05, (f1_before, f1_after)
     ft._undo_button.clicked()
     assert store.pretrained and store.rounds == 0
-    assert seg._seed_threshold_spin.value == pytest.approx(0.7)
+    assert seg._advanced.seed_threshold_spin.value == pytest.approx(0.7)
     # a new network is not pretrained: the fast rate, faster still for its first
     # round, which has nothing to lose
     seg._model_combo.value = NEW_2D
@@ -384,7 +384,7 @@ def test_test_time_flips_segment_and_the_rounds_after_keep_them(
     store = get_store(viewer)
     out = viewer.layers["nuclei [resunet]"]
     seg._advanced_check.value = True
-    seg._flips_spin.value = 4
+    seg._advanced.flips_spin.value = 4
     seg._prob_check.value = True
     seg._run_button.clicked()
     wait_idle(qtbot, seg)

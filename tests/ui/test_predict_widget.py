@@ -103,14 +103,14 @@ def test_a_mistyped_tile_shape_is_named_and_nothing_runs(
     widget._advanced_check.value = True
     errors = []
     monkeypatch.setattr(pw, "show_error", errors.append)
-    widget._tile_edit.value = "256 by 256"
+    widget._advanced.tile_edit.value = "256 by 256"
     widget._run_button.clicked()
     assert len(errors) == 1, errors
     assert "tile shape '256 by 256' is not understood" in errors[0]
     assert [layer.name for layer in viewer.layers] == ["nuclei"]
     assert get_store(viewer).model is None and not widget._job.busy
     # written as the hint says, it runs
-    widget._tile_edit.value = "256x256"
+    widget._advanced.tile_edit.value = "256x256"
     _segment(qtbot, widget)
     assert "nuclei [resunet]" in viewer.layers and len(errors) == 1
 
@@ -122,7 +122,7 @@ def test_cancel_changes_nothing(make_napari_viewer, qtbot, nuclei3d):
     widget = dock(viewer, "Segment")
     widget._model_combo.value = NEW_3D
     widget._advanced_check.value = True
-    widget._tile_edit.value = "16,32,32"  # many tiles
+    widget._advanced.tile_edit.value = "16,32,32"  # many tiles
     n_layers = len(viewer.layers)
     state = {"aborted": False}
 
@@ -365,7 +365,7 @@ def test_starter_model_gives_one_label_per_nucleus(
     # a 192x256 crop with many cut nuclei at its edges; an untrained net scores ~0
     assert match_instances(out.data, truth, (0.5,))[0]["f1"] > 0.6
     # the model's tuned cell settings are shown in the advanced settings
-    assert widget._seed_threshold_spin.value == pytest.approx(0.9)
+    assert widget._advanced.seed_threshold_spin.value == pytest.approx(0.9)
     assert "cells" in widget._status.value or "Segmented" in widget._status.value
 
 

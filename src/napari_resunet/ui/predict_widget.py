@@ -11,24 +11,13 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
-    FloatSpinBox,
-    LineEdit,
     PushButton,
-    SpinBox,
     create_widget,
 )
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from napari_resunet.core import (
-    InferenceConfig,
-    build_model,
-    load_checkpoint,
-)
-from napari_resunet.core.checks import (
-    check_image,
-    check_not_constant,
-    parse_tile_shape,
-)
+from napari_resunet.core import InferenceConfig, build_model, load_checkpoint
+from napari_resunet.core.checks import check_image, check_not_constant
 from napari_resunet.core.config import InstanceConfig
 from napari_resunet.core.models.checkpoint import CheckpointError
 from napari_resunet.core.models.zoo import (
@@ -40,6 +29,7 @@ from napari_resunet.core.training.finetune import new_network_config
 from napari_resunet.ui._layers import snapshot_image
 from napari_resunet.ui._model_store import get_store
 from napari_resunet.ui._predict_job import start_prediction
+from napari_resunet.ui._segment_settings import SegmentSettings
 from napari_resunet.ui._status import status_label
 from napari_resunet.ui._tooltips import TOOLTIPS
 from napari_resunet.ui._workers import JobSlot
@@ -81,7 +71,6 @@ class PredictWidget(Container):
         self._store = get_store(viewer)
         self._shown_tuned: Any = None  # the tuned cell settings last put in the form
         self._job = JobSlot(on_idle=lambda: self._set_running(False))
-        defaults = InferenceConfig()
         self._image_combo = create_widget(
             annotation="napari.layers.Image", label="image"
         )
@@ -101,47 +90,7 @@ class PredictWidget(Container):
         )
         self._checkpoint_file = FileEdit(label="checkpoint", mode="r", filter="*.pt")
         self._advanced_check = CheckBox(text="Advanced settings", value=False)
-        self._tile_edit = LineEdit(label="tile shape", value="auto")
-        self._overlap_spin = FloatSpinBox(
-            label="overlap", value=defaults.overlap, min=0.0, max=0.9, step=0.05
-        )
-        self._batch_spin = SpinBox(
-            label="tiles per batch", value=defaults.batch_size, min=1, max=64
-        )
-        self._device_combo = ComboBox(
-            label="device",
-            choices=["auto", "cpu", "cuda", "mps"],
-            value=defaults.device,
-        )
-        self._flips_spin = SpinBox(
-            label="test-time flips", value=defaults.test_time_flips, min=1, max=8
-        )
-        inst = InstanceConfig()
-        self._min_size_spin = SpinBox(
-            label="min cell size", value=inst.min_size, min=0, max=10**7
-        )
-        self._seeds_combo = ComboBox(
-            label="cell seeds", choices=["interior", "distance"], value=inst.seeds
-        )
-        self._seed_threshold_spin = FloatSpinBox(
-            label="seed threshold",
-            value=inst.seed_threshold,
-            min=0.05,
-            max=0.99,
-            step=0.05,
-        )
-        self._advanced = Container(
-            widgets=[
-                self._tile_edit,
-                self._overlap_spin,
-                self._batch_spin,
-                self._device_combo,
-                self._flips_spin,
-                self._min_size_spin,
-                self._seeds_combo,
-                self._seed_threshold_spin,
-            ]
-        )
+        self._advanced = SegmentSettings()
         self._prob_check = CheckBox(text="Also show probabilities", value=False)
         self._replace_check = CheckBox(
             text="Replace my edits too (Ctrl+Z restores them)"
@@ -155,15 +104,7 @@ class PredictWidget(Container):
             (self._model_combo, "model"),
             (self._mode_combo, "mode"),
             (self._checkpoint_file, "checkpoint"),
-            (self._min_size_spin, "min_size"),
-            (self._seeds_combo, "seeds"),
-            (self._seed_threshold_spin, "seed_threshold"),
             (self._advanced_check, "advanced"),
-            (self._tile_edit, "tile"),
-            (self._overlap_spin, "overlap"),
-            (self._batch_spin, "batch"),
-            (self._device_combo, "device"),
-            (self._flips_spin, "flips"),
             (self._prob_check, "probabilities"),
             (self._replace_check, "replace"),
             (self._run_button, "run"),
@@ -224,9 +165,7 @@ class PredictWidget(Container):
             # the user set in the form after every round
             tuned = getattr(model, "instance_config", None)
             if tuned is not None and tuned != self._shown_tuned:
-                self._min_size_spin.value = tuned.min_size
-                self._seeds_combo.value = tuned.seeds
-                self._seed_threshold_spin.value = tuned.seed_threshold
+                self._advanced.show_cell_settings(tuned)
                 self._shown_tuned = tuned
             kind = "cells" if model.config.task == "instance" else "classes"
             self._status.value = (
@@ -238,23 +177,11 @@ class PredictWidget(Container):
         self._cancel_button.enabled = running
 
     def _read_config(self) -> InferenceConfig:
-        return InferenceConfig(
-            tile_shape=parse_tile_shape(self._tile_edit.value),
-            overlap=float(self._overlap_spin.value),
-            batch_size=int(self._batch_spin.value),
-            device=self._device_combo.value,
-            test_time_flips=int(self._flips_spin.value),
-            # A viewer job must stay cancellable within a second: never block on a
-            # compile warm-up here.
-            use_compile="never",
-        )
+        return self._advanced.inference_config()
 
     def _read_instance_config(self) -> InstanceConfig:
-        base = getattr(self._store.model, "instance_config", None) or InstanceConfig()
-        return base.replace(
-            min_size=int(self._min_size_spin.value),
-            seeds=self._seeds_combo.value,
-            seed_threshold=float(self._seed_threshold_spin.value),
+        return self._advanced.instance_config(
+            getattr(self._store.model, "instance_config", None)
         )
 
     def _channel_axis(self) -> int | None:

@@ -14,38 +14,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import (
-    ComboBox,
-    Container,
-    FileEdit,
-    PushButton,
-    Table,
-    create_widget,
-)
+from magicgui.widgets import ComboBox, Container, FileEdit, PushButton, create_widget
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtWidgets import QStyledItemDelegate
 
 from napari_resunet.core.checks import check_image
 from napari_resunet.core.session import AnnotationSession, SessionError
 from napari_resunet.ui._compare_view import SideBySide, start_comparison
 from napari_resunet.ui._held_back import HeldBackScorer
-from napari_resunet.ui._layers import (
-    guess_channel_axis,
-    snapshot_image,
-)
+from napari_resunet.ui._layers import guess_channel_axis, snapshot_image
 from napari_resunet.ui._model_store import get_store
 from napari_resunet.ui._predict_job import start_prediction
 from napari_resunet.ui._session_sync import read_session, write_session
 from napari_resunet.ui._status import status_label
 from napari_resunet.ui._tooltips import TOOLTIPS
+from napari_resunet.ui._versions_table import VersionsTable, fmt_score
 from napari_resunet.ui._workers import JobSlot
 
 if TYPE_CHECKING:
     import napari
-
-
-def _fmt(x: float | None) -> str:
-    return "" if x is None else f"{x:.3f}"
 
 
 class VersionsWidget(Container):
@@ -68,12 +54,7 @@ class VersionsWidget(Container):
         self._folder = FileEdit(label="session folder", mode="d")
         self._open_button = PushButton(text="Open session")
         self._save_button = PushButton(text="Save session")
-        self._table = Table(value=[], columns=self._COLUMNS)
-        self._table.min_height = 160
-        # cells show their text as written: magicgui's delegate re-formats any
-        # number-like text to 4 decimals ("0.991" as "0.9910"), out of step with
-        # the status line and warnings, which give scores to 3
-        self._table.native.setItemDelegate(QStyledItemDelegate(self._table.native))
+        self._table = VersionsTable()
         self._version_combo = ComboBox(label="version", choices=self._version_choices)
         self._other_combo = ComboBox(
             label="compare with", choices=self._version_choices
@@ -127,10 +108,6 @@ class VersionsWidget(Container):
         self._cancel_button.changed.connect(lambda *_: self._job.cancel())
         self._store.changed.connect(self._on_model_changed)
 
-    # short headers: the dock is narrow; "Dice before/after" is on the held-back
-    # reviewed patches (the status line and the tooltip say so)
-    _COLUMNS = ["time", "voxels", "steps", "Dice before", "after", "note"]
-
     # ---- session --------------------------------------------------------------
     @property
     def session(self) -> AnnotationSession:
@@ -155,27 +132,7 @@ class VersionsWidget(Container):
         return [(f"v{v.number} ({v.created[11:16]})", v.number) for v in s.versions]
 
     def _refresh(self) -> None:
-        rows = []
-        for v in self.session.versions:
-            note = "worse on held-back patches" if v.is_worse else v.note
-            rows.append(
-                [
-                    v.created[11:16],
-                    # text: a number cell shows 103600 as "1.036e+05"
-                    f"{v.n_corrections:,}",
-                    str(v.steps),
-                    _fmt(v.score_before),
-                    _fmt(v.score_after),
-                    note,
-                ]
-            )
-        self._table.value = {
-            "data": rows,
-            # the version names the row: one column less in a narrow dock
-            "index": [f"v{v.number}" for v in self.session.versions],
-            "columns": self._COLUMNS,
-        }
-        self._table.native.resizeColumnsToContents()
+        self._table.show_versions(self.session.versions)
         self._version_combo.reset_choices()
         self._other_combo.reset_choices()
 
@@ -227,7 +184,7 @@ class VersionsWidget(Container):
         self._refresh()
         msg = (
             f"v{v.number} on held-back patches: "
-            f"{_fmt(v.score_before) or '–'} → {_fmt(v.score_after)}."
+            f"{fmt_score(v.score_before) or '–'} → {fmt_score(v.score_after)}."
         )
         if v.is_worse:
             # v1's predecessor is the model the session started from, not a version
