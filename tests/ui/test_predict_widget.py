@@ -90,6 +90,28 @@ def test_segment_3d_sample_with_probabilities(make_napari_viewer, qtbot, nuclei3
     assert probs.data.shape == image.data.shape and probs.data.dtype == np.float32
 
 
+def test_segment_settings_start_at_the_core_defaults_and_read_back(qtbot):
+    from napari_resunet.core import InferenceConfig
+    from napari_resunet.core.config import InstanceConfig
+    from napari_resunet.ui._segment_settings import SegmentSettings
+
+    form = SegmentSettings()
+    # untouched, the form asks for the core's defaults (never a compile warm-up)
+    assert form.inference_config() == InferenceConfig(use_compile="never")
+    assert form.instance_config() == InstanceConfig()
+    form.tile_edit.value = "64x128x128"
+    form.flips_spin.value = 4
+    cfg = form.inference_config()
+    assert cfg.tile_shape == (64, 128, 128) and cfg.test_time_flips == 4
+    # a tuned model's own cell settings: shown, and kept beneath the form's three
+    tuned = InstanceConfig(min_size=40, seeds="distance", seed_threshold=0.8)
+    form.show_cell_settings(tuned)
+    base = tuned.replace(seed_min_distance=tuned.seed_min_distance + 3)
+    assert form.instance_config(base) == base
+    form.seed_threshold_spin.value = 0.6
+    assert form.instance_config(base) == base.replace(seed_threshold=0.6)
+
+
 def test_a_mistyped_tile_shape_is_named_and_nothing_runs(
     make_napari_viewer, qtbot, nuclei2d, monkeypatch
 ):
