@@ -310,6 +310,12 @@ def main() -> None:
     )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
+        "--no-bfloat16",
+        action="store_true",
+        help="behave as on a CPU without native bfloat16: prediction and "
+        "fine-tuning in float32 (with --threads 1, a stand-in for a slower CPU)",
+    )
+    p.add_argument(
         "--queue",
         choices=["off", "after", "eager"],
         default="off",
@@ -335,6 +341,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.no_bfloat16:  # "auto" precision asks this probe (core.device)
+        import napari_resunet.core.device as device
+
+        device.native_bfloat16_cpu = lambda: False
     rows = []
     for case in args.cases:
         rows += run_case(
