@@ -320,6 +320,23 @@ def _warm_up() -> None:
         torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
 
 
+def finish_pandas_import() -> None:
+    """Wait until pandas is imported, if it is being imported.
+
+    A magicgui ``Table`` looks pandas up in ``sys.modules`` without importing
+    it. While :func:`_warm_up` imports pandas in its thread, that lookup finds
+    a half-made module, and building the table raises ``AttributeError``: a
+    dock with a table opened within a second of the first widget failed to
+    open. An import here blocks on the import in progress (Python's per-module
+    import lock) and returns the finished module.
+    """
+    import contextlib
+    import importlib
+
+    with contextlib.suppress(ImportError):  # napari's dependency, not ours
+        importlib.import_module("pandas")
+
+
 _WARMED = threading.Event()  # set once the warm-up has been started
 WARM_UP_THREAD = "resunet-warm-up"  # its thread's name (benchmarks wait for it)
 

@@ -8,7 +8,7 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, LineEdit, SpinBo
 from napari_resunet.core import InferenceConfig
 from napari_resunet.core.checks import parse_tile_shape
 from napari_resunet.core.config import InstanceConfig
-from napari_resunet.ui._tooltips import TOOLTIPS
+from napari_resunet.ui._tooltips import tipped
 
 
 class SegmentSettings(Container):
@@ -45,19 +45,18 @@ class SegmentSettings(Container):
             max=0.99,
             step=0.05,
         )
-        widgets = {
-            "tile": self.tile_edit,
-            "overlap": self.overlap_spin,
-            "batch": self.batch_spin,
-            "device": self.device_combo,
-            "flips": self.flips_spin,
-            "min_size": self.min_size_spin,
-            "seeds": self.seeds_combo,
-            "seed_threshold": self.seed_threshold_spin,
-        }
-        for key, w in widgets.items():
-            w.tooltip = TOOLTIPS[key]
-        super().__init__(widgets=list(widgets.values()))
+        super().__init__(
+            widgets=tipped(
+                (self.tile_edit, "tile"),
+                (self.overlap_spin, "overlap"),
+                (self.batch_spin, "batch"),
+                (self.device_combo, "device"),
+                (self.flips_spin, "flips"),
+                (self.min_size_spin, "min_size"),
+                (self.seeds_combo, "seeds"),
+                (self.seed_threshold_spin, "seed_threshold"),
+            )
+        )
 
     def inference_config(self) -> InferenceConfig:
         """The tiling, device and flips as typed (``ValueError`` with a message

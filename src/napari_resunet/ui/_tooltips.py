@@ -1,5 +1,9 @@
 """Every user-facing help string of the widgets, in one place."""
 
+from __future__ import annotations
+
+from typing import Any
+
 TOOLTIPS: dict[str, str] = {
     "image": "The image to segment. 2D, 3D, RGB or with a channel axis.",
     "channel_axis": "Axis of the image that holds channels (multi-channel images). "
@@ -127,3 +131,17 @@ TOOLTIPS: dict[str, str] = {
     "slices you reviewed).",
     "eval_run": "Compute the metrics (in the background).",
 }
+
+
+def tipped(*entries: Any) -> list[Any]:
+    """The widgets of ``entries``, in order, for a container's ``extend``: each
+    ``(widget, key)`` gets ``TOOLTIPS[key]`` as its tooltip, a bare widget (a
+    status line) none. One list then says both what a dock shows and what
+    each control's help is."""
+    widgets = []
+    for entry in entries:
+        widget, key = entry if isinstance(entry, tuple) else (entry, None)
+        if key is not None:
+            widget.tooltip = TOOLTIPS[key]
+        widgets.append(widget)
+    return widgets

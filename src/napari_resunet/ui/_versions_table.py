@@ -8,6 +8,7 @@ from magicgui.widgets import Table
 from qtpy.QtWidgets import QStyledItemDelegate
 
 from napari_resunet.core.session import ModelVersion
+from napari_resunet.ui._model_store import finish_pandas_import
 
 
 def fmt_score(x: float | None) -> str:
@@ -24,6 +25,7 @@ class VersionsTable(Table):
     COLUMNS = ("time", "voxels", "steps", "Dice before", "after", "note")
 
     def __init__(self) -> None:
+        finish_pandas_import()  # the table looks pandas up; not while half made
         super().__init__(value=[], columns=list(self.COLUMNS))
         self.min_height = 160
         # cells show their text as written: magicgui's delegate re-formats any

@@ -20,9 +20,9 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_resunet.core.metrics import evaluate, metrics_table
-from napari_resunet.ui._model_store import unwrap
+from napari_resunet.ui._model_store import finish_pandas_import, unwrap
 from napari_resunet.ui._status import status_label
-from napari_resunet.ui._tooltips import TOOLTIPS
+from napari_resunet.ui._tooltips import tipped
 from napari_resunet.ui._workers import JobSlot, start_job
 
 if TYPE_CHECKING:
@@ -58,35 +58,28 @@ class EvaluateWidget(Container):
         self._start_spin = SpinBox(label="from", value=0, min=0, max=10**6)
         self._stop_spin = SpinBox(label="to (excl.)", value=1, min=1, max=10**6)
         self._run_button = PushButton(text="Evaluate")
+        finish_pandas_import()  # the table looks pandas up; not while half made
         self._table = Table(value=[], columns=["metric", "value"])
         self._table.min_height = 260
         self._copy_button = PushButton(text="Copy as CSV")
         self._csv_path = FileEdit(label="CSV file", mode="w", filter="*.csv")
         self._export_button = PushButton(text="Export CSV")
         self._status = status_label()
-        for w, key in (
-            (self._pred_combo, "eval_pred"),
-            (self._truth_combo, "eval_truth"),
-            (self._mode_combo, "eval_mode"),
-            (self._restrict_check, "eval_restrict"),
-            (self._run_button, "eval_run"),
-        ):
-            w.tooltip = TOOLTIPS[key]
         self.extend(
-            [
-                self._pred_combo,
-                self._truth_combo,
-                self._mode_combo,
-                self._restrict_check,
+            tipped(
+                (self._pred_combo, "eval_pred"),
+                (self._truth_combo, "eval_truth"),
+                (self._mode_combo, "eval_mode"),
+                (self._restrict_check, "eval_restrict"),
                 self._start_spin,
                 self._stop_spin,
-                self._run_button,
+                (self._run_button, "eval_run"),
                 self._status,
                 self._table,
                 self._copy_button,
                 self._csv_path,
                 self._export_button,
-            ]
+            )
         )
         self._restrict_check.changed.connect(self._on_restrict_changed)
         self._run_button.changed.connect(self._on_run_clicked)

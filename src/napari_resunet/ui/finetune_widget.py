@@ -32,7 +32,7 @@ from napari_resunet.ui._loss_plot import LossPlot
 from napari_resunet.ui._model_store import get_store, unwrap
 from napari_resunet.ui._predict_job import start_prediction
 from napari_resunet.ui._status import status_label
-from napari_resunet.ui._tooltips import TOOLTIPS
+from napari_resunet.ui._tooltips import tipped
 from napari_resunet.ui._workers import JobSlot, start_job
 
 if TYPE_CHECKING:
@@ -87,35 +87,21 @@ class FinetuneWidget(Container):
         self._save_path = FileEdit(label="save to", mode="w", filter="*.pt")
         self._save_button = PushButton(text="Save model…")
         self._status = status_label()
-        for w, key in (
-            (self._image_combo, "image"),
-            (self._labels_combo, "labels"),
-            (self._scope_combo, "scope"),
-            (self._steps_spin, "steps"),
-            (self._mix_auto, "class_mix_auto"),
-            (self._mix_check, "class_mix"),
-            (self._run_button, "finetune"),
-            (self._cancel_button, "cancel"),
-            (self._undo_button, "undo"),
-            (self._save_path, "save_path"),
-            (self._save_button, "save"),
-        ):
-            w.tooltip = TOOLTIPS[key]
         self.extend(
-            [
-                self._image_combo,
-                self._labels_combo,
-                self._scope_combo,
-                self._steps_spin,
-                self._mix_auto,
-                self._mix_check,
-                self._run_button,
-                self._cancel_button,
-                self._undo_button,
-                self._save_path,
-                self._save_button,
+            tipped(
+                (self._image_combo, "image"),
+                (self._labels_combo, "labels"),
+                (self._scope_combo, "scope"),
+                (self._steps_spin, "steps"),
+                (self._mix_auto, "class_mix_auto"),
+                (self._mix_check, "class_mix"),
+                (self._run_button, "finetune"),
+                (self._cancel_button, "cancel"),
+                (self._undo_button, "undo"),
+                (self._save_path, "save_path"),
+                (self._save_button, "save"),
                 self._status,
-            ]
+            )
         )
         self._plot = LossPlot()
         self.native.layout().addWidget(self._plot)

@@ -31,7 +31,7 @@ from napari_resunet.ui._model_store import get_store
 from napari_resunet.ui._predict_job import start_prediction
 from napari_resunet.ui._segment_settings import SegmentSettings
 from napari_resunet.ui._status import status_label
-from napari_resunet.ui._tooltips import TOOLTIPS
+from napari_resunet.ui._tooltips import TOOLTIPS, tipped
 from napari_resunet.ui._workers import JobSlot
 
 if TYPE_CHECKING:
@@ -98,34 +98,21 @@ class PredictWidget(Container):
         self._run_button = PushButton(text="Segment")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._status = status_label()
-        for w, key in (
-            (self._image_combo, "image"),
-            (self._channel_combo, "channel_axis"),
-            (self._model_combo, "model"),
-            (self._mode_combo, "mode"),
-            (self._checkpoint_file, "checkpoint"),
-            (self._advanced_check, "advanced"),
-            (self._prob_check, "probabilities"),
-            (self._replace_check, "replace"),
-            (self._run_button, "run"),
-            (self._cancel_button, "cancel"),
-        ):
-            w.tooltip = TOOLTIPS[key]
         self.extend(
-            [
-                self._image_combo,
-                self._channel_combo,
-                self._model_combo,
-                self._mode_combo,
-                self._checkpoint_file,
-                self._advanced_check,
-                self._advanced,
-                self._prob_check,
-                self._replace_check,
-                self._run_button,
-                self._cancel_button,
+            tipped(
+                (self._image_combo, "image"),
+                (self._channel_combo, "channel_axis"),
+                (self._model_combo, "model"),
+                (self._mode_combo, "mode"),
+                (self._checkpoint_file, "checkpoint"),
+                (self._advanced_check, "advanced"),
+                self._advanced,  # its controls carry their own help
+                (self._prob_check, "probabilities"),
+                (self._replace_check, "replace"),
+                (self._run_button, "run"),
+                (self._cancel_button, "cancel"),
                 self._status,
-            ]
+            )
         )
         self._image_combo.changed.connect(self._channel_combo.reset_choices)
         self._model_combo.changed.connect(self._on_model_changed)

@@ -35,7 +35,7 @@ from napari_resunet.ui._queue_job import (
     iter_queue_uncertainty,
 )
 from napari_resunet.ui._status import status_label
-from napari_resunet.ui._tooltips import TOOLTIPS
+from napari_resunet.ui._tooltips import tipped
 from napari_resunet.ui._workers import JobSlot, start_job
 
 if TYPE_CHECKING:
@@ -98,36 +98,23 @@ class QueueWidget(Container):
         self._review_button = PushButton(text="Mark reviewed (correct as shown)")
         self._finetune_button = PushButton(text="Fine-tune now")
         self._status = status_label()
-        for w, key in (
-            (self._patch_spin, "queue_patch"),
-            (self._flips_spin, "queue_flips"),
-            (self._variety_spin, "queue_variety"),
-            (self._variety_auto, "queue_variety_auto"),
-            (self._committee_box, "queue_committee"),
-            (self._refresh_button, "queue_refresh"),
-            (self._queue_list, "queue_list"),
-            (self._next_button, "queue_next"),
-            (self._review_button, "queue_review"),
-            (self._finetune_button, "queue_finetune"),
-        ):
-            w.tooltip = TOOLTIPS[key]
         self.extend(
-            [
+            tipped(
                 self._image_combo,
                 self._labels_combo,
-                self._patch_spin,
-                self._flips_spin,
-                self._variety_spin,
-                self._variety_auto,
-                self._committee_box,
-                self._refresh_button,
+                (self._patch_spin, "queue_patch"),
+                (self._flips_spin, "queue_flips"),
+                (self._variety_spin, "queue_variety"),
+                (self._variety_auto, "queue_variety_auto"),
+                (self._committee_box, "queue_committee"),
+                (self._refresh_button, "queue_refresh"),
                 self._cancel_button,
-                self._queue_list,
-                self._next_button,
-                self._review_button,
-                self._finetune_button,
+                (self._queue_list, "queue_list"),
+                (self._next_button, "queue_next"),
+                (self._review_button, "queue_review"),
+                (self._finetune_button, "queue_finetune"),
                 self._status,
-            ]
+            )
         )
         self._refresh_button.changed.connect(self._on_refresh_clicked)
         self._cancel_button.changed.connect(lambda *_: self._job.cancel())
