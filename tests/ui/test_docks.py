@@ -1,4 +1,30 @@
-"""The docks as a user opens them."""
+"""The docks as a user opens them: all at once, each control with its help."""
+
+from magicgui.widgets import Container, Label
+from tests.ui.conftest import dock
+
+DOCKS = ["Segment", "Fine-tune", "Annotation queue", "Model versions", "Evaluate"]
+
+
+def _controls(container):
+    for w in container:
+        if isinstance(w, Container):
+            yield from _controls(w)
+        elif not isinstance(w, Label):  # status lines are read, not used
+            yield w
+
+
+def test_every_control_of_every_dock_has_help(make_napari_viewer):
+    viewer = make_napari_viewer()
+    missing = []
+    for name in DOCKS:
+        widget = dock(viewer, name)
+        missing += [
+            f"{name}: {w.label or getattr(w, 'text', '') or type(w).__name__}"
+            for w in _controls(widget)
+            if not (w.tooltip or "").strip()
+        ]
+    assert not missing, "\n".join(missing)
 
 
 def test_a_table_waits_for_pandas_half_imported_by_the_warm_up():

@@ -68,6 +68,11 @@ TOOLTIPS: dict[str, str] = {
     "undo": "Restore the model from before the last fine-tuning round.",
     "save_path": "Where 'Save model' writes the checkpoint.",
     "save": "Save the session model as a checkpoint file.",
+    "queue_image": "The image whose patches are ranked, segmented by the session "
+    "model.",
+    "queue_labels": "The labels layer you correct: patches marked reviewed count in "
+    "it, and the forest's second opinion learns from its corrections.",
+    "queue_cancel": "Stop ranking; the list keeps the entries it had.",
     "queue_patch": "Side of the patches to rank, in pixels (3D networks: cubes, Z "
     "clipped to the stack; 2D networks on stacks: single slices). 0 = auto: three "
     "times the cells' median diameter in the labels (cell models), else 64 (32 for "
@@ -106,6 +111,12 @@ TOOLTIPS: dict[str, str] = {
     "in the next fine-tuning round, and it leaves the queue.",
     "queue_finetune": "Run a fine-tuning round now with the Fine-tune widget's "
     "settings (your corrections and reviewed patches); the queue refreshes after it.",
+    "ver_image": "The image the versions segment when one is restored or two are "
+    "compared; its held-back reviewed patches score each new version.",
+    "ver_labels": "The corrected labels layer: saved with the session, and where a "
+    "reopened session puts its corrections back.",
+    "ver_version": "The version to restore, or the first (left) of two to compare.",
+    "ver_other": "The second version to compare, shown on the right.",
     "ver_folder": "Folder of the annotation session (empty: a new folder in your user "
     "data folder is made at the first fine-tuning round).",
     "ver_table": "One row per fine-tuning round: when, how many corrected voxels it "
@@ -129,6 +140,12 @@ TOOLTIPS: dict[str, str] = {
     "instance when any id is above 2.",
     "eval_restrict": "Score only a range of slices along the first axis (e.g. the "
     "slices you reviewed).",
+    "eval_start": "First slice scored (index along the first axis).",
+    "eval_stop": "Scoring stops before this slice.",
+    "eval_table": "The metrics of the last evaluation.",
+    "eval_copy": "Copy the table to the clipboard as CSV (metric, value).",
+    "eval_csv": "Where 'Export CSV' writes the table.",
+    "eval_export": "Write the table to the CSV file.",
     "eval_run": "Compute the metrics (in the background).",
 }
 

@@ -71,14 +71,14 @@ class EvaluateWidget(Container):
                 (self._truth_combo, "eval_truth"),
                 (self._mode_combo, "eval_mode"),
                 (self._restrict_check, "eval_restrict"),
-                self._start_spin,
-                self._stop_spin,
+                (self._start_spin, "eval_start"),
+                (self._stop_spin, "eval_stop"),
                 (self._run_button, "eval_run"),
                 self._status,
-                self._table,
-                self._copy_button,
-                self._csv_path,
-                self._export_button,
+                (self._table, "eval_table"),
+                (self._copy_button, "eval_copy"),
+                (self._csv_path, "eval_csv"),
+                (self._export_button, "eval_export"),
             )
         )
         self._restrict_check.changed.connect(self._on_restrict_changed)

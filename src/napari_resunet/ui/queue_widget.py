@@ -100,15 +100,15 @@ class QueueWidget(Container):
         self._status = status_label()
         self.extend(
             tipped(
-                self._image_combo,
-                self._labels_combo,
+                (self._image_combo, "queue_image"),
+                (self._labels_combo, "queue_labels"),
                 (self._patch_spin, "queue_patch"),
                 (self._flips_spin, "queue_flips"),
                 (self._variety_spin, "queue_variety"),
                 (self._variety_auto, "queue_variety_auto"),
                 (self._committee_box, "queue_committee"),
                 (self._refresh_button, "queue_refresh"),
-                self._cancel_button,
+                (self._cancel_button, "queue_cancel"),
                 (self._queue_list, "queue_list"),
                 (self._next_button, "queue_next"),
                 (self._review_button, "queue_review"),

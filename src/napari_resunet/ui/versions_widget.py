@@ -26,7 +26,7 @@ from napari_resunet.ui._model_store import get_store
 from napari_resunet.ui._predict_job import start_prediction
 from napari_resunet.ui._session_sync import read_session, write_session
 from napari_resunet.ui._status import status_label
-from napari_resunet.ui._tooltips import TOOLTIPS
+from napari_resunet.ui._tooltips import TOOLTIPS, tipped
 from napari_resunet.ui._versions_table import VersionsTable, fmt_score
 from napari_resunet.ui._workers import JobSlot
 
@@ -65,38 +65,29 @@ class VersionsWidget(Container):
         self._job = JobSlot(on_idle=self._on_idle)
         self._scorer = HeldBackScorer(self._store, self._on_scored)
         self._status = status_label("Versions are saved after each fine-tuning round.")
-        for w, key in (
-            (self._folder, "ver_folder"),
-            (self._table, "ver_table"),
-            (self._open_button, "ver_open"),
-            (self._save_button, "ver_save"),
-            (self._rollback_button, "ver_restore"),
-            (self._compare_button, "ver_compare"),
-            (self._cancel_button, "ver_cancel"),
-        ):
-            w.tooltip = TOOLTIPS[key]
+        self._table.tooltip = TOOLTIPS["ver_table"]
         # the table sits between two labelled forms, not in one: a form gives it
         # only the field column, which hid the score columns in a docked widget
         above = Container(
             labels=True,
-            widgets=[
-                self._image_combo,
-                self._labels_combo,
-                self._folder,
-                self._open_button,
-                self._save_button,
-            ],
+            widgets=tipped(
+                (self._image_combo, "ver_image"),
+                (self._labels_combo, "ver_labels"),
+                (self._folder, "ver_folder"),
+                (self._open_button, "ver_open"),
+                (self._save_button, "ver_save"),
+            ),
         )
         below = Container(
             labels=True,
-            widgets=[
-                self._version_combo,
-                self._other_combo,
-                self._rollback_button,
-                self._compare_button,
-                self._cancel_button,
+            widgets=tipped(
+                (self._version_combo, "ver_version"),
+                (self._other_combo, "ver_other"),
+                (self._rollback_button, "ver_restore"),
+                (self._compare_button, "ver_compare"),
+                (self._cancel_button, "ver_cancel"),
                 self._status,
-            ],
+            ),
         )
         for form in (above, below):
             form.margins = (0, 0, 0, 0)
