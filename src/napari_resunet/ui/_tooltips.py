@@ -113,8 +113,8 @@ TOOLTIPS: dict[str, str] = {
     "settings (your corrections and reviewed patches); the queue refreshes after it.",
     "ver_image": "The image the versions segment when one is restored or two are "
     "compared; its held-back reviewed patches score each new version.",
-    "ver_labels": "The corrected labels layer: saved with the session, and where a "
-    "reopened session puts its corrections back.",
+    "ver_labels": "The corrected labels layer saved with the session. Opening a "
+    "session chooses the layer its saved corrections come back in.",
     "ver_version": "The version to restore, or the first (left) of two to compare.",
     "ver_other": "The second version to compare, shown on the right.",
     "ver_folder": "Folder of the annotation session (empty: a new folder in your user "
