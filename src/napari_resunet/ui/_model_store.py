@@ -307,12 +307,10 @@ def _warm_up() -> None:
     segmentation and the first fine-tuning round, when the user is watching.
     """
     import contextlib
-    import importlib
 
     import torch
 
-    with contextlib.suppress(ImportError):  # napari's dependency, not ours
-        importlib.import_module("pandas")
+    finish_pandas_import()
 
     # only saves time: if it fails (the interpreter exiting under this daemon
     # thread, as at the end of a short script), the first round imports the same
@@ -321,9 +319,9 @@ def _warm_up() -> None:
 
 
 def finish_pandas_import() -> None:
-    """Wait until pandas is imported, if it is being imported.
+    """Import pandas, or wait until its import in another thread has finished.
 
-    A magicgui ``Table`` looks pandas up in ``sys.modules`` without importing
+    :func:`_warm_up` imports it with this. A magicgui ``Table`` looks pandas up in ``sys.modules`` without importing
     it. While :func:`_warm_up` imports pandas in its thread, that lookup finds
     a half-made module, and building the table raises ``AttributeError``: a
     dock with a table opened within a second of the first widget failed to

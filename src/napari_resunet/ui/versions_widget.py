@@ -26,7 +26,7 @@ from napari_resunet.ui._model_store import get_store
 from napari_resunet.ui._predict_job import start_prediction
 from napari_resunet.ui._session_sync import read_session, write_session
 from napari_resunet.ui._status import status_label
-from napari_resunet.ui._tooltips import TOOLTIPS, tipped
+from napari_resunet.ui._tooltips import tipped
 from napari_resunet.ui._versions_table import VersionsTable, fmt_score
 from napari_resunet.ui._workers import JobSlot
 
@@ -65,7 +65,6 @@ class VersionsWidget(Container):
         self._job = JobSlot(on_idle=self._on_idle)
         self._scorer = HeldBackScorer(self._store, self._on_scored)
         self._status = status_label("Versions are saved after each fine-tuning round.")
-        self._table.tooltip = TOOLTIPS["ver_table"]
         # the table sits between two labelled forms, not in one: a form gives it
         # only the field column, which hid the score columns in a docked widget
         above = Container(
@@ -91,7 +90,7 @@ class VersionsWidget(Container):
         )
         for form in (above, below):
             form.margins = (0, 0, 0, 0)
-        self.extend([above, self._table, below])
+        self.extend(tipped(above, (self._table, "ver_table"), below))
         self._open_button.changed.connect(self._on_open_clicked)
         self._save_button.changed.connect(self._on_save_clicked)
         self._rollback_button.changed.connect(self._on_restore_clicked)
