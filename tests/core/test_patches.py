@@ -17,6 +17,7 @@ from napari_resunet.core.patches import (
     RankedPatch,
     queue_patch_shape,
     rank_patches,
+    patch_starts,
     suggest_patch_side,
 )
 
@@ -36,6 +37,32 @@ def test_rank_patches_orders_and_excludes():
     assert all(s.stop - s.start == 4 for e in edge for s in e.slices)
     with pytest.raises(ValueError):
         rank_patches(u, (4,))
+
+
+def test_patch_starts_share_the_overlap_out():
+    # a multiple of the patch: the patches abut
+    assert patch_starts(512, 64) == list(range(0, 512, 64))
+    # BBBC039's 520 rows: nine patches, none overlapping its neighbour by more
+    # than 7 rows (a last patch flush with the end overlapped by 56)
+    starts = patch_starts(520, 64)
+    assert starts[0] == 0 and starts[-1] == 520 - 64 and len(starts) == 9
+    assert max(a + 64 - b for a, b in zip(starts, starts[1:])) <= 7
+    for size, p in [(696, 64), (250, 24), (75, 32), (5, 4), (3, 1), (130, 64)]:
+        s = patch_starts(size, p)
+        covered = np.zeros(size, bool)
+        for a in s:
+            covered[a : a + p] = True
+        assert covered.all() and len(s) == -(-size // p)  # covered, no spare patch
+        overlaps = [a + p - b for a, b in zip(s, s[1:])]
+        assert max(overlaps, default=0) - min(overlaps, default=0) <= 1  # even
+    assert patch_starts(64, 64) == [0]
+    with pytest.raises(ValueError):
+        patch_starts(10, 11)
+    # the ranking's grid is these starts on every axis
+    ranked = rank_patches(np.zeros((520, 200), np.float32), (64, 64))
+    assert sorted({r.start for r in ranked}) == [
+        (y, x) for y in starts for x in patch_starts(200, 64)
+    ]
 
 
 def _patch(score, comp, x=0):

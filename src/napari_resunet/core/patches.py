@@ -2,7 +2,7 @@
 (numpy only).
 
 :func:`suggest_patch_side` and :func:`queue_patch_shape` size the patches to the
-data; :func:`rank_patches` turns a per-voxel uncertainty map (from
+data; :func:`patch_starts` lays them out; :func:`rank_patches` turns a per-voxel uncertainty map (from
 :mod:`napari_resunet.core.uncertainty`) into a ranked list of them. How the
 queue then orders that list (variety, a blind first round, typicality) lives in
 :mod:`napari_resunet.core.ordering`.
@@ -125,6 +125,36 @@ def _object_sizes(labels: NDArray) -> NDArray[np.int64]:
     return counts[ids != 0].astype(np.int64)
 
 
+def patch_starts(size: int, patch: int) -> list[int]:
+    """Where the patches along one axis start: as few full-size patches as cover
+    ``size``, spread evenly, so that where the size is not a multiple of the
+    patch the overlap is shared out between neighbours.
+
+    Full-size patches rather than a thin sliver at the end, whose mean score
+    would be noisy and whose annotation would buy little. Evenly spread rather
+    than a last patch flush with the end: on a 520-pixel side with 64-pixel
+    patches that one overlapped its neighbour by 56 rows, so the queue listed
+    the same place twice with the same score and a round could spend two of its
+    picks there (a fifth of one round's annotation on BBBC039,
+    docs/benchmarks.md). Spread out, neighbours overlap by 7 rows there. Where
+    ``size`` is a multiple of ``patch`` the patches abut.
+
+    Args:
+        size: the axis' length.
+        patch: the patch's length along it (at most ``size``).
+
+    Returns:
+        The starts, ascending; the first is 0 and the last ``size - patch``.
+    """
+    size, patch = int(size), int(patch)
+    if not 0 < patch <= size:
+        raise ValueError(f"a patch of {patch} does not fit an axis of {size}.")
+    n = math.ceil(size / patch)
+    if n == 1:
+        return [0]
+    return [round(i * (size - patch) / (n - 1)) for i in range(n)]
+
+
 def rank_patches(
     uncertainty: NDArray,
     patch_shape: Sequence[int],
@@ -133,12 +163,12 @@ def rank_patches(
     probabilities: NDArray | None = None,
     edge_margin: int = 0,
 ) -> list[RankedPatch]:
-    """Non-overlapping patches ranked by mean uncertainty, most uncertain first.
+    """The image's patches ranked by mean uncertainty, most uncertain first.
 
     Args:
         uncertainty: per-voxel map (any non-negative score).
         patch_shape: patch size per axis (clipped to the image). Every patch has
-            this size; the last one along an axis overlaps its neighbour.
+            this size; they tile the image as :func:`patch_starts` places them.
         exclude: boolean map of voxels already reviewed; a patch that is more than
             half reviewed is left out.
         top_k: keep only the best ``top_k``.
@@ -154,12 +184,7 @@ def rank_patches(
             f"patch_shape {tuple(patch_shape)} does not match a {u.ndim}D map."
         )
     patch = [min(int(p), s) for p, s in zip(patch_shape, u.shape)]
-    # full-size patches only: the last one per axis sits flush with the image end
-    # (overlapping its neighbour) rather than being a thin sliver, whose mean
-    # uncertainty would be noisy and whose annotation would buy little
-    ranges = [
-        sorted({*range(0, s - p + 1, max(1, p)), s - p}) for s, p in zip(u.shape, patch)
-    ]
+    ranges = [patch_starts(s, p) for s, p in zip(u.shape, patch)]
     probs = None if probabilities is None else np.asarray(probabilities)
     if probs is not None and probs.shape[1:] != u.shape:
         raise ValueError(
