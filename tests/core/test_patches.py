@@ -15,9 +15,9 @@ from napari_resunet.core.ordering import (
 )
 from napari_resunet.core.patches import (
     RankedPatch,
+    patch_starts,
     queue_patch_shape,
     rank_patches,
-    patch_starts,
     suggest_patch_side,
 )
 

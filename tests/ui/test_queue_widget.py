@@ -58,7 +58,7 @@ def test_queue_ranks_navigates_and_reviews(
     assert auto_order != plain
     # the list shows the new order (entries that kept their text included)
     shown = [q._queue_list.native.item(i).text() for i in range(12)]
-    assert shown == [q._describe(i, e) for i, e in enumerate(q._entries)]
+    assert shown == [q._queue_list.describe(i) for i in range(len(q._entries))]
     assert "img [resunet uncertainty]" in viewer.layers
     # the first entry is shown: camera on its centre, outlined
     first = q._entries[0]

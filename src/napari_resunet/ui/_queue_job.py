@@ -1,6 +1,7 @@
 """The Annotation queue's job, run in a worker: uncertainty passes, then a
-forest's second opinion where one applies. Kept apart from the widget, which
-only gathers its inputs and shows its result."""
+forest's second opinion where one applies; and what the status line says the
+order follows. Kept apart from the widget, which only gathers its inputs and
+shows its result."""
 
 from __future__ import annotations
 
@@ -184,3 +185,27 @@ def iter_queue_uncertainty(
     if opinion is not None and opinion.score is not None and patch_shape:
         typicality = patch_typicality(opinion.features, patch_shape)
     return Ranking(result, background, opinion, typicality)
+
+
+def order_note(blind: bool, variety: float, opinion: CommitteeResult | None) -> str:
+    """What the queue's order follows, for the status line: said when the scores
+    in the list need not fall, so a higher score below a lower one does not look
+    like a mistake."""
+    if blind:
+        note = (
+            " The network is new and its uncertainty says little yet: the "
+            "patches come in a random order until its first fine-tuning round."
+        )
+    elif variety > 0:
+        note = f" Variety {variety:.1f}: a patch much like one above it moves down."
+    else:
+        note = ""
+    if opinion is not None and opinion.score is not None:
+        note += (
+            " Ranked by the cells on which the network and a forest trained "
+            "on your corrections disagree, weighed by how typical each patch is "
+            "of the image."
+        )
+    elif opinion is not None:
+        note += f" No forest to compare with yet: {opinion.reason}."
+    return note

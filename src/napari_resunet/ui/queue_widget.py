@@ -10,12 +10,10 @@ from magicgui.widgets import (
     Container,
     FloatSpinBox,
     PushButton,
-    Select,
     SpinBox,
     create_widget,
 )
 from napari.utils.notifications import show_error, show_warning
-from qtpy.QtWidgets import QAbstractItemView
 
 from napari_resunet.core.checks import check_image
 from napari_resunet.core.ordering import queue_order, variety_for
@@ -33,7 +31,9 @@ from napari_resunet.ui._queue_job import (
     Ranking,
     committee_inputs,
     iter_queue_uncertainty,
+    order_note,
 )
+from napari_resunet.ui._queue_list import QueueList
 from napari_resunet.ui._status import status_label
 from napari_resunet.ui._tooltips import tipped
 from napari_resunet.ui._workers import JobSlot, start_job
@@ -52,14 +52,12 @@ class QueueWidget(Container):
         self._viewer = viewer
         self._store = get_store(viewer)
         self._job = JobSlot(on_idle=lambda: self._set_running(False))
-        self._entries: list[RankedPatch] = []
         self._snap: Any = None
         self._scored = (True, True)  # (cell network, trained) of the last ranking
         self._shape: Any = None  # the last ranking's (patch shape, why that side)
         # the last ranked image and its forest features (core.committee), the
         # same from round to round: computed once per image
         self._features: tuple[np.ndarray, np.ndarray] | None = None
-        self._score_name = "uncertainty"  # what the listed scores are
         self._image_combo = create_widget(
             annotation="napari.layers.Image", label="image"
         )
@@ -87,13 +85,7 @@ class QueueWidget(Container):
         )
         self._refresh_button = PushButton(text="Find uncertain patches")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
-        # a visible list, so the scores of the next entries are in view; one
-        # entry at a time (magicgui's Select allows several by default)
-        self._queue_list = Select(label="queue", choices=self._queue_choices)
-        self._queue_list.native.setSelectionMode(
-            QAbstractItemView.SelectionMode.SingleSelection
-        )
-        self._queue_list.native.setMinimumHeight(120)
+        self._queue_list = QueueList()
         self._next_button = PushButton(text="Next")
         self._review_button = PushButton(text="Mark reviewed (correct as shown)")
         self._finetune_button = PushButton(text="Fine-tune now")
@@ -126,38 +118,15 @@ class QueueWidget(Container):
         self._store.settled.connect(self._on_model_changed)
 
     # ---- state ----------------------------------------------------------------
-    def _queue_choices(self, *_: Any) -> list[tuple[str, int]]:
-        entries = getattr(self, "_entries", [])
-        return [(self._describe(i, e), i) for i, e in enumerate(entries)]
-
-    def _describe(self, i: int, entry: RankedPatch) -> str:
-        where = ", ".join(
-            f"{a} {s.start}" for a, s in zip("zyx"[-len(entry.slices) :], entry.slices)
-        )
-        # what the score is: uncertainty, or with a forest's second opinion the
-        # share of the patch covered by cells the two learners dispute, times
-        # the patch's typicality
-        return f"{i + 1}. {self._score_name} {entry.score:.3f} at {where}"
-
-    def _selected(self) -> int | None:
-        """The index of the selected queue entry, or None."""
-        value = self._queue_list.value
-        return int(value[0]) if value else None
+    @property
+    def _entries(self) -> list[RankedPatch]:
+        """The queue's patches, in queue order."""
+        return self._queue_list.entries
 
     def _select(self, index: int) -> None:
         """Select entry ``index`` in the list and show it (once)."""
-        with self._queue_list.changed.blocked():
-            self._queue_list.value = [index]
-        self._queue_list.native.scrollToItem(self._queue_list.native.item(index))
+        self._queue_list.pick(index)
         self._on_entry_selected(index)
-
-    def _fill_list(self) -> None:
-        """Show the entries in queue order. magicgui keeps the items whose text
-        is unchanged where they were and appends the others, which scrambled the
-        order after a re-ranking: the list is emptied first."""
-        with self._queue_list.changed.blocked():
-            self._queue_list.native.clear()
-            self._queue_list.reset_choices()
 
     def _on_selection_changed(self, value: list[int]) -> None:
         if value:  # a click or the arrow keys in the list
@@ -233,7 +202,7 @@ class QueueWidget(Container):
         committee = opinion.score if opinion is not None else None
         # with the forest's opinion: disputed share x typicality (short: the
         # list is narrow; its tooltip says what it is)
-        self._score_name = "uncertainty" if committee is None else "weighted"
+        score_name = "uncertainty" if committee is None else "weighted"
         u = queue_scores(
             result, *self._scored, background=ranking.background, committee=committee
         )
@@ -254,7 +223,7 @@ class QueueWidget(Container):
         # left to the plugin, a network that has learnt nothing is not ranked by
         # its uncertainty, which leans towards crowded patches (blind_order)
         blind = self._variety_auto.value and not self._scored[1]
-        self._entries = queue_order(
+        entries = queue_order(
             u,
             shape,
             exclude=self._store.reviewed_mask(u.shape),
@@ -263,15 +232,15 @@ class QueueWidget(Container):
             blind=blind,
             typicality=ranking.typicality,
         )
-        self._fill_list()
+        self._queue_list.show_entries(entries, score_name)
         if self._entries:
             self._select(0)
         # after showing the first entry (which is also highlighted in the list), so
         # this summary is what the status line keeps
         note = f" Patches of {shape[-1]} px ({why})." if why else ""
         self._status.value = (
-            f"{len(self._entries)} patches ranked; mean {self._score_name} "
-            f"{float(u.mean()):.3f}.{note}{_order_note(blind, variety, opinion)}"
+            f"{len(self._entries)} patches ranked; mean {score_name} "
+            f"{float(u.mean()):.3f}.{note}{order_note(blind, variety, opinion)}"
         )
 
     def _patch_shape(self, spatial_shape: tuple[int, ...], model: Any) -> Any:
@@ -301,28 +270,26 @@ class QueueWidget(Container):
     def _on_entry_selected(self, index: Any) -> None:
         if index is None or not 0 <= int(index) < len(self._entries):
             return
-        entry = self._entries[int(index)]
-        show_patch(self._viewer, self._snap, entry.slices)
-        self._status.value = self._describe(int(index), entry)
+        show_patch(self._viewer, self._snap, self._entries[int(index)].slices)
+        self._status.value = self._queue_list.describe(int(index))
 
     def _on_next_clicked(self, *_: Any) -> None:
         if not self._entries:
             show_warning("The queue is empty: find uncertain patches first.")
             return
-        current = self._selected()
+        current = self._queue_list.selected()
         self._select(0 if current is None else (current + 1) % len(self._entries))
 
     def _on_review_clicked(self, *_: Any) -> None:
-        index = self._selected()
+        index = self._queue_list.selected()
         if index is None or not self._entries:
             show_warning("Select a patch in the queue first.")
             return
-        entry = self._entries.pop(int(index))
+        entry = self._queue_list.pop(int(index))
         layer = self._labels_combo.value
         if layer is not None and layer.data.shape != self._snap.spatial_shape:
             layer = None  # not this image's labels: nothing there to keep
         held_back = self._store.mark_reviewed(entry.slices, layer)
-        self._fill_list()
         if self._entries:
             self._select(min(index, len(self._entries) - 1))
         self._status.value = (
@@ -351,27 +318,3 @@ class QueueWidget(Container):
             and self._store.model is not None
         ):
             self._on_refresh_clicked()
-
-
-def _order_note(blind: bool, variety: float, opinion: Any) -> str:
-    """What the queue's order follows, for the status line: said when the scores
-    in the list need not fall, so a higher score below a lower one does not look
-    like a mistake."""
-    if blind:
-        note = (
-            " The network is new and its uncertainty says little yet: the "
-            "patches come in a random order until its first fine-tuning round."
-        )
-    elif variety > 0:
-        note = f" Variety {variety:.1f}: a patch much like one above it moves down."
-    else:
-        note = ""
-    if opinion is not None and opinion.score is not None:
-        note += (
-            " Ranked by the cells on which the network and a forest trained "
-            "on your corrections disagree, weighed by how typical each patch is "
-            "of the image."
-        )
-    elif opinion is not None:
-        note += f" No forest to compare with yet: {opinion.reason}."
-    return note
