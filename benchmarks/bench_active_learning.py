@@ -134,8 +134,13 @@ POOL_FEATURES: list = []
 # set from --pool-score: also score the user's labels on the pool images
 POOL_SCORE = False
 COMMITTEE_PASSES = 1  # --committee-passes
+# set from --queue-from: seed -> the queue's rounds of a saved run
+QUEUE_FROM: dict = {}
 # set from --first: how the queue orders a new network's patches (its first round)
 FIRST = "shuffle"
+# set from --shared-first-round: random patches' first round of a new network
+# takes the queue's random order (blind_order) rather than a draw of its own
+SHARED_FIRST = False
 # set from --confident: the probability above which the labels layer's own cells
 # (outside the corrections) are also learnt from, and the share of the patches
 # drawn there (0: the corrections alone, the widget's behaviour)
@@ -640,6 +645,12 @@ def run_strategy(
                 keys = -np.log(np.arange(1, len(order) + 1))
                 keys += draw.gumbel(size=len(order))
                 order = [order[j] for j in np.argsort(-keys, kind="stable")]
+        elif SHARED_FIRST and not trained and FIRST == "shuffle":
+            # both strategies pick at random here: the same draw, so that what
+            # they are compared on is what each picks from round 2 on (a paired
+            # comparison: the first draw's luck is common to both)
+            entries = [e for _, e in candidates]
+            order = blind_order(entries, seed, [i for i, _ in candidates])
         else:
             order = rng.permutation(len(candidates))
         picks = []  # (image, *start, share of cell / boundary voxels) of each pick
@@ -984,7 +995,11 @@ def run_seed(task, args, seed, feats) -> dict:
     dice0, f10 = start["dice"], start["f1"]
     print(f"seed {seed} start ({args.start}): Dice {dice0:.3f} F1@0.5 {f10:.3f}")
     errors: list | None = [] if args.diagnose else None
-    queue = run_strategy("queue", *common, record=masks, record_errors=errors)
+    if seed in QUEUE_FROM:  # the same settings and seed: the same rounds
+        queue = QUEUE_FROM[seed]
+        print(f"seed {seed} queue: {len(queue)} rounds from --queue-from")
+    else:
+        queue = run_strategy("queue", *common, record=masks, record_errors=errors)
     extra = {}
     if errors:
         extra["diagnosis"] = diagnose(errors, args.k, seed)
@@ -1010,6 +1025,28 @@ def run_seed(task, args, seed, feats) -> dict:
         "full": full,
         **extra,
     }
+
+
+# the arguments that do not change the queue's rounds (--queue-from)
+_NOT_THE_QUEUES = {"json", "plot", "from_json", "queue_from", "shared_first_round"}
+
+
+def saved_queue_rounds(args, parser) -> dict:
+    """--queue-from: the saved run's queue rounds by seed, after checking that it
+    was run with the settings the queue's rounds depend on."""
+    if args.quick != "random" or args.oracle or args.diagnose:
+        parser.error("--queue-from goes with --quick random, no --oracle/--diagnose")
+    saved = json.loads(Path(args.queue_from).read_text())
+    now = {k: v for k, v in vars(args).items() if k not in _NOT_THE_QUEUES}
+    then = {k: v for k, v in saved["args"].items() if k not in _NOT_THE_QUEUES}
+    differ = sorted(k for k in now if k != "seeds" and now[k] != then.get(k))
+    if differ:
+        parser.error(f"--queue-from was run with other settings: {differ}")
+    rounds = dict(zip(saved["args"]["seeds"], (r["queue"] for r in saved["runs"])))
+    missing = sorted(set(args.seeds) - set(rounds))
+    if missing:
+        parser.error(f"--queue-from has no runs of seeds {missing}")
+    return rounds
 
 
 def diagnose(errors, k: int, seed: int) -> list[dict]:
@@ -1405,6 +1442,21 @@ def main() -> None:
         "new network's uncertainty (the widget's before)",
     )
     p.add_argument(
+        "--shared-first-round",
+        action="store_true",
+        help="random patches' first round (a new network's) draws the same patches "
+        "as the queue's, which is a random order there too (blind_order): the two "
+        "are then compared on what each picks from round 2 on, without the luck "
+        "of two separate first draws",
+    )
+    p.add_argument(
+        "--queue-from",
+        metavar="JSON",
+        help="with --quick random: take the queue's rounds from a saved run of "
+        "the same settings (--json; the runs are deterministic, so the same "
+        "seed gives the same rounds) and run only the random patches",
+    )
+    p.add_argument(
         "--confident",
         type=float,
         default=0.0,
@@ -1484,6 +1536,10 @@ def main() -> None:
     SELECT, SKIP_TOP, SCORE = args.select, args.skip_top, args.score
     COMMITTEE_PASSES = args.committee_passes
     DIAGNOSE = args.diagnose or "error"
+    global SHARED_FIRST
+    SHARED_FIRST = args.shared_first_round
+    if args.queue_from:
+        QUEUE_FROM.update(saved_queue_rounds(args, p))
     runs = [run_seed(task, args, seed, feats) for seed in args.seeds]
     if args.quick == "full":
         print_full(runs, task.boundaries)
