@@ -545,8 +545,11 @@ def run_strategy(
         if strategy == "queue" and SCORE == "committee" and trained:
             forest = committee_forest(task, masks, seed + r)
         # the committee ranks by cells, not by the flips' disagreement: the widget
-        # then measures one pass (--committee-passes)
+        # then measures one pass (--committee-passes); a new network's patches
+        # come in a random order (--first shuffle): one pass, as the widget
         n_flips = COMMITTEE_PASSES if forest is not None else 3
+        if strategy == "queue" and FIRST == "shuffle" and not trained:
+            n_flips = 1
         for i, (img, _) in enumerate(task.pool):
             if strategy == "queue":
                 res = run_generator(

@@ -35,6 +35,10 @@ def test_queue_ranks_navigates_and_reviews(
     # a new network: left to the plugin, its patches come in a blind order
     assert not get_store(viewer).trained
     assert "random order until its first fine-tuning round" in q._status.value
+    # a random order needs no mirrored passes: the layer is one pass's, however
+    # many the spin box asks for
+    assert q._flips_spin.value == 3
+    _assert_all_passes_ranking(viewer, get_store(viewer).model, flips=1)
     q._variety_auto.value = False
     assert q._variety_spin.enabled
     q._variety_spin.value = 0.0
@@ -54,8 +58,10 @@ def test_queue_ranks_navigates_and_reviews(
     assert "Variety 1.0: a patch much like one above it moves down" in q._status.value
     # the automatic variety was one of the two; the order was the blind one
     assert chosen in (0.0, 1.0)
-    assert auto_order == [plain[i] for i in blind_order(plain)]
-    assert auto_order != plain
+    # (the same places; the scores were one pass's)
+    order = [e.slices for e in auto_order]
+    assert order == [plain[i].slices for i in blind_order(plain)]
+    assert order != [e.slices for e in plain]
     # the list shows the new order (entries that kept their text included)
     shown = [q._queue_list.native.item(i).text() for i in range(12)]
     assert shown == [q._queue_list.describe(i) for i in range(len(q._entries))]
@@ -91,14 +97,14 @@ def test_queue_ranks_navigates_and_reviews(
     assert third.min(0).tolist() == [s.start for s in q._entries[3].slices]
 
 
-def _assert_all_passes_ranking(viewer, model):
-    """The uncertainty layer is what three fresh mirrored passes give."""
+def _assert_all_passes_ranking(viewer, model, flips=3):
+    """The uncertainty layer is what ``flips`` fresh mirrored passes give."""
     full = run_generator(
         iter_uncertainty(
             model,
             np.asarray(viewer.layers["img"].data),
             InferenceConfig(use_compile="never"),
-            3,
+            flips,
         ),
         False,
         "u",

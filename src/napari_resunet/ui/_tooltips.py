@@ -82,7 +82,8 @@ TOOLTIPS: dict[str, str] = {
     "scored by how unsure the mean of the mirrorings is that a pixel is a cell at "
     "all, where mirrorings that disagree count too. 1 = one prediction (fastest). "
     "Not used while a forest gives its second opinion: that compares the model's "
-    "cells from one prediction.",
+    "cells from one prediction, nor for a new model, whose patches come in a random "
+    "order.",
     "queue_variety": "0 = strictly most uncertain first. Higher values move a patch "
     "back when one already ahead of it has the same predicted class mix (e.g. a "
     "fourth blank corner), so the first entries show different kinds of content. "

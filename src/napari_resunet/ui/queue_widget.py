@@ -54,6 +54,7 @@ class QueueWidget(Container):
         self._job = JobSlot(on_idle=lambda: self._set_running(False))
         self._snap: Any = None
         self._scored = (True, True)  # (cell network, trained) of the last ranking
+        self._blind = False  # the last ranking lists its patches in a random order
         self._shape: Any = None  # the last ranking's (patch shape, why that side)
         # the last ranked image and its forest features (core.committee), the
         # same from round to round: computed once per image
@@ -156,6 +157,12 @@ class QueueWidget(Container):
         self._snap = snap
         # what the queue ranks by depends on the network measured (queue_scores)
         self._scored = (model.config.task == "instance", self._store.trained)
+        # left to the plugin, a network that has learnt nothing is not ranked by
+        # its uncertainty, which leans towards crowded patches (blind_order):
+        # its patches come in a random order, so one pass (after a segmentation,
+        # the one it kept: no prediction at all) serves the uncertainty layer
+        # and the variety, and the mirrored passes would cost time for nothing
+        self._blind = self._variety_auto.value and not self._store.trained
         self._set_running(True)
         self._status.value = "Measuring uncertainty…"
         # the Segment widget's tiles and device; the queue mirrors on its own
@@ -181,10 +188,11 @@ class QueueWidget(Container):
                 model,
                 snap.data,
                 cfg,
-                int(self._flips_spin.value),
+                1 if self._blind else int(self._flips_spin.value),
                 snap.channel_axis,
                 vs,
-                4 if model.config.dropout > 0 else 0,  # MC dropout samples
+                # Monte-Carlo dropout samples
+                4 if model.config.dropout > 0 and not self._blind else 0,
                 kept,
                 committee,
                 self._shape[0],
@@ -220,9 +228,7 @@ class QueueWidget(Container):
         )
         shape, why = self._shape
         variety = self._variety(ranking.background)
-        # left to the plugin, a network that has learnt nothing is not ranked by
-        # its uncertainty, which leans towards crowded patches (blind_order)
-        blind = self._variety_auto.value and not self._scored[1]
+        blind = self._blind
         entries = queue_order(
             u,
             shape,
