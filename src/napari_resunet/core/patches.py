@@ -2,10 +2,10 @@
 (numpy only).
 
 :func:`suggest_patch_side` and :func:`queue_patch_shape` size the patches to the
-data; :func:`patch_starts` lays them out; :func:`rank_patches` turns a per-voxel uncertainty map (from
-:mod:`napari_resunet.core.uncertainty`) into a ranked list of them. How the
-queue then orders that list (variety, a blind first round, typicality) lives in
-:mod:`napari_resunet.core.ordering`.
+data; :func:`patch_starts` lays them out; :func:`rank_patches` turns a per-voxel
+uncertainty map (from :mod:`napari_resunet.core.uncertainty`) into a ranked list
+of them. How the queue then orders that list (variety, a blind first round,
+typicality) lives in :mod:`napari_resunet.core.ordering`.
 """
 
 from __future__ import annotations
@@ -134,8 +134,8 @@ def patch_starts(size: int, patch: int) -> list[int]:
     would be noisy and whose annotation would buy little. Evenly spread rather
     than a last patch flush with the end: on a 520-pixel side with 64-pixel
     patches that one overlapped its neighbour by 56 rows, so the queue listed
-    the same place twice with the same score and a round could spend two of its
-    picks there (a fifth of one round's annotation on BBBC039,
+    nearly the same place twice with nearly the same score and a round could
+    spend two of its picks there (a fifth of one round's annotation on BBBC039,
     docs/benchmarks.md). Spread out, neighbours overlap by 7 rows there. Where
     ``size`` is a multiple of ``patch`` the patches abut.
 
