@@ -54,3 +54,27 @@ def test_a_table_waits_for_pandas_half_imported_by_the_warm_up():
     assert out.returncode == 0, out.stderr
     # caught half made (so the test could fail), and whole once it returns
     assert out.stdout.split() == ["True", "True"]
+
+
+def test_the_warm_up_imports_what_the_first_rounds_need():
+    """In a fresh interpreter: after the warm-up, the first fine-tuning round's
+    optimiser and the queue's forest import nothing more of note."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import sys
+        from napari_resunet.ui._model_store import _warm_up
+        before = "sklearn.ensemble" in sys.modules
+        _warm_up()
+        print(before, *(m in sys.modules for m in
+              ("pandas", "torch._dynamo", "sklearn.ensemble")))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True", "True", "True"]

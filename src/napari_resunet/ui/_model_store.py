@@ -302,9 +302,12 @@ def _warm_up() -> None:
     napari imports pandas when the first Labels layer is created (its feature
     table), on the main thread when the first segmentation is written: 0.16 s
     here, more while other threads run. Building the first AdamW imports
-    ``torch._dynamo`` (about 1 s of import work). Doing both in the background
-    when the first widget opens, pandas first, keeps them out of the first
-    segmentation and the first fine-tuning round, when the user is watching.
+    ``torch._dynamo`` (about 1 s of import work). The Annotation queue's
+    forest (:mod:`napari_resunet.core.committee`) imports scikit-learn's
+    ensembles when it first ranks after a round (0.9-1.0 s here). Doing these
+    in the background when the first widget opens, pandas first, keeps them out
+    of the first segmentation, the first fine-tuning round and the queue's
+    first second opinion, when the user is watching.
     """
     import contextlib
 
@@ -316,6 +319,8 @@ def _warm_up() -> None:
     # thread, as at the end of a short script), the first round imports the same
     with contextlib.suppress(Exception):
         torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
+    with contextlib.suppress(Exception):
+        import sklearn.ensemble  # noqa: F401
 
 
 def finish_pandas_import() -> None:
