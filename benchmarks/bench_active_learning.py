@@ -627,7 +627,7 @@ def run_strategy(
             # the widget's order for a network that has learnt nothing (with its
             # automatic variety; here whatever --variety says), drawn per seed
             if FIRST == "shuffle" and not trained:
-                order = blind_order(entries, seed, [i for i, _ in candidates])
+                order = first_round_order(candidates, seed)
             elif SELECT == "badge" and trained:
                 # (BADGE, Ash et al. 2020): k-means++ seeding over the patches'
                 # gradient embeddings, in the candidates' sorted order
@@ -652,8 +652,7 @@ def run_strategy(
             # both strategies pick at random here: the same draw, so that what
             # they are compared on is what each picks from round 2 on (a paired
             # comparison: the first draw's luck is common to both)
-            entries = [e for _, e in candidates]
-            order = blind_order(entries, seed, [i for i, _ in candidates])
+            order = first_round_order(candidates, seed)
         else:
             order = rng.permutation(len(candidates))
         picks = []  # (image, *start, share of cell / boundary voxels) of each pick
@@ -702,6 +701,13 @@ def run_strategy(
         if record is not None:
             record.append([m.copy() for m in masks])
     return rows
+
+
+def first_round_order(candidates, seed) -> list[int]:
+    """A new network's order of the pool's (field, patch) candidates: the
+    widget's random order (``blind_order``, each field a group), drawn per seed.
+    The queue's first round, and with --shared-first-round random patches' too."""
+    return blind_order([e for _, e in candidates], seed, [i for i, _ in candidates])
 
 
 def pool_foreground(model, img) -> np.ndarray:

@@ -1,5 +1,9 @@
 """The docks as a user opens them: all at once, each control with its help."""
 
+import subprocess
+import sys
+import textwrap
+
 from magicgui.widgets import Container, Label
 from tests.ui.conftest import dock
 
@@ -27,15 +31,24 @@ def test_every_control_of_every_dock_has_help(make_napari_viewer):
     assert not missing, "\n".join(missing)
 
 
+def _fresh_interpreter(code: str) -> list[str]:
+    """Run ``code`` in a new Python process (nothing imported yet); its printed
+    words."""
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
 def test_a_table_waits_for_pandas_half_imported_by_the_warm_up():
     """The plugin's warm-up imports pandas in a thread; a magicgui Table built
     meanwhile found a half-made module and the dock failed to open. Run in a
     fresh interpreter, where pandas is not imported yet."""
-    import subprocess
-    import sys
-    import textwrap
-
-    code = textwrap.dedent(
+    words = _fresh_interpreter(
         """
         import sys, threading, time
         from napari_resunet.ui._model_store import finish_pandas_import
@@ -48,22 +61,14 @@ def test_a_table_waits_for_pandas_half_imported_by_the_warm_up():
         print(half_made, hasattr(sys.modules["pandas"], "DataFrame"))
         """
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
     # caught half made (so the test could fail), and whole once it returns
-    assert out.stdout.split() == ["True", "True"]
+    assert words == ["True", "True"]
 
 
 def test_the_warm_up_imports_what_the_first_rounds_need():
     """In a fresh interpreter: after the warm-up, the first fine-tuning round's
     optimiser and the queue's forest import nothing more of note."""
-    import subprocess
-    import sys
-    import textwrap
-
-    code = textwrap.dedent(
+    words = _fresh_interpreter(
         """
         import sys
         from napari_resunet.ui._model_store import _warm_up
@@ -73,8 +78,4 @@ def test_the_warm_up_imports_what_the_first_rounds_need():
               ("pandas", "torch._dynamo", "sklearn.ensemble")))
         """
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["False", "True", "True", "True"]
+    assert words == ["False", "True", "True", "True"]

@@ -326,11 +326,11 @@ def _warm_up() -> None:
 def finish_pandas_import() -> None:
     """Import pandas, or wait until its import in another thread has finished.
 
-    :func:`_warm_up` imports it with this. A magicgui ``Table`` looks pandas up in ``sys.modules`` without importing
-    it. While :func:`_warm_up` imports pandas in its thread, that lookup finds
-    a half-made module, and building the table raises ``AttributeError``: a
-    dock with a table opened within a second of the first widget failed to
-    open. An import here blocks on the import in progress (Python's per-module
+    :func:`_warm_up` imports it with this. A magicgui ``Table`` looks pandas up
+    in ``sys.modules`` without importing it. While :func:`_warm_up` imports
+    pandas in its thread, that lookup finds a half-made module, and building
+    the table raises ``AttributeError``: a dock with a table opened within a
+    second of the first widget failed to open. An import here blocks on the import in progress (Python's per-module
     import lock) and returns the finished module.
     """
     import contextlib
