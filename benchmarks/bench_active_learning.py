@@ -104,6 +104,13 @@ TRAIN_PRECISION: dict[str, str] = {}
 # set from --foreground-fraction and --intensity-contrast: other fine-tuning
 # settings than the widget's
 TRAIN_CHANGES: dict[str, float] = {}
+# set from --time-limit: the rounds' training time limit (TrainConfig.max_seconds).
+# None (the default): every step, so that scores do not depend on how fast the
+# machine was at the time; "widget": the Fine-tune widget's limit, divided by
+# --limit-scale (a stand-in this many times faster than the CPU it plays then
+# plans the steps that CPU would)
+TIME_LIMIT: str | None = None
+LIMIT_SCALE = 1.0
 # set from --normalization: how an untrained network (and the forest) scales
 # intensities
 NORMALIZATION = NormalizationConfig()
@@ -286,6 +293,8 @@ def round_config(
     if mix != "auto":
         cfg = cfg.replace(match_class_mix=mix != "off")
     cfg = cfg.replace(**TRAIN_PRECISION, **TRAIN_CHANGES)
+    limit = cfg.max_seconds / LIMIT_SCALE if TIME_LIMIT == "widget" else None
+    cfg = cfg.replace(max_seconds=limit)
     return cfg.replace(lr=lr) if lr else cfg
 
 
@@ -667,7 +676,8 @@ def run_strategy(
             model, task, masks, start, steps, lr, seed + r, trained, mix
         )
         t0 += time.perf_counter() - t_data
-        model = train(model, data, cfg).model
+        result = train(model, data, cfg)
+        model = result.model
         elapsed = time.perf_counter() - t0
         scored = scores(model, task)
         if POOL_SCORE and not task.boundaries:  # not timed, as scoring
@@ -686,6 +696,7 @@ def run_strategy(
                 "round": r,
                 **scored,
                 "seconds": elapsed,
+                "steps": result.steps_done,
                 "annotated": int(sum(m.sum() for m in masks)),
                 "class_mix": bool(cfg.match_class_mix),
                 "picks": picks,
@@ -980,7 +991,8 @@ def run_forest(task: Task, masks_per_round, seed, feats):
 
 def run_full(task: Task, start, steps, lr, seed):
     model = initial_model(task, start, seed)
-    cfg = round_config(task, start, steps, lr, seed)
+    # the level sparse rounds are measured against: every step, whatever the limit
+    cfg = round_config(task, start, steps, lr, seed).replace(max_seconds=None)
     t0 = time.perf_counter()
     model = train(model, [TrainData(img, lab) for img, lab in task.pool], cfg).model
     scored = scores(model, task)
@@ -1316,6 +1328,21 @@ def main() -> None:
         help="fine-tuning arithmetic (TrainConfig.precision; default: the widget's)",
     )
     p.add_argument(
+        "--time-limit",
+        choices=["none", "widget"],
+        default="none",
+        help="the rounds' training time limit: none (every step, the default: "
+        "scores that do not depend on the machine's speed at the time) or the "
+        "Fine-tune widget's (ROUND_TRAIN_SECONDS; steps taken are recorded)",
+    )
+    p.add_argument(
+        "--limit-scale",
+        type=float,
+        default=1.0,
+        help="with --time-limit widget: divide the limit by this, to play a CPU "
+        "this many times slower than this machine (its steps, in this one's time)",
+    )
+    p.add_argument(
         "--inference-precision",
         choices=["auto", "float32", "bfloat16"],
         help="prediction arithmetic (InferenceConfig.precision; default auto, the "
@@ -1494,6 +1521,8 @@ def main() -> None:
         TRAIN_CHANGES["intensity_contrast"] = args.intensity_contrast
     if args.train_precision:
         TRAIN_PRECISION["precision"] = args.train_precision
+    global TIME_LIMIT, LIMIT_SCALE
+    TIME_LIMIT, LIMIT_SCALE = args.time_limit, args.limit_scale
     global ICFG
     if args.inference_precision:
         ICFG = ICFG.replace(precision=args.inference_precision)

@@ -194,6 +194,7 @@ def run_case(
     queue: str = "off",
     warm: bool = False,
     second_opinion: bool = True,
+    short_rounds: bool = True,
 ) -> list[dict]:
     import napari
     from qtpy.QtWidgets import QApplication
@@ -237,6 +238,7 @@ def run_case(
     out = viewer.layers["img [resunet]"]
     ft._image_combo.value = viewer.layers["img"]
     ft._labels_combo.value = out
+    ft._short_check.value = short_rounds
     if q is not None:
         q._image_combo.value = viewer.layers["img"]
         q._labels_combo.value = out
@@ -281,7 +283,8 @@ def run_case(
                 "round_s": elapsed,
                 "queue_s": queue_s,
                 "stall_ms": 1000 * stall,
-                "steps": ft._steps_spin.value,
+                # the steps the round took (fewer where its time limit bound)
+                "steps": ft._store.last_round["steps"],
                 "loss_first": ft._plot.losses[0],
                 "loss_last": ft._plot.losses[-1],
                 "pixel_acc": acc,
@@ -316,6 +319,15 @@ def main() -> None:
         "fine-tuning in float32 (with --threads 1, a stand-in for a slower CPU)",
     )
     p.add_argument(
+        "--limit-scale",
+        type=float,
+        default=1.0,
+        help="divide the Fine-tune widget's time limits (ROUND_TRAIN_SECONDS) by "
+        "this: with --threads 1 --no-bfloat16, the 1.23 of a stand-in that much "
+        "faster than the CPU it plays plans that CPU's steps; 0: no limit (the "
+        "widget's 'keep rounds short' unticked)",
+    )
+    p.add_argument(
         "--queue",
         choices=["off", "after", "eager"],
         default="off",
@@ -345,10 +357,20 @@ def main() -> None:
         import napari_resunet.core.device as device
 
         device.native_bfloat16_cpu = lambda: False
+    if args.limit_scale:
+        import napari_resunet.core.training.finetune as tf
+
+        for dims, limit in list(tf.ROUND_TRAIN_SECONDS.items()):
+            tf.ROUND_TRAIN_SECONDS[dims] = limit / args.limit_scale
     rows = []
     for case in args.cases:
         rows += run_case(
-            case, args.rounds, args.queue, args.warm, not args.no_second_opinion
+            case,
+            args.rounds,
+            args.queue,
+            args.warm,
+            not args.no_second_opinion,
+            short_rounds=bool(args.limit_scale),
         )
     print(
         "\n| case | round | steps | round time (s) | queue ready (s) | longest stall (ms) | loss first→last | labels = truth | RSS (MiB) | live tensors (MiB) |"

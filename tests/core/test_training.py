@@ -267,6 +267,56 @@ def test_validation_is_reported(blobs2d):
     assert all(0 <= r.metrics["val_dice"] <= 1 for r in val)
 
 
+def test_planned_steps_fit_the_time_left_within_bounds():
+    from napari_resunet.core.training.trainer import planned_steps
+
+    cfg = TrainConfig(steps=40, max_seconds=10.0)
+    # 3 steps in 1.5 s at 0.25 s a step: 34 more fit in the 8.5 s left
+    assert planned_steps(cfg, 3, 1.5, 0.25, 40) == 37
+    # all fit: the plan stays at the steps asked for
+    assert planned_steps(cfg, 3, 0.3, 0.1, 40) == 40
+    # too slow: never fewer than half the steps, nor than those done
+    assert planned_steps(cfg, 3, 3.0, 2.0, 40) == 20
+    assert planned_steps(cfg, 25, 30.0, 2.0, 30) == 25
+    # the plan only ever comes down
+    assert planned_steps(cfg, 10, 1.0, 0.01, 30) == 30
+    # no limit: the plan as it is
+    assert planned_steps(TrainConfig(steps=40), 3, 99.0, 9.0, 40) == 40
+    with pytest.raises(ValueError, match="max_seconds"):
+        TrainConfig(max_seconds=0)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_time_limit_shortens_the_run_and_its_schedule(blobs2d):
+    """A limit no step fits in plans half the steps after the pacing steps, tells
+    the progress bar, and lays the rest of the schedule out over the new plan."""
+    from napari_resunet.core.training.trainer import PACE_STEPS, _lr_factor
+
+    img, lab = blobs2d
+    cfg = FAST.replace(steps=10, max_seconds=1e-6)
+    records, result = drain(iter_train(tiny_model(2), TrainData(img, lab), cfg))
+    assert result.steps_done == 5 and result.history["step"] == [1, 2, 3, 4, 5]
+    assert [r.total for r in records] == [10] * (PACE_STEPS - 1) + [5] * 3
+    assert "time limit" in records[-1].message
+    lr = result.history["lr"]
+    assert lr[:PACE_STEPS] == pytest.approx(
+        [cfg.lr * _lr_factor(s, cfg) for s in range(PACE_STEPS)]
+    )
+    assert lr[PACE_STEPS:] == pytest.approx(
+        [cfg.lr * _lr_factor(s, cfg, 5) for s in range(PACE_STEPS, 5)]
+    )
+
+
+def test_time_limit_all_steps_fit_is_the_same_run(blobs2d):
+    img, lab = blobs2d
+    cfg = FAST.replace(steps=5)
+    a = train(tiny_model(2), TrainData(img, lab), cfg)
+    b = train(tiny_model(2), TrainData(img, lab), cfg.replace(max_seconds=1e6))
+    assert b.steps_done == 5 and a.history["loss"] == b.history["loss"]
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(v, b.model.state_dict()[k]), k
+
+
 def test_2d_model_trains_on_a_stack(blobs3d):
     img, lab = blobs3d
     res = train(
@@ -421,6 +471,12 @@ def test_finetune_presets():
     assert finetune_config(3, untrained=True).lr == pytest.approx(1e-3)
     # a finished training is never untrained
     assert finetune_config(2, pretrained=True, untrained=True).lr == pytest.approx(1e-4)
+    # a round's training has a time limit by dimensionality, which can be lifted
+    assert finetune_config(2).max_seconds < finetune_config(3).max_seconds
+    assert (
+        finetune_config(2, image_ndim=3).max_seconds == finetune_config(2).max_seconds
+    )
+    assert finetune_config(3, max_seconds=None).max_seconds is None
     # the patches obey the default networks' size rule
     for dims in (2, 3):
         m = ModelConfig(spatial_dims=dims).size_multiple

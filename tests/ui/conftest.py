@@ -8,6 +8,17 @@ import pytest
 from napari_resunet.core.io import load_sample
 
 
+@pytest.fixture(autouse=True)
+def _rounds_run_every_step(monkeypatch):
+    """A round's steps in a test do not depend on how busy the machine is: the
+    Fine-tune widget's time limits are set beyond reach (the test of the limit
+    sets its own)."""
+    import napari_resunet.core.training.finetune as tf
+
+    for dims in list(tf.ROUND_TRAIN_SECONDS):
+        monkeypatch.setitem(tf.ROUND_TRAIN_SECONDS, dims, 1e9)
+
+
 @pytest.fixture
 def sync_jobs(monkeypatch):
     """Run widget jobs inline (same code path, no thread) for deterministic tests."""

@@ -40,6 +40,8 @@ def test_finetune_learns_from_corrections_and_undo_restores(
         idx = np.nonzero(fg == value)
         out.data_setitem(idx, value)
     ft._steps_spin.value = 40
+    ft._short_check.value = False  # every step, however slow the machine
+    assert ft._read_config(2, 2, "auto", out.data).max_seconds is None
     ft._run_button.clicked()
     wait_idle(qtbot, ft)
     losses = ft._plot.losses
@@ -60,6 +62,30 @@ def test_finetune_learns_from_corrections_and_undo_restores(
     wait_idle(qtbot, ft)
     assert store.model is before_model
     np.testing.assert_array_equal(predict(store.model, image, icfg).argmax(0), before)
+
+
+def test_a_round_over_its_time_limit_runs_fewer_steps_and_says_so(
+    make_napari_viewer, qtbot, nuclei2d, monkeypatch, sync_jobs
+):
+    """Where the machine is too slow for the round's time limit, half the steps
+    run (here: a limit no step fits in), the status line says so, and the round
+    is recorded with the steps it took."""
+    import napari_resunet.core.training.finetune as tf
+
+    image, truth = nuclei2d
+    viewer, _, ft = _segmented_viewer(make_napari_viewer, qtbot, image)
+    out = viewer.layers["nuclei [resunet]"]
+    fg = (truth[:64, :64] > 0).astype(out.data.dtype)
+    for value in (0, 1):  # the true foreground in a corner: paints and erases
+        out.data_setitem(np.nonzero(fg == value), value)
+    monkeypatch.setitem(tf.ROUND_TRAIN_SECONDS, 2, 1e-6)
+    assert ft._short_check.value  # the default
+    ft._steps_spin.value = 12
+    ft._run_button.clicked()
+    store = get_store(viewer)
+    assert store.rounds == 1 and len(ft._plot.losses) == 6
+    assert "6 of 12 steps in its 1e-06 s limit" in ft._status.value
+    assert store.last_round["steps"] == 6
 
 
 def test_cancel_keeps_the_previous_model(make_napari_viewer, qtbot, nuclei2d):

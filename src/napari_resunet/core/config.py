@@ -286,6 +286,13 @@ class TrainConfig(_ConfigBase):
             channels-last: 0.143 s and 0.635 s).
         precision: arithmetic of the forward pass (``InferenceConfig.precision``);
             weights, gradients, the optimiser and the loss stay float32.
+        max_seconds: a time limit for the run, for interactive rounds; ``None``
+            (default): all ``steps``. After the first few steps the run measures
+            its pace and plans only as many steps as fit in the time left, never
+            fewer than half of ``steps`` (below that a round learns too little to
+            be worth its time); the learning-rate schedule is laid out over the
+            planned steps, so a shortened run still ends at ``min_lr_ratio``.
+            Where all steps fit, the run is exactly the one without a limit.
     """
 
     patch_shape: tuple[int, ...] | None = None
@@ -313,6 +320,7 @@ class TrainConfig(_ConfigBase):
     device: str = "auto"
     channels_last: bool | None = None
     precision: Precision = "float32"
+    max_seconds: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -330,6 +338,12 @@ class TrainConfig(_ConfigBase):
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}.")
+        if self.max_seconds is not None:
+            if not float(self.max_seconds) > 0:
+                raise ValueError(
+                    f"max_seconds must be > 0 or None, got {self.max_seconds}."
+                )
+            object.__setattr__(self, "max_seconds", float(self.max_seconds))
         if (
             self.ce_weight < 0
             or self.dice_weight < 0

@@ -51,6 +51,13 @@ TOOLTIPS: dict[str, str] = {
         "A pretrained model (starter, checkpoint, saved version) is fine-tuned at a "
         "ten times lower rate than a new network, so it keeps what it knows."
     ),
+    "short_rounds": (
+        "Keep each round to seconds on any CPU: after its first steps the round "
+        "plans only as many steps as fit in 4 s (2D) or 16 s (3D) of training, "
+        "at least half the steps above. Where the CPU is fast enough every step "
+        "runs; the status line says when fewer did. Untick to always run every "
+        "step."
+    ),
     "class_mix_auto": (
         "Let the plugin choose whether your corrections count as if they had the "
         "class mix of the whole labels layer: yes for cells with background, once "

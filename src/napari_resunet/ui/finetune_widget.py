@@ -77,6 +77,7 @@ class FinetuneWidget(Container):
         self._steps_spin = SpinBox(
             label="steps", value=finetune_config(2).steps, min=1, max=5000
         )
+        self._short_check = CheckBox(label="keep rounds short", value=True)
         self._mix_auto = CheckBox(label="automatic class mix", value=True)
         self._mix_check = CheckBox(
             label="keep the image's class mix", value=False, enabled=False
@@ -93,6 +94,7 @@ class FinetuneWidget(Container):
                 (self._labels_combo, "labels"),
                 (self._scope_combo, "scope"),
                 (self._steps_spin, "steps"),
+                (self._short_check, "short_rounds"),
                 (self._mix_auto, "class_mix_auto"),
                 (self._mix_check, "class_mix"),
                 (self._run_button, "finetune"),
@@ -162,6 +164,7 @@ class FinetuneWidget(Container):
             steps=int(self._steps_spin.value),
             label_mode=label_mode,
             match_class_mix=self._keep_class_mix(labels),
+            **({} if self._short_check.value else {"max_seconds": None}),
         )
 
     def _on_run_clicked(self, *_: Any) -> None:
@@ -251,6 +254,10 @@ class FinetuneWidget(Container):
 
     def _on_returned(self, result: Any, note: str = "") -> None:
         losses = result.history["loss"]
+        done, cfg = result.steps_done, result.config
+        if done < cfg.steps:  # the time limit planned fewer (TrainConfig.max_seconds)
+            note += f", {done} of {cfg.steps} steps in its {cfg.max_seconds:g} s limit"
+        self._round["steps"] = done
         self._store.last_round = dict(self._round)
         self._store.begin_settling(self)  # until the image is segmented again
         self._store.set_model(result.model, "fine-tuned", undoable=True)

@@ -16,6 +16,14 @@ from numpy.typing import NDArray
 from napari_resunet.core.config import ModelConfig, TrainConfig
 from napari_resunet.core.ordering import AUTO_VARIETY_BACKGROUND
 
+# A round's time limit for its training (TrainConfig.max_seconds), by the
+# network's dimensionality: with the re-segmentation after it, a round stays
+# within 10 s (2D) / 30 s (3D) on a 2-core laptop CPU that computes in float32
+# only. Where bfloat16 is native (this project's development machine) 40 steps
+# take about 2.5 s (2D) / 9 s (3D) and the limits never bind; measured
+# in docs/benchmarks.md ("a time limit for a round's training").
+ROUND_TRAIN_SECONDS = {2: 4.0, 3: 16.0}
+
 # the rate of a new 2D network's first round: from a handful of corrected
 # patches in tens of steps, at 1e-3 it often ends before it has learnt the cells
 FIRST_ROUND_LR = 3e-3
@@ -39,6 +47,10 @@ def finetune_config(
     ones, for less compute: 96² in 2D (40% less per step than 128²) and
     32x48x48 in 3D (46% less than 32x64x64); the simulated user's scores rose
     with them, dense 3D training fell a little (docs/benchmarks.md).
+
+    The training stops planning steps beyond :data:`ROUND_TRAIN_SECONDS`
+    (``TrainConfig.max_seconds``; ``max_seconds=None`` runs every step), so that
+    on a CPU without native bfloat16 a round still takes seconds.
 
     Where the CPU computes bfloat16 natively the forward passes run in it
     (``precision="auto"``): a round's steps take 20% (2D) to 31% (3D) less time,
@@ -81,6 +93,7 @@ def finetune_config(
         val_every=0,
         foreground_fraction=0.5,
         precision="auto",
+        max_seconds=ROUND_TRAIN_SECONDS[3 if spatial_dims == 3 else 2],
     )
     return base.replace(**changes) if changes else base
 

@@ -85,18 +85,55 @@ class TrainResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     config: TrainConfig = field(default_factory=TrainConfig)
 
+    @property
+    def steps_done(self) -> int:
+        """Steps the run took: ``config.steps``, or fewer where its time limit
+        (``TrainConfig.max_seconds``) planned fewer."""
+        return len(self.history.get("step", []))
+
     def metadata(self) -> dict[str, Any]:
         """Training metadata for :func:`save_checkpoint`."""
         return {"train_config": self.config.to_dict(), "history": self.history}
 
 
-def _lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to ``min_lr_ratio``."""
+def _lr_factor(step: int, cfg: TrainConfig, total: int | None = None) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio`` at step ``total``
+    (``cfg.steps`` unless a time limit planned fewer)."""
     if cfg.warmup_steps and step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
-    span = max(1, cfg.steps - cfg.warmup_steps)
+    span = max(1, (total or cfg.steps) - cfg.warmup_steps)
     t = min(1.0, (step - cfg.warmup_steps) / span)
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+# steps a time-limited run takes before it plans the rest from their pace; the
+# first step carries one-off costs (memory, kernels) and is left out of the pace
+PACE_STEPS = 3
+
+
+def planned_steps(
+    cfg: TrainConfig, done: int, elapsed: float, pace: float, planned: int
+) -> int:
+    """How many steps a run with ``cfg.max_seconds`` goes on to, all told.
+
+    Args:
+        cfg: the run's settings (``steps``, ``max_seconds``).
+        done: steps taken so far.
+        elapsed: seconds since the run began.
+        pace: seconds a step takes now.
+        planned: the plan so far, which this only ever lowers (so the schedule's
+            end never moves away).
+
+    Returns:
+        As many steps as fit in the time left at ``pace``, but not fewer than
+        ``done`` nor than half of ``cfg.steps`` (rounded up), and not more than
+        ``planned``.
+    """
+    if cfg.max_seconds is None:
+        return planned
+    fit = done + max(0, math.floor((cfg.max_seconds - elapsed) / max(pace, 1e-9)))
+    floor = max(done, math.ceil(cfg.steps / 2))
+    return min(planned, max(fit, floor))
 
 
 def _as_list(data: TrainData | Sequence[TrainData] | None) -> list[TrainData]:
@@ -218,6 +255,7 @@ def iter_train(
             rng,
         )
 
+    t_called = time.perf_counter()  # a time limit counts the preparation too
     samples = [prepare(d) for d in train_list]
     for d in val_list:  # fail early, before any training time is spent
         prepare(d)
@@ -246,10 +284,12 @@ def iter_train(
         "val_dice": [],
     }
     log_every = cfg.log_every or cfg.steps
+    planned = cfg.steps  # lowered by a time limit (planned_steps)
     t_start = time.perf_counter()
     logger.info(
-        "Training %d steps, patches %s x %d on %s (%s)",
+        "Training %d steps%s, patches %s x %d on %s (%s)",
         cfg.steps,
+        "" if cfg.max_seconds is None else f" (at most {cfg.max_seconds:g} s)",
         sampler.patch_shape,
         cfg.batch_size,
         device,
@@ -264,7 +304,7 @@ def iter_train(
         history["val_dice"].append(dice)
         return Progress(
             step,
-            cfg.steps,
+            planned,
             f"validation Dice {dice:.3f}",
             "validate",
             {"val_dice": dice},
@@ -272,8 +312,10 @@ def iter_train(
 
     try:
         net.train()
-        for step in range(cfg.steps):
-            lr = cfg.lr * _lr_factor(step, cfg)
+        t_first = t_start
+        step = 0
+        while step < planned:
+            lr = cfg.lr * _lr_factor(step, cfg, planned)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x_np, y_np = sampler.sample_batch(cfg.batch_size)
@@ -308,22 +350,34 @@ def iter_train(
                     f"The loss became {value} at step {step + 1}; lower the learning "
                     f"rate (now {cfg.lr})."
                 )
-            history["step"].append(step + 1)
+            step += 1
+            now = time.perf_counter()
+            history["step"].append(step)
             history["loss"].append(value)
             history["lr"].append(lr)
-            history["seconds"].append(time.perf_counter() - t_start)
-            if (step + 1) % log_every == 0 or step + 1 == cfg.steps:
+            history["seconds"].append(now - t_start)
+            if step == 1:
+                t_first = now
+            elif step >= PACE_STEPS:
+                pace = (now - t_first) / (step - 1)
+                planned = planned_steps(cfg, step, now - t_called, pace, planned)
+            if step % log_every == 0 or step == planned:
+                limit = (
+                    f" (time limit {cfg.max_seconds:g} s)"
+                    if planned < cfg.steps
+                    else ""
+                )
                 yield Progress(
-                    step + 1,
-                    cfg.steps,
-                    f"step {step + 1}/{cfg.steps} loss {value:.4f}",
+                    step,
+                    planned,
+                    f"step {step}/{planned}{limit} loss {value:.4f}",
                     "train",
                     {"loss": value, "lr": lr},
                 )
-            if val_list and cfg.val_every and (step + 1) % cfg.val_every == 0:
-                yield validate(step + 1)
-        if val_list and (not cfg.val_every or cfg.steps % cfg.val_every):
-            yield validate(cfg.steps)
+            if val_list and cfg.val_every and step % cfg.val_every == 0:
+                yield validate(step)
+        if val_list and (not cfg.val_every or planned % cfg.val_every):
+            yield validate(planned)
     finally:
         net.eval()
         net.zero_grad(set_to_none=True)  # the returned model carries no gradients
