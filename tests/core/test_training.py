@@ -272,16 +272,16 @@ def test_planned_steps_fit_the_time_left_within_bounds():
 
     cfg = TrainConfig(steps=40, max_seconds=10.0)
     # 3 steps in 1.5 s at 0.25 s a step: 34 more fit in the 8.5 s left
-    assert planned_steps(cfg, 3, 1.5, 0.25, 40) == 37
-    # all fit: the plan stays at the steps asked for
-    assert planned_steps(cfg, 3, 0.3, 0.1, 40) == 40
+    assert planned_steps(cfg, 3, 1.5, 0.25) == 37
+    # all fit: the steps asked for, no more
+    assert planned_steps(cfg, 3, 0.3, 0.1) == 40
     # too slow: never fewer than half the steps, nor than those done
-    assert planned_steps(cfg, 3, 3.0, 2.0, 40) == 20
-    assert planned_steps(cfg, 25, 30.0, 2.0, 30) == 25
-    # the plan only ever comes down
-    assert planned_steps(cfg, 10, 1.0, 0.01, 30) == 30
-    # no limit: the plan as it is
-    assert planned_steps(TrainConfig(steps=40), 3, 99.0, 9.0, 40) == 40
+    assert planned_steps(cfg, 3, 3.0, 2.0) == 20
+    assert planned_steps(cfg, 25, 30.0, 2.0) == 25
+    # a faster pace later plans more again
+    assert planned_steps(cfg, 10, 5.0, 0.5) < planned_steps(cfg, 11, 5.1, 0.2)
+    # no limit: every step
+    assert planned_steps(TrainConfig(steps=40), 3, 99.0, 9.0) == 40
     with pytest.raises(ValueError, match="max_seconds"):
         TrainConfig(max_seconds=0)
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg

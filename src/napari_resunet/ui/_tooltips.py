@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from napari_resunet.core.training.finetune import ROUND_TRAIN_SECONDS
+
 TOOLTIPS: dict[str, str] = {
     "image": "The image to segment. 2D, 3D, RGB or with a channel axis.",
     "channel_axis": "Axis of the image that holds channels (multi-channel images). "
@@ -53,7 +55,8 @@ TOOLTIPS: dict[str, str] = {
     ),
     "short_rounds": (
         "Keep each round to seconds on any CPU: after its first steps the round "
-        "plans only as many steps as fit in 4 s (2D) or 16 s (3D) of training, "
+        f"plans only as many steps as fit in {ROUND_TRAIN_SECONDS[2]:g} s (2D) or "
+        f"{ROUND_TRAIN_SECONDS[3]:g} s (3D) of training, "
         "at least half the steps above. Where the CPU is fast enough every step "
         "runs; the status line says when fewer did. Untick to always run every "
         "step."

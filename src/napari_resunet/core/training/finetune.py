@@ -17,12 +17,12 @@ from napari_resunet.core.config import ModelConfig, TrainConfig
 from napari_resunet.core.ordering import AUTO_VARIETY_BACKGROUND
 
 # A round's time limit for its training (TrainConfig.max_seconds), by the
-# network's dimensionality: with the re-segmentation after it, a round stays
-# within 10 s (2D) / 30 s (3D) on a 2-core laptop CPU that computes in float32
-# only. Where bfloat16 is native (this project's development machine) 40 steps
-# take about 2.5 s (2D) / 9 s (3D) and the limits never bind; measured
-# in docs/benchmarks.md ("a time limit for a round's training").
-ROUND_TRAIN_SECONDS = {2: 4.0, 3: 16.0}
+# network's dimensionality, so that with the re-segmentation after it a round
+# stays within about 10 s (2D, a 512² image) / 30 s (3D, 32x256x256) on a 2-core
+# CPU that computes in float32 only. Where bfloat16 is native (this project's
+# development machine) the widget's 40 steps fit in both and run as without a
+# limit; measured in docs/benchmarks.md ("a time limit for a round's training").
+ROUND_TRAIN_SECONDS = {2: 8.0, 3: 16.0}
 
 # the rate of a new 2D network's first round: from a handful of corrected
 # patches in tens of steps, at 1e-3 it often ends before it has learnt the cells
