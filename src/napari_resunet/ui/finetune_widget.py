@@ -19,18 +19,16 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_resunet.core import TrainData, iter_train, save_checkpoint
-from napari_resunet.core.checks import check_image
 from napari_resunet.core.edits import one_sided_note
 from napari_resunet.core.training.finetune import (
     FIRST_ROUND_LR,
     auto_class_mix,
     finetune_config,
-    finetune_label_mode,
 )
-from napari_resunet.ui._layers import guess_channel_axis, snapshot_image
 from napari_resunet.ui._loss_plot import LossPlot
 from napari_resunet.ui._model_store import get_store, unwrap
 from napari_resunet.ui._predict_job import start_prediction
+from napari_resunet.ui._round_inputs import SCOPES, NoRound, read_round_inputs
 from napari_resunet.ui._status import status_label
 from napari_resunet.ui._tooltips import tipped
 from napari_resunet.ui._workers import JobSlot, start_job
@@ -39,11 +37,6 @@ if TYPE_CHECKING:
     import napari
 
 
-SCOPES = {
-    "only what I edited": "edited",
-    "edited slices/patches": "edited_slices",
-    "the whole layer": "all",
-}
 # what to do about corrections that only paint or only erase (core.edits.one_sided_note)
 _ONE_SIDED_ADVICE = (
     "Erase some wrong labels, mark a patch reviewed in the Annotation queue, or "
@@ -168,40 +161,20 @@ class FinetuneWidget(Container):
         )
 
     def _on_run_clicked(self, *_: Any) -> None:
-        image_layer, labels_layer = self._image_combo.value, self._labels_combo.value
-        model = self._store.model
-        if image_layer is None or labels_layer is None:
-            show_warning("Choose an image and its corrected labels layer.")
-            return
-        if model is None:
-            show_warning("There is no model to fine-tune: segment the image first.")
-            return
-        snap = snapshot_image(
-            image_layer, guess_channel_axis(image_layer, model.config.in_channels)
-        )
-        labels = np.array(labels_layer.data, copy=True)
+        labels_layer = self._labels_combo.value
         try:
-            check_image(snap.data, model.config, snap.channel_axis)
-            if labels.shape != snap.spatial_shape:
-                raise ValueError(
-                    f"the labels layer's shape {labels.shape} differs from the image's "
-                    f"{snap.spatial_shape}"
-                )
-            label_mode = finetune_label_mode(labels, model.config)
-        except ValueError as err:
-            show_error(f"Cannot fine-tune: {err}")
-            return
-        scope = SCOPES[self._scope_combo.value]
-        mask = self._store.learning_mask(
-            labels_layer, labels, scope, model.spatial_dims
-        )
-        if mask is not None and not mask.any():
-            show_warning(
-                "No corrections yet: paint or erase on the labels layer first, or "
-                "learn from 'the whole layer'."
+            inputs = read_round_inputs(
+                self._store,
+                self._image_combo.value,
+                labels_layer,
+                self._scope_combo.value,
             )
+        except NoRound as why:
+            (show_error if why.error else show_warning)(str(why))
             return
-        if scope == "edited" and not self._store.trained:
+        model = self._store.model
+        snap, labels, mask = inputs.snap, inputs.labels, inputs.mask
+        if inputs.scope == "edited" and not self._store.trained:
             # a new network learns only what the corrections show it: one-sided
             # corrections are named and the round waits for a second click on
             # the same corrections (the user may mean it)
@@ -217,7 +190,7 @@ class FinetuneWidget(Container):
                 return
         self._warned_of = None
         cfg = self._read_config(
-            model.spatial_dims, len(snap.spatial_shape), label_mode, labels
+            model.spatial_dims, len(snap.spatial_shape), inputs.label_mode, labels
         )
         data = TrainData(snap.data, labels, mask, snap.channel_axis)
         self._plot.reset(cfg.steps)
