@@ -330,8 +330,9 @@ def finish_pandas_import() -> None:
     in ``sys.modules`` without importing it. While :func:`_warm_up` imports
     pandas in its thread, that lookup finds a half-made module, and building
     the table raises ``AttributeError``: a dock with a table opened within a
-    second of the first widget failed to open. An import here blocks on the import in progress (Python's per-module
-    import lock) and returns the finished module.
+    second of the first widget failed to open. An import here blocks on the
+    import in progress (Python's per-module import lock) and returns the
+    finished module.
     """
     import contextlib
     import importlib

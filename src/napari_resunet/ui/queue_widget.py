@@ -228,14 +228,13 @@ class QueueWidget(Container):
         )
         shape, why = self._shape
         variety = self._variety(ranking.background)
-        blind = self._blind
         entries = queue_order(
             u,
             shape,
             exclude=self._store.reviewed_mask(u.shape),
             probabilities=result.probabilities,
             variety=variety,
-            blind=blind,
+            blind=self._blind,
             typicality=ranking.typicality,
         )
         self._queue_list.show_entries(entries, score_name)
@@ -246,7 +245,7 @@ class QueueWidget(Container):
         note = f" Patches of {shape[-1]} px ({why})." if why else ""
         self._status.value = (
             f"{len(self._entries)} patches ranked; mean {score_name} "
-            f"{float(u.mean()):.3f}.{note}{order_note(blind, variety, opinion)}"
+            f"{float(u.mean()):.3f}.{note}{order_note(self._blind, variety, opinion)}"
         )
 
     def _patch_shape(self, spatial_shape: tuple[int, ...], model: Any) -> Any:

@@ -39,6 +39,14 @@ def _as_int_tuple(name: str, value: Any, *, allow_none: bool = False) -> Any:
     return out
 
 
+def _as_spatial_shape(name: str, value: Any) -> tuple[int, ...] | None:
+    """An optional tile or patch shape: ``None``, or 2 or 3 positive sizes."""
+    out = _as_int_tuple(name, value, allow_none=True)
+    if out is not None and len(out) not in (2, 3):
+        raise ValueError(f"{name} needs 2 or 3 sizes, got {out}.")
+    return out
+
+
 @dataclass(frozen=True)
 class _ConfigBase:
     """Shared dict round-trip for the config dataclasses."""

@@ -10,7 +10,7 @@ from napari_resunet.core.config._base import (
     CompileMode,
     Precision,
     SeedKind,
-    _as_int_tuple,
+    _as_spatial_shape,
     _check_choice,
     _ConfigBase,
 )
@@ -61,12 +61,8 @@ class InferenceConfig(_ConfigBase):
 
     def __post_init__(self) -> None:
         object.__setattr__(
-            self,
-            "tile_shape",
-            _as_int_tuple("tile_shape", self.tile_shape, allow_none=True),
+            self, "tile_shape", _as_spatial_shape("tile_shape", self.tile_shape)
         )
-        if self.tile_shape is not None and len(self.tile_shape) not in (2, 3):
-            raise ValueError(f"tile_shape needs 2 or 3 sizes, got {self.tile_shape}.")
         if not 0.0 <= float(self.overlap) < 1.0:
             raise ValueError(f"overlap must be in [0, 1), got {self.overlap}.")
         if int(self.batch_size) < 1:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from napari_resunet.core.config._base import (
     LabelMode,
     Precision,
-    _as_int_tuple,
+    _as_spatial_shape,
     _check_choice,
     _ConfigBase,
 )
@@ -100,12 +100,8 @@ class TrainConfig(_ConfigBase):
 
     def __post_init__(self) -> None:
         object.__setattr__(
-            self,
-            "patch_shape",
-            _as_int_tuple("patch_shape", self.patch_shape, allow_none=True),
+            self, "patch_shape", _as_spatial_shape("patch_shape", self.patch_shape)
         )
-        if self.patch_shape is not None and len(self.patch_shape) not in (2, 3):
-            raise ValueError(f"patch_shape needs 2 or 3 sizes, got {self.patch_shape}.")
         for name in ("batch_size", "steps"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
