@@ -624,7 +624,7 @@ def run_strategy(
         elif strategy == "queue":  # the widget's order, over all pool images at once
             # uncertainty x typicality: where the committee ranks, as the widget
             if (SELECT == "density" and trained) or (
-                SELECT == "auto" and forest is not None
+                SELECT in ("auto", "apart") and forest is not None
             ):
                 candidates = density_weighted(candidates)
             candidates.sort(key=lambda c: (-c[1].score, c[0], c[1].start))
@@ -646,6 +646,8 @@ def run_strategy(
                 order = diversify(entries, chosen)
             if FIELD_CAP and trained:  # picks over the cap move behind the rest
                 order = field_capped(order, [i for i, _ in candidates], k, FIELD_CAP)
+            if SELECT == "apart":  # overlapping picks move behind the rest
+                order = apart(order, candidates, k)
             n_random = int(round(explore * k))
             if n_random:  # the last picks drawn at random from the rest
                 rest = np.asarray(order[k - n_random :])
@@ -760,6 +762,28 @@ def normalize_as_stacks(*stacks) -> None:
         return np.clip(out, 0.0, 1.0, out=out) if cfg.clip else out
 
     normalize_module._scale = scale
+
+
+def apart(order, candidates, k: int) -> list[int]:
+    """``order`` with no two of its first ``k`` picks overlapping: an entry
+    that overlaps an earlier pick of the same pool image moves, in order, behind
+    the entries that do not (``--select apart``; the even grid's neighbours share
+    a voxel or two, so touching neighbours count as overlapping)."""
+    kept, deferred = [], []
+    for j in order:
+        i, e = candidates[j]
+        if len(kept) < k and any(
+            candidates[c][0] == i
+            and all(
+                abs(a - b) < s.stop - s.start
+                for a, b, s in zip(e.start, candidates[c][1].start, e.slices)
+            )
+            for c in kept
+        ):
+            deferred.append(j)
+            continue
+        kept.append(j)
+    return kept[:k] + deferred + kept[k:]
 
 
 def field_capped(order, fields, k: int, cap: int) -> list[int]:
@@ -1365,6 +1389,7 @@ def main() -> None:
             "softrank",
             "badge",
             "density",
+            "apart",
         ],
         default="auto",
         help="how the queue picks: the widget's order (auto: with the forest's "
@@ -1375,7 +1400,8 @@ def main() -> None:
         "1/rank in the widget's order (softrank); or k-means++ seeding over the "
         "patches' gradient embeddings once the network is trained (badge); or "
         "the widget's order with each patch's score times its typicality in "
-        "image features (density, once the network is trained)",
+        "image features (density, once the network is trained); or the "
+        "widget's order with no two picks of a round overlapping (apart)",
     )
     p.add_argument(
         "--score",
