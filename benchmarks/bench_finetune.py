@@ -360,8 +360,8 @@ def main() -> None:
     if args.limit_scale:
         import napari_resunet.core.training.finetune as tf
 
-        for dims, limit in list(tf.ROUND_TRAIN_SECONDS.items()):
-            tf.ROUND_TRAIN_SECONDS[dims] = limit / args.limit_scale
+        for key, limit in list(tf.ROUND_TRAIN_SECONDS.items()):
+            tf.ROUND_TRAIN_SECONDS[key] = limit / args.limit_scale
     rows = []
     for case in args.cases:
         rows += run_case(

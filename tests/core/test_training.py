@@ -473,6 +473,11 @@ def test_finetune_presets():
     assert finetune_config(2, pretrained=True, untrained=True).lr == pytest.approx(1e-4)
     # a round's training has a time limit by dimensionality, which can be lifted
     assert finetune_config(2).max_seconds < finetune_config(3).max_seconds
+    # a 3D network still learning at the full rate gains from every step: its
+    # limit is looser than a pretrained one's, which gains little from more
+    learning, gentle = finetune_config(3), finetune_config(3, pretrained=True)
+    assert gentle.max_seconds < learning.max_seconds
+    assert finetune_config(3, untrained=True).max_seconds == learning.max_seconds
     assert (
         finetune_config(2, image_ndim=3).max_seconds == finetune_config(2).max_seconds
     )

@@ -78,7 +78,8 @@ def test_a_round_over_its_time_limit_runs_fewer_steps_and_says_so(
     fg = (truth[:64, :64] > 0).astype(out.data.dtype)
     for value in (0, 1):  # the true foreground in a corner: paints and erases
         out.data_setitem(np.nonzero(fg == value), value)
-    monkeypatch.setitem(tf.ROUND_TRAIN_SECONDS, 2, 1e-6)
+    for pretrained in (False, True):
+        monkeypatch.setitem(tf.ROUND_TRAIN_SECONDS, (2, pretrained), 1e-6)
     assert ft._short_check.value  # the default
     ft._steps_spin.value = 12
     ft._run_button.clicked()

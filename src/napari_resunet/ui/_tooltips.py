@@ -55,11 +55,13 @@ TOOLTIPS: dict[str, str] = {
     ),
     "short_rounds": (
         "Keep each round to seconds on any CPU: after its first steps the round "
-        f"plans only as many steps as fit in {ROUND_TRAIN_SECONDS[2]:g} s (2D) or "
-        f"{ROUND_TRAIN_SECONDS[3]:g} s (3D) of training, "
-        "at least half the steps above. Where the CPU is fast enough every step "
-        "runs; the status line says when fewer did. Untick to always run every "
-        "step."
+        "plans only as many steps as fit in its time limit, at least half the "
+        f"steps above: {ROUND_TRAIN_SECONDS[(2, False)]:g} s of training in 2D; "
+        f"in 3D {ROUND_TRAIN_SECONDS[(3, True)]:g} s for a pretrained model, "
+        "which gains little from more steps, and "
+        f"{ROUND_TRAIN_SECONDS[(3, False)]:g} s for a network still learning. "
+        "Where the CPU is fast enough every step runs; the status line says "
+        "when fewer did. Untick to always run every step."
     ),
     "class_mix_auto": (
         "Let the plugin choose whether your corrections count as if they had the "

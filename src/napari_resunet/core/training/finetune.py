@@ -17,15 +17,27 @@ from napari_resunet.core.config import ModelConfig, TrainConfig
 from napari_resunet.core.ordering import AUTO_VARIETY_BACKGROUND
 
 # A round's time limit for its training (TrainConfig.max_seconds), by the
-# network's dimensionality. In 3D it keeps a round (32x256x256, re-segmentation
-# included) within about 30 s on a 2-core CPU that computes in float32 only,
-# where 40 steps took it to about 39 s. In 2D the widget's 40 steps fit there
-# (a 512² round about 9 s) and the limit is a backstop for slower CPUs, set
-# where it leaves the simulated user's 40 steps on four fields alone (at 8 s it
-# cut them to 29-40 and cost 0.02 F1 in a first round). Where bfloat16 is
-# native (this project's development machine) neither binds. Measured in
-# docs/benchmarks.md ("a time limit for a round's training").
-ROUND_TRAIN_SECONDS = {2: 10.0, 3: 16.0}
+# network's dimensionality and whether it is fine-tuned at the pretrained rate
+# (a starter, a checkpoint): (spatial_dims, pretrained) -> seconds. On 2 cores
+# computing in float32 (no faster than a CPU without native bfloat16) they hardly
+# bind: 2D rounds took 5-7 s and 3D ones 16-23 s, all with 40 steps but one
+# pretrained round of 32. They hold back slower CPUs. Measured in
+# docs/benchmarks.md ("a time limit for a round's training", "measured
+# directly: two cores computing in float32"):
+# - A pretrained 3D network hardly moves in a round (22 steps scored as 40 on
+#   FlyEM), so its limit is tight.
+# - A network learning at the full rate learns from every step (a new 3D
+#   network's fifth round scored 0.14 lower with 22 steps a round, a new 2D
+#   network's first 0.04 lower with 27), and a round's seconds are little beside
+#   the minutes its corrections took to paint: 40 steps fit in its limits there
+#   with room to spare (at 16 s a new 3D network's rounds were cut to 35-40
+#   steps; at 8 s the simulated user's 2D rounds to 29-40 on a slower stand-in).
+ROUND_TRAIN_SECONDS = {
+    (2, False): 10.0,
+    (2, True): 10.0,
+    (3, False): 40.0,
+    (3, True): 16.0,
+}
 
 # the rate of a new 2D network's first round: from a handful of corrected
 # patches in tens of steps, at 1e-3 it often ends before it has learnt the cells
@@ -53,7 +65,9 @@ def finetune_config(
 
     The training stops planning steps beyond :data:`ROUND_TRAIN_SECONDS`
     (``TrainConfig.max_seconds``; ``max_seconds=None`` runs every step), so that
-    on a CPU without native bfloat16 a round still takes seconds.
+    on a CPU without native bfloat16 a round still takes seconds: tighter for a
+    pretrained network, which gains little from more steps, than for one still
+    learning at the full rate.
 
     Where the CPU computes bfloat16 natively the forward passes run in it
     (``precision="auto"``): a round's steps take 20% (2D) to 31% (3D) less time,
@@ -96,7 +110,9 @@ def finetune_config(
         val_every=0,
         foreground_fraction=0.5,
         precision="auto",
-        max_seconds=ROUND_TRAIN_SECONDS[3 if spatial_dims == 3 else 2],
+        max_seconds=ROUND_TRAIN_SECONDS[
+            (3 if spatial_dims == 3 else 2, bool(pretrained))
+        ],
     )
     return base.replace(**changes) if changes else base
 
