@@ -764,41 +764,46 @@ def normalize_as_stacks(*stacks) -> None:
     normalize_module._scale = scale
 
 
-def apart(order, candidates, k: int) -> list[int]:
-    """``order`` with no two of its first ``k`` picks overlapping: an entry
-    that overlaps an earlier pick of the same pool image moves, in order, behind
-    the entries that do not (``--select apart``; the even grid's neighbours share
-    a voxel or two, so touching neighbours count as overlapping)."""
+def _defer(order, k: int, refused) -> list[int]:
+    """``order`` with each entry that ``refused(entry, picks)`` turns away from
+    the first ``k`` picks (``picks``: those taken so far) moved, in order,
+    behind the entries that are taken."""
     kept, deferred = [], []
     for j in order:
+        if len(kept) < k and refused(j, kept):
+            deferred.append(j)
+            continue
+        kept.append(j)
+    return kept[:k] + deferred + kept[k:]
+
+
+def apart(order, candidates, k: int) -> list[int]:
+    """``order`` with no two of its first ``k`` picks overlapping: an entry
+    that overlaps an earlier pick of the same pool image moves behind the rest
+    (``--select apart``; the even grid's neighbours share a voxel or two, so
+    touching neighbours count as overlapping)."""
+
+    def overlaps(j, picks) -> bool:
         i, e = candidates[j]
-        if len(kept) < k and any(
+        return any(
             candidates[c][0] == i
             and all(
                 abs(a - b) < s.stop - s.start
                 for a, b, s in zip(e.start, candidates[c][1].start, e.slices)
             )
-            for c in kept
-        ):
-            deferred.append(j)
-            continue
-        kept.append(j)
-    return kept[:k] + deferred + kept[k:]
+            for c in picks
+        )
+
+    return _defer(order, k, overlaps)
 
 
 def field_capped(order, fields, k: int, cap: int) -> list[int]:
     """``order`` with its first ``k`` picks taking at most ``cap`` patches from
     any one pool image: an entry that would exceed it moves, in order, behind
     the entries that do not (``--field-cap``)."""
-    kept, deferred, count = [], [], {}
-    for j in order:
-        if len(kept) < k and count.get(fields[j], 0) >= cap:
-            deferred.append(j)
-            continue
-        if len(kept) < k:
-            count[fields[j]] = count.get(fields[j], 0) + 1
-        kept.append(j)
-    return kept[:k] + deferred + kept[k:]
+    return _defer(
+        order, k, lambda j, picks: sum(fields[c] == fields[j] for c in picks) >= cap
+    )
 
 
 def pool_f1(model, task: Task, masks, boxes) -> float:
