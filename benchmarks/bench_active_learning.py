@@ -20,12 +20,12 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
 
     python benchmarks/bench_active_learning.py [--dataset bbbc039|flyem]
         [--start untrained|starter] [--seeds 0 1 2] [--rounds 5] [--k 4]
-        [--pool 4] [--pool-first 0]
+        [--pool 4] [--pool-first 0] [--pool-corner 0]
         [--variety auto] [--class-mix auto|on|off|argmax|truth] [--explore 0]
         [--select variety|cluster-uncertain|cluster-typical|softrank|badge]
         [--skip-top 0] [--field-cap 0]
         [--foreground-fraction F] [--intensity-contrast C] [--edge-margin 0]
-        [--quick [queue|full]] [--oracle [error|instances]] [--diagnose [error|instances]]
+        [--quick [queue|forest|full]] [--oracle [error|instances]] [--diagnose [error|instances]]
         [--score auto|pixel|foreground|instances|both] [--test-time-flips 1]
         [--pool-score] [--changes] [--stack] [--first shuffle|rank]
         [--normalization percentile|foreground] [--norm group|batch|instance|none]
@@ -34,9 +34,9 @@ corrections so far (the Fine-tune widget's settings). Compared in the same run, 
 BBBC039 (2D cells): pool = 4 training fields (the first four, or from
 ``--pool-first``), held out = the 10 validation fields.
 FlyEM medulla (3D boundaries): pool = the 48x160x160 corner of the validation
-crop; held out = the rest of the validation crop beside it (two blocks, 75x90x250
-and 75x160x90), so the starter model (trained on the training crop) has seen
-neither. Needs ``pip install -e .[bench]`` (scikit-learn, matplotlib) and
+crop (or another of its eight corners: ``--pool-corner``); held out = the rest of
+the validation crop beside it (two blocks, 75x90x250 and 75x160x90), so the
+starter model (trained on the training crop) has seen neither. Needs ``pip install -e .[bench]`` (scikit-learn, matplotlib) and
 ../shared/data.
 """
 
@@ -207,8 +207,16 @@ def load_bbbc039(n_pool: int, first: int = 0) -> Task:
     )
 
 
-def load_flyem() -> Task:
-    """Pool: val[0:48, 0:160, 0:160]; held out: val[:, 160:, :] and val[:, :160, 160:].
+# the corners of the 75x250x250 validation crop a 48x160x160 pool can sit in
+# (--pool-corner): z at the top or the bottom, y and x at the start or the end
+FLYEM_POOL = (48, 160, 160)
+
+
+def load_flyem(corner: int = 0) -> Task:
+    """Pool: a 48x160x160 corner of the validation crop (``corner`` 0-7, bits
+    z, y, x: 0 at the start of that axis, 1 at its end; 0 is val[0:48, 0:160,
+    0:160]); held out: the rest of the crop beside it, over all slices (for
+    corner 0 val[:, 160:, :] and val[:, :160, 160:]), never the pool's voxels.
 
     Boundaries are the dataset's derived map (a voxel whose neuron differs from a
     face neighbour's), the same definition as the instance networks' boundary class.
@@ -217,10 +225,17 @@ def load_flyem() -> Task:
     img = tifffile.imread(d / "val_image.tif")
     lab = tifffile.imread(d / "val_labels.tif")
     bnd = tifffile.imread(d / "val_boundaries.tif").astype(np.uint8)
-    pool_sl = (slice(0, 48), slice(0, 160), slice(0, 160))
+    at_end = [(corner >> bit) & 1 for bit in (2, 1, 0)]  # z, y, x
+    pool_sl = tuple(
+        slice(n - size, n) if end else slice(0, size)
+        for n, size, end in zip(img.shape, FLYEM_POOL, at_end)
+    )
+    _, ys, xs = pool_sl
+    y_rest = slice(0, ys.start) if ys.start else slice(ys.stop, None)
+    x_rest = slice(0, xs.start) if xs.start else slice(xs.stop, None)
     held_sl = [
-        (slice(None), slice(160, None), slice(None)),
-        (slice(None), slice(0, 160), slice(160, None)),
+        (slice(None), y_rest, slice(None)),
+        (slice(None), ys, x_rest),
     ]
     return Task(
         "flyem",
@@ -1057,6 +1072,9 @@ def run_seed(task, args, seed, feats) -> dict:
         extra["oracle"] = run_strategy("oracle", *common)
     if args.quick == "queue":
         return {"start": start, "queue": queue, **extra}
+    if args.quick == "forest":
+        forest = run_forest(task, masks, seed, feats)
+        return {"start": start, "queue": queue, "forest": forest, **extra}
     rand = run_strategy("random", *common)
     if args.quick:
         return {
@@ -1133,13 +1151,17 @@ def _mean(runs, method, key, r):
 
 def print_quick(runs: list[dict], boundaries: bool) -> None:
     """Per round, the mean score of each way of choosing a ``--quick`` run has
-    (the queue; random patches, the pool's labels and the oracle where run)."""
+    (the queue; random patches, the forest, the pool's labels and the oracle
+    where run)."""
     key = "dice" if boundaries else "f1"
     nan = float("nan")
     for r in range(len(runs[0]["queue"])):
         q = _mean(runs, "queue", key, r)
         rd = _mean(runs, "random", key, r) if "random" in runs[0] else nan
         line = f"round {r + 1}: queue {q:.3f} random {rd:.3f}"
+        if "forest" in runs[0]:
+            fo = _mean(runs, "forest", key, r)
+            line += f" forest {fo:.3f} queue - forest {q - fo:+.3f}"
         if "pool_f1" in runs[0]["queue"][r]:
             qp = _mean(runs, "queue", "pool_f1", r)
             rp = _mean(runs, "random", "pool_f1", r) if "random" in runs[0] else nan
@@ -1291,6 +1313,16 @@ def main() -> None:
         "--pool", type=int, default=4, help="training fields to annotate (2D)"
     )
     p.add_argument(
+        "--pool-corner",
+        type=int,
+        choices=range(8),
+        default=0,
+        help="FlyEM: the corner of the validation crop the 48x160x160 pool sits "
+        "in, bits z, y, x (0: the start of that axis, 1: its end; 0, the default, "
+        "is val[0:48, 0:160, 0:160]); the held-out blocks are the rest of the "
+        "crop beside it",
+    )
+    p.add_argument(
         "--pool-first",
         type=int,
         default=0,
@@ -1320,10 +1352,11 @@ def main() -> None:
         "--quick",
         nargs="?",
         const="random",
-        choices=["random", "queue", "full"],
-        help="queue and random only (or the queue only: --quick queue): no "
-        "forest, no full supervision, no tables; --quick full: full supervision "
-        "only (the level the sparse strategies are measured against)",
+        choices=["random", "queue", "forest", "full"],
+        help="queue and random only (or the queue only: --quick queue; the queue "
+        "and the forest on its voxels: --quick forest): no full supervision, no "
+        "tables; --quick full: full supervision only (the level the sparse "
+        "strategies are measured against)",
     )
     p.add_argument(
         "--explore",
@@ -1568,13 +1601,19 @@ def main() -> None:
         )
     args.patch = args.patch or (24 if flyem else 64)
     args.steps = args.steps or (40 if flyem else 60)
-    task = load_flyem() if flyem else load_bbbc039(args.pool, args.pool_first)
+    if args.pool_corner and not flyem:
+        p.error("--pool-corner places FlyEM's pool; BBBC039's is --pool-first")
+    task = (
+        load_flyem(args.pool_corner)
+        if flyem
+        else load_bbbc039(args.pool, args.pool_first)
+    )
     if args.stack:  # the pool one stack, the held-out fields another
         normalize_as_stacks(task.pool, task.held)
     if args.from_json:
         saved = json.loads(Path(args.from_json).read_text())
         args.start = saved["args"]["start"]
-        if "forest" in saved["runs"][0]:
+        if "random" in saved["runs"][0] and "forest" in saved["runs"][0]:
             print_tables(saved["runs"], saved["args"]["seeds"], task.boundaries)
         elif "queue" not in saved["runs"][0]:  # --quick full
             print_full(saved["runs"], task.boundaries)
@@ -1588,10 +1627,10 @@ def main() -> None:
     # forest, --select cluster-* and density, the held-out images' for the
     # forest alone; other --quick runs skip them
     needs = args.select.startswith("cluster") or args.select == "density"
-    if not args.quick or needs or args.score == "committee":
+    if args.quick in (None, "forest") or needs or args.score == "committee":
         POOL_FEATURES[:] = [_features(img) for img, _ in task.pool]
     feats = None
-    if not args.quick:
+    if not args.quick or args.quick == "forest":
         feats = (list(POOL_FEATURES), [_features(img) for img, _ in task.held])
     global SELECT, SKIP_TOP, SCORE, DIAGNOSE, EDGE_MARGIN, POOL_SCORE, FIRST
     global COMMITTEE_PASSES
